@@ -1,0 +1,26 @@
+//! Bucky's gRPC contract, package `bucky.v1`, generated at build time by protox and
+//! tonic-prost-build (no system `protoc`). Callers write `use bucky_proto::v1 as pb;`.
+#![warn(missing_docs)]
+
+/// Generated messages, clients and servers of `bucky.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("bucky.v1");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1 as pb;
+    use prost::Message;
+
+    #[test]
+    fn info_response_round_trips_on_the_wire() {
+        let info = pb::InfoResponse {
+            node: "graphite-01".into(),
+            version: "0.1.0".into(),
+            whisper_root: "/var/lib/graphite/whisper".into(),
+        };
+        let bytes = info.encode_to_vec();
+        assert_eq!(pb::InfoResponse::decode(bytes.as_slice()).unwrap(), info);
+    }
+}

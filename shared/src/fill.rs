@@ -1,0 +1,193 @@
+//! Filling the gaps of one whisper file (dst) with the data of another (src), as whisper-fill
+//! does for replicas of one metric.
+//!
+//! Two modes:
+//! - [`FillMode::Carbonate`]: byte-identical to carbonate 1.1.10's `fill_archives`, quirks
+//!   included (see [`carbonate`]). For operators who want exactly what `whisper-fill` does.
+//! - [`FillMode::Safe`], the default and the one every restore uses: never changes a point that
+//!   is present in dst and fills every empty slot src can supply (rules in [`safe`]).
+//!
+//! [`fill_files`] locks dst exclusively and src shared for the whole fill, works on in-memory
+//! copies, and writes back only the bytes that changed.
+
+pub mod carbonate;
+pub mod safe;
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::whisper::{self, Access, DEFAULT_LOCK_TIMEOUT, Image, Storage, Whisper};
+
+/// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading, locking or parsing one of the files failed.
+    #[error(transparent)]
+    Whisper(#[from] whisper::Error),
+    /// src and dst are the same file.
+    #[error("{path}: source and destination are the same file", path = path.display())]
+    SameFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Options that do not go together.
+    #[error("invalid fill options: {0}")]
+    InvalidOptions(String),
+}
+
+/// Which fill semantics to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FillMode {
+    /// Never change a present point; fill every slot src can supply.
+    #[default]
+    Safe,
+    /// carbonate 1.1.10's `fill_archives`, byte for byte.
+    Carbonate,
+}
+
+/// How to fill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillOptions {
+    /// Fill semantics; default [`FillMode::Safe`].
+    pub mode: FillMode,
+    /// The clock: both files are read as if it were this Unix time.
+    pub now: i64,
+    /// Newest timestamp to fill (carbonate's `startFrom`); default `now`.
+    pub start_from: Option<i64>,
+    /// Oldest timestamp to fill (carbonate's `endAt`); default 0, no bound.
+    pub end_at: i64,
+    /// Carbonate mode only: write every src point, present or not.
+    pub overwrite: bool,
+    /// Longest wait for each file's lock; default [`DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Duration,
+    /// fsync dst after writing; default true.
+    pub fsync: bool,
+}
+
+impl FillOptions {
+    /// Defaults for `mode` at time `now`.
+    pub fn new(mode: FillMode, now: i64) -> Self {
+        FillOptions {
+            mode,
+            now,
+            start_from: None,
+            end_at: 0,
+            overwrite: false,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            fsync: true,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.overwrite && self.mode == FillMode::Safe {
+            return Err(Error::InvalidOptions(
+                "overwrite applies to carbonate mode only; safe mode never changes a present point".into(),
+            ));
+        }
+        if let Some(start) = self.start_from
+            && start <= self.end_at
+        {
+            return Err(Error::InvalidOptions(format!(
+                "start-from {start} must be after end-at {}",
+                self.end_at
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a fill did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FillReport {
+    /// Points written into dst (carbonate mode: points passed to `update_many`).
+    pub points_written: u64,
+    /// Safe mode: slots filled in each dst archive, highest precision first.
+    pub filled_per_archive: Vec<u64>,
+}
+
+/// Fills `dst` from `src` in memory, as [`fill_files`] does on disk.
+///
+/// # Errors
+/// Invalid options, or a whisper error reading either image.
+pub fn fill_images<S: Storage, D: Storage>(
+    src: &Whisper<S>,
+    dst: &mut Whisper<D>,
+    options: &FillOptions,
+) -> Result<FillReport, Error> {
+    options.validate()?;
+    let start_from = options.start_from.unwrap_or(options.now);
+    match options.mode {
+        FillMode::Carbonate => {
+            let points = carbonate::fill_archives(
+                src,
+                dst,
+                start_from,
+                options.end_at,
+                options.overwrite,
+                options.now,
+            )?;
+            Ok(FillReport {
+                points_written: points,
+                filled_per_archive: Vec::new(),
+            })
+        }
+        FillMode::Safe => {
+            let window = safe::Window {
+                oldest: options.end_at,
+                newest: start_from,
+            };
+            let filled = safe::fill(src, dst, window, options.now)?;
+            Ok(FillReport {
+                points_written: filled.iter().sum(),
+                filled_per_archive: filled,
+            })
+        }
+    }
+}
+
+/// Fills the file `dst` from the file `src`. dst is locked exclusively and src shared until the
+/// fill is done; both are read whole, filled in memory, and only the changed byte range of dst is
+/// written back (then fsynced unless `options.fsync` is false).
+///
+/// # Errors
+/// Invalid options, src and dst being one file, a lock not obtained within
+/// `options.lock_timeout`, a corrupt or truncated file, or an I/O error; each names the path.
+pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillReport, Error> {
+    options.validate()?;
+    let dst_file = whisper::file::open_locked(dst, Access::ReadWrite, options.lock_timeout)?;
+    let src_file = whisper::file::open_locked(src, Access::Read, options.lock_timeout)?;
+    if same_file(&src_file, &dst_file) {
+        return Err(Error::SameFile {
+            path: dst.to_path_buf(),
+        });
+    }
+    let src_image = Whisper::open(whisper::file::read_all(&src_file, src)?, src)?;
+    let mut dst_image = Whisper::open(whisper::file::read_all(&dst_file, dst)?, dst)?;
+    let report = fill_images(&src_image, &mut dst_image, options)?;
+    write_back(dst_image.into_storage(), dst_file, dst, options.fsync)?;
+    drop(src_file); // releases src's shared lock only once dst is safely written
+    Ok(report)
+}
+
+fn same_file(a: &File, b: &File) -> bool {
+    match (a.metadata(), b.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn write_back(image: Image, mut file: File, path: &Path, fsync: bool) -> Result<(), Error> {
+    let Some((start, end)) = image.dirty_range() else {
+        return Ok(());
+    };
+    let bytes = &image.bytes()[start as usize..end as usize];
+    file.write_at(bytes, start)
+        .map_err(|e| whisper::Error::io(path, "writing filled points", e))?;
+    if fsync {
+        file.sync_data()
+            .map_err(|e| whisper::Error::io(path, "syncing", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! carbonate 1.1.10's `fill_archives`, byte for byte.
+//!
+//! Reproduced as carbonate behaves, not as one might wish it did:
+//! - a stored `0.0` counts as a gap (`bool(value)` is false), so zeros are replaced;
+//! - each gap is fetched from src over `(gapstart - step, start]`, so the first present dst
+//!   point after a gap is overwritten by src's value there;
+//! - src points are written with `whisper.update_many`, so they propagate into dst's lower
+//!   archives (re-aggregating values dst already had);
+//! - dst archives are visited by increasing retention, each only up to where the previous one
+//!   began.
+
+use crate::whisper::{Result, Storage, Whisper};
+
+/// carbonate's `fill_archives(src, dst, startFrom, endAt, overwrite)` with `time.time() == now`.
+/// Returns the number of points passed to `update_many`.
+///
+/// # Errors
+/// A read or write error on either file.
+pub fn fill_archives<S: Storage, D: Storage>(
+    src: &Whisper<S>,
+    dst: &mut Whisper<D>,
+    start_from: i64,
+    end_at: i64,
+    overwrite: bool,
+    now: i64,
+) -> Result<u64> {
+    let mut archives = dst.header().archives.clone();
+    archives.sort_by_key(|a| a.retention());
+    let mut start_from = start_from;
+    let mut written = 0;
+    for archive in archives {
+        let from_time = end_at.max(now - archive.retention());
+        if from_time >= start_from {
+            continue;
+        }
+        // carbonate would crash on a range wholly outside the file; there is nothing to fill.
+        let Some(series) = dst.fetch(from_time, Some(start_from), now)? else {
+            continue;
+        };
+        let step = series.step;
+        // Python truthiness: 0 stands for "no gap open", as `gapstart = None` does there.
+        let mut gap_start = 0;
+        let mut start = series.from;
+        for value in &series.values {
+            let has_value = !overwrite && value.is_some_and(|v| v != 0.0);
+            if !has_value && gap_start == 0 {
+                gap_start = start;
+            } else if has_value && gap_start != 0 {
+                if start - gap_start >= archive.step() {
+                    written += fill(src, dst, gap_start - step, start, now)?;
+                }
+                gap_start = 0;
+            }
+            start += step;
+        }
+        if gap_start != 0 {
+            written += fill(src, dst, gap_start - step, series.until - step, now)?;
+        }
+        start_from = from_time;
+    }
+    Ok(written)
+}
+
+/// carbonate's `fill(src, dst, tstart, tstop)`: copies src's known points in `(tstart, tstop]`
+/// into dst, from src's highest-precision archive that has them.
+fn fill<S: Storage, D: Storage>(
+    src: &Whisper<S>,
+    dst: &mut Whisper<D>,
+    tstart: i64,
+    tstop: i64,
+    now: i64,
+) -> Result<u64> {
+    let src_time = now - i64::from(src.header().max_retention);
+    if tstart < src_time && tstop < src_time {
+        return Ok(0);
+    }
+    let mut archives = src.header().archives.clone();
+    archives.sort_by_key(|a| a.retention());
+    let mut tstop = tstop;
+    let mut written = 0;
+    for archive in archives {
+        let rtime = now - archive.retention();
+        if tstop <= rtime {
+            continue;
+        }
+        let from_time = rtime.max(tstart);
+        let Some(series) = src.fetch(from_time, Some(tstop), now)? else {
+            return Ok(written);
+        };
+        let mut points: Vec<(i64, f64)> = series
+            .points()
+            .filter_map(|(t, v)| v.map(|v| (t, v)))
+            .collect();
+        points.reverse(); // newest first, as carbonate sorts them
+        dst.update_many(&points, now)?;
+        written += points.len() as u64;
+        tstop = from_time;
+        if tstart == tstop {
+            break;
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,7 @@
+//! Integration tests of bucky-shared: the reference vectors, fill properties, corrupt input.
+
+mod corrupt;
+mod fill_safe;
+mod support;
+mod vectors_fill;
+mod vectors_update_many;
