@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::whisper::{self, Access, DEFAULT_LOCK_TIMEOUT, Image, Storage, Whisper};
+use crate::whisper::{self, Access, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Storage, Whisper};
 
 /// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,16 @@ pub struct FillReport {
     /// Points written into dst (carbonate mode: points passed to `update_many`).
     pub points_written: u64,
     /// Safe mode: slots filled in each dst archive, highest precision first.
-    pub filled_per_archive: Vec<u64>,
+    pub filled_per_archive: Vec<ArchiveFill>,
+}
+
+/// Slots a safe fill wrote into one dst archive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveFill {
+    /// The archive's precision.
+    pub seconds_per_point: u32,
+    /// Slots filled.
+    pub points: u64,
 }
 
 /// Fills `dst` from `src` in memory, as [`fill_files`] does on disk.
@@ -139,9 +148,19 @@ pub fn fill_images<S: Storage, D: Storage>(
                 newest: start_from,
             };
             let filled = safe::fill(src, dst, window, options.now)?;
+            let per_archive: Vec<ArchiveFill> = dst
+                .header()
+                .archives
+                .iter()
+                .zip(filled)
+                .map(|(a, points)| ArchiveFill {
+                    seconds_per_point: a.seconds_per_point,
+                    points,
+                })
+                .collect();
             Ok(FillReport {
-                points_written: filled.iter().sum(),
-                filled_per_archive: filled,
+                points_written: per_archive.iter().map(|a| a.points).sum(),
+                filled_per_archive: per_archive,
             })
         }
     }
@@ -157,12 +176,14 @@ pub fn fill_images<S: Storage, D: Storage>(
 pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillReport, Error> {
     options.validate()?;
     let dst_file = whisper::file::open_locked(dst, Access::ReadWrite, options.lock_timeout)?;
-    let src_file = whisper::file::open_locked(src, Access::Read, options.lock_timeout)?;
+    let src_file = File::open(src).map_err(|e| whisper::Error::io(src, "opening", e))?;
+    // Checked before locking src: its shared lock would wait on our own exclusive one.
     if same_file(&src_file, &dst_file) {
         return Err(Error::SameFile {
             path: dst.to_path_buf(),
         });
     }
+    whisper::lock_file(&src_file, LockMode::Shared, options.lock_timeout, src)?;
     let src_image = Whisper::open(whisper::file::read_all(&src_file, src)?, src)?;
     let mut dst_image = Whisper::open(whisper::file::read_all(&dst_file, dst)?, dst)?;
     let report = fill_images(&src_image, &mut dst_image, options)?;

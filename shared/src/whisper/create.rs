@@ -16,6 +16,8 @@ pub struct CreateOptions {
     pub aggregation: Aggregation,
     /// Leave the data area as a hole instead of writing zeros; default false.
     pub sparse: bool,
+    /// Atomically replace an existing file (whisper-create's `--overwrite`); default false.
+    pub replace: bool,
 }
 
 impl Default for CreateOptions {
@@ -24,6 +26,7 @@ impl Default for CreateOptions {
             x_files_factor: 0.5,
             aggregation: Aggregation::Average,
             sparse: false,
+            replace: false,
         }
     }
 }
@@ -113,14 +116,14 @@ pub fn create_image(archives: &[ArchiveSpec], options: &CreateOptions) -> Result
     Ok(Image::new(bytes))
 }
 
-/// Creates `path`. Written to a temp file in the same directory, fsynced, then linked into place
-/// without replacing anything: an existing file is never touched.
+/// Creates `path`. Written to a temp file in the same directory, fsynced, then linked into place:
+/// an existing file is never touched unless `options.replace` asks to swap it atomically.
 ///
 /// # Errors
 /// [`Error::Exists`], a configuration error, or an I/O error naming the path.
 pub fn create(path: &Path, archives: &[ArchiveSpec], options: &CreateOptions) -> Result<()> {
     let header = build_header(&mut archives.to_vec(), options)?;
-    if path.exists() {
+    if path.exists() && !options.replace {
         return Err(Error::Exists { path: path.to_path_buf() });
     }
     let dir = match path.parent() {
@@ -147,7 +150,8 @@ pub fn create(path: &Path, archives: &[ArchiveSpec], options: &CreateOptions) ->
         }
     }
     file.sync_all().map_err(io("syncing"))?;
-    tmp.persist_noclobber(path).map_err(|e| {
+    let persisted = if options.replace { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    persisted.map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
             Error::Exists { path: path.to_path_buf() }
         } else {

@@ -22,7 +22,7 @@ impl<S: Storage> Whisper<S> {
             });
         }
         let mut newest_first = points.to_vec();
-        newest_first.sort_by(|a, b| b.0.cmp(&a.0)); // stable, as Python's sort(reverse=True)
+        newest_first.sort_by_key(|p| std::cmp::Reverse(p.0)); // stable, as Python's sort(reverse=True)
         let archive_count = self.header().archives.len();
         let mut archive = 0;
         let mut pending: Vec<(i64, f64)> = Vec::new();
