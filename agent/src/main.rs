@@ -9,5 +9,7 @@ struct Args {}
 
 fn main() -> anyhow::Result<()> {
     let _args = Args::parse();
-    anyhow::bail!("the agent's gRPC service and standalone backup arrive with the backup-engine and cluster issues; use `bucky fill` and `bucky whisper` meanwhile")
+    anyhow::bail!(
+        "the agent's gRPC service and standalone backup arrive with the backup-engine and cluster issues; use `bucky fill` and `bucky whisper` meanwhile"
+    )
 }

@@ -9,5 +9,7 @@ struct Args {}
 
 fn main() -> anyhow::Result<()> {
     let _args = Args::parse();
-    anyhow::bail!("the coordinator arrives with the cluster issue; use `bucky fill` and `bucky whisper` meanwhile")
+    anyhow::bail!(
+        "the coordinator arrives with the cluster issue; use `bucky fill` and `bucky whisper` meanwhile"
+    )
 }

@@ -83,7 +83,8 @@ impl FillOptions {
     fn validate(&self) -> Result<(), Error> {
         if self.overwrite && self.mode == FillMode::Safe {
             return Err(Error::InvalidOptions(
-                "overwrite applies to carbonate mode only; safe mode never changes a present point".into(),
+                "overwrite applies to carbonate mode only; safe mode never changes a present point"
+                    .into(),
             ));
         }
         if let Some(start) = self.start_from

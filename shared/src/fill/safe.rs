@@ -78,7 +78,11 @@ fn fill_archive<D: Storage>(
     let mut count = 0;
     let mut t = first;
     while t <= newest {
-        let offset = if base == 0 { None } else { Some(slot_offset(&archive, base, t)) };
+        let offset = if base == 0 {
+            None
+        } else {
+            Some(slot_offset(&archive, base, t))
+        };
         let stored = match offset {
             Some(offset) => i64::from(dst.read_point(offset)?.0),
             None => 0,
@@ -119,7 +123,10 @@ fn supply(
         .filter(|a| a.step < step && step % a.step == 0)
         .filter(|a| a.holds(t))
         .find_map(|a| {
-            let slots: Vec<Option<f64>> = (t..t + step).step_by(a.step as usize).map(|ts| a.value(ts)).collect();
+            let slots: Vec<Option<f64>> = (t..t + step)
+                .step_by(a.step as usize)
+                .map(|ts| a.value(ts))
+                .collect();
             aggregate(&slots)
         })
 }
@@ -152,7 +159,11 @@ impl SrcArchive {
                 }
             }
         }
-        Ok(SrcArchive { step, first, values })
+        Ok(SrcArchive {
+            step,
+            first,
+            values,
+        })
     }
 
     fn holds(&self, t: i64) -> bool {

@@ -42,7 +42,9 @@ impl Aggregation {
 
     /// The method stored as `id` in a header, if it is one whisper knows.
     pub fn from_id(id: u32) -> Option<Self> {
-        Self::ALL.get(usize::try_from(id).ok()?.checked_sub(1)?).copied()
+        Self::ALL
+            .get(usize::try_from(id).ok()?.checked_sub(1)?)
+            .copied()
     }
 
     /// The id stored in the header.

@@ -83,8 +83,13 @@ fn build_header(archives: &mut [ArchiveSpec], options: &CreateOptions) -> Result
     if !(0.0..=1.0).contains(&options.x_files_factor) {
         return Err(Error::InvalidXff(options.x_files_factor));
     }
-    let too_big = |what: &str| Error::InvalidConfiguration(format!("{what} does not fit in 32 bits"));
-    let max_retention = archives.iter().map(ArchiveSpec::retention).max().unwrap_or(0);
+    let too_big =
+        |what: &str| Error::InvalidConfiguration(format!("{what} does not fit in 32 bits"));
+    let max_retention = archives
+        .iter()
+        .map(ArchiveSpec::retention)
+        .max()
+        .unwrap_or(0);
     let max_retention = u32::try_from(max_retention).map_err(|_| too_big("the retention"))?;
     let mut offset = (METADATA_SIZE + ARCHIVE_INFO_SIZE * archives.len()) as u64;
     let mut infos = Vec::with_capacity(archives.len());
@@ -124,7 +129,9 @@ pub fn create_image(archives: &[ArchiveSpec], options: &CreateOptions) -> Result
 pub fn create(path: &Path, archives: &[ArchiveSpec], options: &CreateOptions) -> Result<()> {
     let header = build_header(&mut archives.to_vec(), options)?;
     if path.exists() && !options.replace {
-        return Err(Error::Exists { path: path.to_path_buf() });
+        return Err(Error::Exists {
+            path: path.to_path_buf(),
+        });
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -136,7 +143,8 @@ pub fn create(path: &Path, archives: &[ArchiveSpec], options: &CreateOptions) ->
         .tempfile_in(dir)
         .map_err(io("creating temp file"))?;
     let file = tmp.as_file_mut();
-    file.write_all(&header.encode()).map_err(io("writing header"))?;
+    file.write_all(&header.encode())
+        .map_err(io("writing header"))?;
     let data_len = header.file_size() - header.size() as u64;
     if options.sparse {
         file.set_len(header.file_size()).map_err(io("extending"))?;
@@ -145,15 +153,22 @@ pub fn create(path: &Path, archives: &[ArchiveSpec], options: &CreateOptions) ->
         let mut remaining = data_len;
         while remaining > 0 {
             let n = remaining.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n]).map_err(io("writing archives"))?;
+            file.write_all(&zeros[..n])
+                .map_err(io("writing archives"))?;
             remaining -= n as u64;
         }
     }
     file.sync_all().map_err(io("syncing"))?;
-    let persisted = if options.replace { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    let persisted = if options.replace {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
     persisted.map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Exists { path: path.to_path_buf() }
+            Error::Exists {
+                path: path.to_path_buf(),
+            }
         } else {
             Error::io(path, "renaming into place", e.error)
         }
@@ -166,7 +181,10 @@ mod tests {
     use super::*;
 
     fn spec(seconds_per_point: u32, points: u32) -> ArchiveSpec {
-        ArchiveSpec { seconds_per_point, points }
+        ArchiveSpec {
+            seconds_per_point,
+            points,
+        }
     }
 
     #[test]
@@ -198,10 +216,17 @@ mod tests {
             create(&path, &archives, &CreateOptions::default()),
             Err(Error::Exists { .. })
         ));
-        let bad = CreateOptions { x_files_factor: 1.5, ..CreateOptions::default() };
+        let bad = CreateOptions {
+            x_files_factor: 1.5,
+            ..CreateOptions::default()
+        };
         let err = create(&dir.path().join("b.wsp"), &archives, &bad).unwrap_err();
         assert!(matches!(err, Error::InvalidXff(_)));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]
@@ -211,10 +236,16 @@ mod tests {
         let dense = dir.path().join("d.wsp");
         let sparse = dir.path().join("s.wsp");
         create(&dense, &archives, &CreateOptions::default()).unwrap();
-        let options = CreateOptions { sparse: true, ..CreateOptions::default() };
+        let options = CreateOptions {
+            sparse: true,
+            ..CreateOptions::default()
+        };
         create(&sparse, &archives, &options).unwrap();
         let image = create_image(&archives, &CreateOptions::default()).unwrap();
-        assert_eq!(std::fs::read(&dense).unwrap(), std::fs::read(&sparse).unwrap());
+        assert_eq!(
+            std::fs::read(&dense).unwrap(),
+            std::fs::read(&sparse).unwrap()
+        );
         assert_eq!(std::fs::read(&dense).unwrap(), image.bytes());
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operating system refused a read, a write or an open.
-    #[error("{path}: {action}: {source}", path = path.display())]
+    #[error("{path}: {action}", path = path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -62,25 +62,30 @@ impl<S: Storage> Whisper<S> {
         until = until.min(now);
         let diff = now - from;
         let archives = &self.header().archives;
-        let archive = match seconds_per_point {
-            Some(spp) => archives
-                .iter()
-                .find(|a| a.step() == spp)
-                .ok_or_else(|| Error::NoSuchArchive {
-                    path: self.path().to_path_buf(),
-                    seconds: spp,
+        let archive =
+            match seconds_per_point {
+                Some(spp) => archives.iter().find(|a| a.step() == spp).ok_or_else(|| {
+                    Error::NoSuchArchive {
+                        path: self.path().to_path_buf(),
+                        seconds: spp,
+                    }
                 })?,
-            // Like the Python loop, fall back to the last archive when none covers the range.
-            None => archives
-                .iter()
-                .find(|a| a.retention() >= diff)
-                .unwrap_or_else(|| archives.last().expect("a header has archives")),
-        };
+                // Like the Python loop, fall back to the last archive when none covers the range.
+                None => archives
+                    .iter()
+                    .find(|a| a.retention() >= diff)
+                    .unwrap_or_else(|| archives.last().expect("a header has archives")),
+            };
         self.archive_fetch(archive, from, until).map(Some)
     }
 
     /// whisper.py's `__archive_fetch`: the slots of one archive from `from` to `until`.
-    pub(crate) fn archive_fetch(&self, archive: &ArchiveInfo, from: i64, until: i64) -> Result<Series> {
+    pub(crate) fn archive_fetch(
+        &self,
+        archive: &ArchiveInfo,
+        from: i64,
+        until: i64,
+    ) -> Result<Series> {
         let step = archive.step();
         let from_interval = from - from.rem_euclid(step) + step;
         let mut until_interval = until - until.rem_euclid(step) + step;

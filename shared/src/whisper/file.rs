@@ -157,7 +157,12 @@ impl<S: Storage> Whisper<S> {
     /// Reads the points between two byte offsets of `archive` the way whisper.py does: one read
     /// when `from < until`, otherwise to the archive's end and on from its start (so equal offsets
     /// read the whole archive).
-    pub(crate) fn read_ring(&self, archive: &ArchiveInfo, from: i64, until: i64) -> Result<Vec<u8>> {
+    pub(crate) fn read_ring(
+        &self,
+        archive: &ArchiveInfo,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<u8>> {
         if from < until {
             let mut buf = vec![0u8; (until - from) as usize];
             self.read(&mut buf, from)?;

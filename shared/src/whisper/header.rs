@@ -116,7 +116,10 @@ impl Header {
         }
         let count = be_u32(metadata, 12);
         if count == 0 || count > MAX_ARCHIVES {
-            return Err(bad(path, format!("archive count {count} is not in 1..={MAX_ARCHIVES}")));
+            return Err(bad(
+                path,
+                format!("archive count {count} is not in 1..={MAX_ARCHIVES}"),
+            ));
         }
         Ok(count as usize * ARCHIVE_INFO_SIZE)
     }
@@ -144,7 +147,10 @@ impl Header {
         let max_retention = be_u32(bytes, 4);
         let x_files_factor = f32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if !(0.0..=1.0).contains(&x_files_factor) {
-            return Err(bad(path, format!("xFilesFactor {x_files_factor} is not in 0..=1")));
+            return Err(bad(
+                path,
+                format!("xFilesFactor {x_files_factor} is not in 0..=1"),
+            ));
         }
         let archives: Vec<ArchiveInfo> = bytes[METADATA_SIZE..needed]
             .chunks_exact(ARCHIVE_INFO_SIZE)
@@ -195,7 +201,10 @@ impl Header {
             {
                 return Err(bad(
                     path,
-                    format!("archive {i} is not of lower precision than archive {}", i - 1),
+                    format!(
+                        "archive {i} is not of lower precision than archive {}",
+                        i - 1
+                    ),
                 ));
             }
         }
@@ -224,8 +233,16 @@ mod tests {
             max_retention: 600,
             x_files_factor: 0.3,
             archives: vec![
-                ArchiveInfo { offset: 40, seconds_per_point: 10, points: 6 },
-                ArchiveInfo { offset: 112, seconds_per_point: 60, points: 10 },
+                ArchiveInfo {
+                    offset: 40,
+                    seconds_per_point: 10,
+                    points: 6,
+                },
+                ArchiveInfo {
+                    offset: 112,
+                    seconds_per_point: 60,
+                    points: 10,
+                },
             ],
         }
     }
@@ -235,7 +252,10 @@ mod tests {
         let h = header();
         let bytes = h.encode();
         assert_eq!(bytes.len(), 40);
-        assert_eq!(Header::parse(&bytes, h.file_size(), Path::new("x")).unwrap(), h);
+        assert_eq!(
+            Header::parse(&bytes, h.file_size(), Path::new("x")).unwrap(),
+            h
+        );
         assert_eq!(h.file_size(), 232);
     }
 
@@ -249,7 +269,10 @@ mod tests {
             assert!(err.to_string().contains("m.wsp"));
         }
         let err = Header::parse(&bytes, 200, Path::new("m.wsp")).unwrap_err();
-        assert!(err.to_string().contains("archive 1 ends at byte 232"), "{err}");
+        assert!(
+            err.to_string().contains("archive 1 ends at byte 232"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -257,7 +280,10 @@ mod tests {
         let mut bytes = header().encode();
         bytes[3] = 9;
         let err = Header::parse(&bytes, 232, Path::new("m.wsp")).unwrap_err();
-        assert!(err.to_string().contains("unknown aggregation type 9"), "{err}");
+        assert!(
+            err.to_string().contains("unknown aggregation type 9"),
+            "{err}"
+        );
         let mut h = header();
         h.archives.swap(0, 1);
         h.archives[0].offset = 40;

@@ -79,7 +79,16 @@ mod tests {
         lock_file(&b, LockMode::Shared, Duration::ZERO, &path).unwrap();
         let c = File::open(&path).unwrap();
         let err = lock_file(&c, LockMode::Exclusive, Duration::from_millis(20), &path).unwrap_err();
-        assert!(matches!(err, Error::LockTimeout { mode: LockMode::Exclusive, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::LockTimeout {
+                    mode: LockMode::Exclusive,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("m.wsp"));
         drop((a, b));
         lock_file(&c, LockMode::Exclusive, Duration::ZERO, &path).unwrap();

@@ -17,7 +17,11 @@ pub(crate) fn iteration_order(values: impl IntoIterator<Item = i64>) -> Vec<i64>
     for v in values {
         set.add(v);
     }
-    set.table.into_iter().flatten().map(|(key, _)| key).collect()
+    set.table
+        .into_iter()
+        .flatten()
+        .map(|(key, _)| key)
+        .collect()
 }
 
 struct PySet {
@@ -43,7 +47,11 @@ impl PySet {
         let mut perturb = hash;
         let mut i = hash as usize & mask;
         loop {
-            let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
             for j in i..=i + probes {
                 match self.table[j] {
                     None => {
@@ -60,7 +68,11 @@ impl PySet {
                 }
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
+            i = (i
+                .wrapping_mul(5)
+                .wrapping_add(1)
+                .wrapping_add(perturb as usize))
+                & mask;
         }
     }
 
@@ -80,13 +92,21 @@ impl PySet {
         let mut perturb = hash;
         let mut i = hash as usize & mask;
         loop {
-            let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
+            let probes = if i + LINEAR_PROBES <= mask {
+                LINEAR_PROBES
+            } else {
+                0
+            };
             if let Some(j) = (i..=i + probes).find(|&j| self.table[j].is_none()) {
                 self.table[j] = Some((key, hash));
                 return;
             }
             perturb >>= PERTURB_SHIFT;
-            i = (i.wrapping_mul(5).wrapping_add(1).wrapping_add(perturb as usize)) & mask;
+            i = (i
+                .wrapping_mul(5)
+                .wrapping_add(1)
+                .wrapping_add(perturb as usize))
+                & mask;
         }
     }
 }
@@ -114,7 +134,9 @@ mod tests {
 
     #[test]
     fn every_value_appears_once_after_resizes() {
-        let values: Vec<i64> = (0..5000).map(|i| 1_700_000_000 + (i % 1200) * 600).collect();
+        let values: Vec<i64> = (0..5000)
+            .map(|i| 1_700_000_000 + (i % 1200) * 600)
+            .collect();
         let order = iteration_order(values.iter().copied());
         let mut sorted = order.clone();
         sorted.sort_unstable();

@@ -85,7 +85,10 @@ pub fn parse_retention(definition: &str) -> Result<ArchiveSpec> {
 /// # Errors
 /// The first definition that does not parse.
 pub fn parse_retentions<S: AsRef<str>>(definitions: &[S]) -> Result<Vec<ArchiveSpec>> {
-    definitions.iter().map(|d| parse_retention(d.as_ref())).collect()
+    definitions
+        .iter()
+        .map(|d| parse_retention(d.as_ref()))
+        .collect()
 }
 
 fn is_digits(s: &str) -> bool {
@@ -119,7 +122,10 @@ mod tests {
     use super::*;
 
     fn spec(seconds_per_point: u32, points: u32) -> ArchiveSpec {
-        ArchiveSpec { seconds_per_point, points }
+        ArchiveSpec {
+            seconds_per_point,
+            points,
+        }
     }
 
     #[test]

@@ -15,7 +15,10 @@ impl<S: Storage> Whisper<S> {
     /// [`Error::TimestampOutOfRange`] before anything is written when a timestamp does not fit
     /// in 32 bits, or a read/write error.
     pub fn update_many(&mut self, points: &[(i64, f64)], now: i64) -> Result<()> {
-        if let Some(&(timestamp, _)) = points.iter().find(|(t, _)| u32::try_from(*t).is_err() && *t > 0) {
+        if let Some(&(timestamp, _)) = points
+            .iter()
+            .find(|(t, _)| u32::try_from(*t).is_err() && *t > 0)
+        {
             return Err(Error::TimestampOutOfRange {
                 path: self.path().to_path_buf(),
                 timestamp,
@@ -91,7 +94,10 @@ impl<S: Storage> Whisper<S> {
     /// whisper.py's `__propagate`: aggregates the higher archive's slots under one lower interval
     /// and writes the result when at least one is known and the known share reaches xff.
     fn propagate(&mut self, timestamp: i64, higher: usize, lower: usize) -> Result<bool> {
-        let (high, low) = (self.header().archives[higher], self.header().archives[lower]);
+        let (high, low) = (
+            self.header().archives[higher],
+            self.header().archives[lower],
+        );
         let lower_start = timestamp - timestamp.rem_euclid(low.step());
         let high_base = self.base_interval(&high)?;
         let first = if high_base == 0 {

@@ -1,13 +1,30 @@
 //! Corrupt, truncated and foreign input: a typed error naming the file, never a panic.
 
 use bucky_shared::fill::{self, FillMode, FillOptions};
-use bucky_shared::whisper::{self, ArchiveSpec, CreateOptions, Error, Image, Whisper, create_image};
+use bucky_shared::whisper::{
+    self, ArchiveSpec, CreateOptions, Error, Image, Whisper, create_image,
+};
 use proptest::prelude::*;
 
 fn valid_file() -> Vec<u8> {
-    let schema = [ArchiveSpec { seconds_per_point: 60, points: 30 }, ArchiveSpec { seconds_per_point: 300, points: 20 }];
-    let mut file = Whisper::open(create_image(&schema, &CreateOptions::default()).unwrap(), "v").unwrap();
-    let points: Vec<(i64, f64)> = (0..40).map(|i| (1_700_000_000 - i * 60, i as f64)).collect();
+    let schema = [
+        ArchiveSpec {
+            seconds_per_point: 60,
+            points: 30,
+        },
+        ArchiveSpec {
+            seconds_per_point: 300,
+            points: 20,
+        },
+    ];
+    let mut file = Whisper::open(
+        create_image(&schema, &CreateOptions::default()).unwrap(),
+        "v",
+    )
+    .unwrap();
+    let points: Vec<(i64, f64)> = (0..40)
+        .map(|i| (1_700_000_000 - i * 60, i as f64))
+        .collect();
     file.update_many(&points, 1_700_000_000).unwrap();
     file.into_storage().into_bytes()
 }
@@ -21,8 +38,11 @@ fn exercise(bytes: Vec<u8>) {
         for mode in [FillMode::Safe, FillMode::Carbonate] {
             let mut dst = Whisper::open(Image::new(bytes.clone()), "fuzz.wsp").unwrap();
             let _ = fill::fill_images(&src, &mut dst, &FillOptions::new(mode, 1_700_000_000));
-            let _ = fill::fill_images(&dst, &mut Whisper::open(Image::new(valid_file()), "d").unwrap(),
-                &FillOptions::new(mode, 1_700_000_000));
+            let _ = fill::fill_images(
+                &dst,
+                &mut Whisper::open(Image::new(valid_file()), "d").unwrap(),
+                &FillOptions::new(mode, 1_700_000_000),
+            );
         }
     }
 }
@@ -57,16 +77,28 @@ fn errors_on_disk_name_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("short.wsp");
     std::fs::write(&path, &valid_file()[..100]).unwrap();
-    let err = Whisper::open_file(&path, whisper::Access::Read).unwrap_err().to_string();
-    assert!(err.contains("short.wsp") && err.contains("truncated"), "{err}");
+    let err = Whisper::open_file(&path, whisper::Access::Read)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("short.wsp") && err.contains("truncated"),
+        "{err}"
+    );
     let gz = dir.path().join("compressed.wsp");
     let mut bytes = b"whisper_compressed\x00\x01".to_vec();
     bytes.resize(200, 7);
     std::fs::write(&gz, bytes).unwrap();
-    let err = Whisper::open_file(&gz, whisper::Access::Read).unwrap_err().to_string();
-    assert!(err.contains("compressed.wsp") && err.contains("go-carbon"), "{err}");
+    let err = Whisper::open_file(&gz, whisper::Access::Read)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("compressed.wsp") && err.contains("go-carbon"),
+        "{err}"
+    );
     let missing = dir.path().join("missing.wsp");
-    let err = Whisper::open_file(&missing, whisper::Access::Read).unwrap_err().to_string();
+    let err = Whisper::open_file(&missing, whisper::Access::Read)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.wsp"), "{err}");
 }
 

@@ -10,13 +10,25 @@ use proptest::prelude::*;
 const NOW: i64 = 1_700_000_037;
 
 fn spec(seconds_per_point: u32, points: u32) -> ArchiveSpec {
-    ArchiveSpec { seconds_per_point, points }
+    ArchiveSpec {
+        seconds_per_point,
+        points,
+    }
 }
 
 /// A file with `schema`, holding `points` written carbon-style: one update_many per block, with
 /// the clock just after the block, so lower archives hold propagated aggregates.
-fn file_with(schema: &[ArchiveSpec], agg: Aggregation, xff: f64, points: &[(i64, f64)]) -> Whisper<Image> {
-    let options = CreateOptions { x_files_factor: xff, aggregation: agg, ..CreateOptions::default() };
+fn file_with(
+    schema: &[ArchiveSpec],
+    agg: Aggregation,
+    xff: f64,
+    points: &[(i64, f64)],
+) -> Whisper<Image> {
+    let options = CreateOptions {
+        x_files_factor: xff,
+        aggregation: agg,
+        ..CreateOptions::default()
+    };
     let mut file = Whisper::open(create_image(schema, &options).unwrap(), "test.wsp").unwrap();
     for block in points.chunks(17) {
         let clock = block.last().unwrap().0.max(NOW - 1_000_000) + 1;
@@ -31,13 +43,24 @@ fn series(step: i64, span: i64, seed: u64, holes: &[(i64, i64)], offset: f64) ->
     let mut state = seed | 1;
     (0..span / step)
         .map(|i| NOW - span + i * step)
-        .filter(|t| !holes.iter().any(|&(a, len)| *t >= NOW - a && *t < NOW - a + len))
+        .filter(|t| {
+            !holes
+                .iter()
+                .any(|&(a, len)| *t >= NOW - a && *t < NOW - a + len)
+        })
         .map(|t| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             value += (state % 7) as f64 - 3.0;
-            (t, if state.is_multiple_of(11) { 0.0 } else { value + offset })
+            (
+                t,
+                if state.is_multiple_of(11) {
+                    0.0
+                } else {
+                    value + offset
+                },
+            )
         })
         .collect()
 }
@@ -174,7 +197,13 @@ fn safe_mode_keeps_what_carbonate_mode_overwrites() {
             let age = NOW - t;
             !(age > 3000 && age <= 3060) && age > 240 // a single-slot gap and a trailing gap
         })
-        .map(|(t, v)| if NOW - t == 1800 - NOW % 60 { (t, 0.0) } else { (t, v) })
+        .map(|(t, v)| {
+            if NOW - t == 1800 - NOW % 60 {
+                (t, 0.0)
+            } else {
+                (t, v)
+            }
+        })
         .collect();
     let src_points: Vec<(i64, f64)> = series(60, 7200, 3, &[], 0.25);
     let src = file_with(&schema, Aggregation::Average, 0.5, &src_points);
@@ -192,23 +221,39 @@ fn safe_mode_keeps_what_carbonate_mode_overwrites() {
     let mut carbonate_changed_present = false;
     for ((b, s), c) in before.iter().zip(&after_safe).zip(&after_carb) {
         if let Some(v) = b.2 {
-            assert_eq!(s.2.map(f64::to_bits), Some(v.to_bits()), "safe changed {b:?}");
+            assert_eq!(
+                s.2.map(f64::to_bits),
+                Some(v.to_bits()),
+                "safe changed {b:?}"
+            );
             zero_kept |= v == 0.0;
             carbonate_changed_present |= c.2.map(f64::to_bits) != Some(v.to_bits());
         } else if b.0 == 0 {
-            let src_value = known_points(&src).into_iter().find(|p| p.0 == 0 && p.1 == b.1).unwrap().2;
+            let src_value = known_points(&src)
+                .into_iter()
+                .find(|p| p.0 == 0 && p.1 == b.1)
+                .unwrap()
+                .2;
             assert_eq!(s.2, src_value, "safe left a fillable gap at {}", b.1);
         }
     }
     assert!(zero_kept, "the stored 0.0 is data and survives a safe fill");
-    assert!(carbonate_changed_present, "carbonate mode replaces some present points (0.0, post-gap)");
+    assert!(
+        carbonate_changed_present,
+        "carbonate mode replaces some present points (0.0, post-gap)"
+    );
 }
 
 /// A point from the future in dst's slot is not replaced by an older src point.
 #[test]
 fn future_points_in_dst_are_left_alone() {
     let schema = [spec(60, 30)];
-    let src = file_with(&schema, Aggregation::Average, 0.5, &series(60, 1800, 1, &[], 0.25));
+    let src = file_with(
+        &schema,
+        Aggregation::Average,
+        0.5,
+        &series(60, 1800, 1, &[], 0.25),
+    );
     let mut dst = file_with(&schema, Aggregation::Average, 0.5, &[]);
     let future = NOW - NOW % 60 + 60;
     dst.update_many(&[(future, 99.0)], NOW).unwrap();
@@ -216,5 +261,8 @@ fn future_points_in_dst_are_left_alone() {
     let offset = dst.header().archives[0].offset as usize;
     safe_fill(&src, &mut dst);
     let after = dst.storage().bytes();
-    assert_eq!(&after[offset..offset + POINT_SIZE], &before[offset..offset + POINT_SIZE]);
+    assert_eq!(
+        &after[offset..offset + POINT_SIZE],
+        &before[offset..offset + POINT_SIZE]
+    );
 }

@@ -1,0 +1,4 @@
+//! One module per `bucky` subcommand: its `…Args` and its `run`.
+
+pub mod fill;
+pub mod whisper;

@@ -1,0 +1,5 @@
+//! The `bucky` command driven in-process, checked against the reference vectors.
+
+mod fill;
+mod support;
+mod whisper;
