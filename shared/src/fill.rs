@@ -20,6 +20,9 @@ use std::time::Duration;
 
 use crate::whisper::{self, Access, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Storage, Whisper};
 
+/// Dirty ranges closer than this are written back as one: a page is the unit of I/O anyway.
+const WRITE_BACK_MERGE_GAP: u64 = 4096;
+
 /// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -201,12 +204,14 @@ fn same_file(a: &File, b: &File) -> bool {
 }
 
 fn write_back(image: Image, mut file: File, path: &Path, fsync: bool) -> Result<(), Error> {
-    let Some((start, end)) = image.dirty_range() else {
+    let ranges = image.dirty_ranges(WRITE_BACK_MERGE_GAP);
+    if ranges.is_empty() {
         return Ok(());
-    };
-    let bytes = &image.bytes()[start as usize..end as usize];
-    file.write_at(bytes, start)
-        .map_err(|e| whisper::Error::io(path, "writing filled points", e))?;
+    }
+    for (start, end) in ranges {
+        file.write_at(&image.bytes()[start as usize..end as usize], start)
+            .map_err(|e| whisper::Error::io(path, "writing filled points", e))?;
+    }
     if fsync {
         file.sync_data()
             .map_err(|e| whisper::Error::io(path, "syncing", e))?;

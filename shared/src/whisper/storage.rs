@@ -48,17 +48,21 @@ impl Storage for File {
     }
 }
 
-/// A whisper file held in memory, with the byte range that writes have touched.
+/// A whisper file held in memory, remembering which byte ranges writes have touched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Image {
     bytes: Vec<u8>,
-    dirty: Option<(u64, u64)>,
+    /// `[start, end)` of every write, in write order.
+    writes: Vec<(u64, u64)>,
 }
 
 impl Image {
     /// Wraps bytes read from a file; nothing is dirty yet.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Image { bytes, dirty: None }
+        Image {
+            bytes,
+            writes: Vec::new(),
+        }
     }
 
     /// The current bytes.
@@ -71,9 +75,19 @@ impl Image {
         self.bytes
     }
 
-    /// The half-open byte range `[start, end)` written since creation, if any.
-    pub fn dirty_range(&self) -> Option<(u64, u64)> {
-        self.dirty
+    /// The byte ranges `[start, end)` written since creation, sorted, with ranges less than
+    /// `merge_gap` bytes apart merged: what must be written back, in few large writes.
+    pub fn dirty_ranges(&self, merge_gap: u64) -> Vec<(u64, u64)> {
+        let mut writes = self.writes.clone();
+        writes.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(writes.len());
+        for (start, end) in writes {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 + merge_gap => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
     }
 }
 
@@ -95,8 +109,7 @@ impl Storage for Image {
             self.bytes.resize(end, 0);
         }
         self.bytes[start..end].copy_from_slice(buf);
-        let (lo, hi) = self.dirty.unwrap_or((offset, offset));
-        self.dirty = Some((lo.min(offset), hi.max(end as u64)));
+        self.writes.push((offset, end as u64));
         Ok(())
     }
 
@@ -110,15 +123,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn image_tracks_dirty_range_and_refuses_short_reads() {
+    fn image_tracks_dirty_ranges_and_refuses_short_reads() {
         let mut img = Image::new(vec![0; 10]);
-        assert_eq!(img.dirty_range(), None);
+        assert!(img.dirty_ranges(0).is_empty());
         img.write_at(&[1, 2], 6).unwrap();
         img.write_at(&[3], 2).unwrap();
-        assert_eq!(img.dirty_range(), Some((2, 8)));
+        img.write_at(&[4], 7).unwrap();
+        assert_eq!(img.dirty_ranges(0), vec![(2, 3), (6, 8)]);
+        assert_eq!(img.dirty_ranges(3), vec![(2, 8)]);
         let mut buf = [0u8; 4];
         img.read_at(&mut buf, 5).unwrap();
-        assert_eq!(buf, [0, 1, 2, 0]);
+        assert_eq!(buf, [0, 1, 4, 0]);
         assert!(img.read_at(&mut buf, 8).is_err());
         img.write_at(&[9, 9], 11).unwrap();
         assert_eq!(img.len().unwrap(), 13);
