@@ -315,7 +315,7 @@ fn random_walk(rng: &mut Rng, now: i64) -> Vec<(i64, f64)> {
     (0..MINUTES_30_DAYS)
         .map(|i| {
             value = (value + (rng.next() % 21) as f64 - 10.0).max(0.0);
-            let v = if rng.next() % 50 == 0 {
+            let v = if rng.next().is_multiple_of(50) {
                 0.0
             } else {
                 value + (rng.next() % 100) as f64 / 100.0
