@@ -16,4 +16,5 @@
 #![warn(missing_docs)]
 
 pub mod fill;
+pub mod ring;
 pub mod whisper;

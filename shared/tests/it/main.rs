@@ -4,4 +4,5 @@ mod corrupt;
 mod fill_safe;
 mod support;
 mod vectors_fill;
+mod vectors_ring;
 mod vectors_update_many;
