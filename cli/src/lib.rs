@@ -30,6 +30,11 @@ pub struct Cli {
 pub enum Command {
     /// Fill the gaps of DST with the data of SRC (drop-in for whisper-fill).
     Fill(commands::fill::FillArgs),
+    /// Print which destinations own each metric under a carbon or carbon-c-relay ring.
+    Locate(commands::locate::LocateArgs),
+    /// Inspect a ring: destinations, fingerprint, balance.
+    #[command(subcommand)]
+    Ring(commands::ring::RingCommand),
     /// Create, inspect, read and write single whisper files (whisper-create, -info, -fetch,
     /// -update).
     #[command(subcommand)]
@@ -43,6 +48,8 @@ pub enum Command {
 pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Fill(args) => commands::fill::run(args, out),
+        Command::Locate(args) => commands::locate::run(args, &mut std::io::stdin().lock(), out),
+        Command::Ring(command) => commands::ring::run(command, out),
         Command::Whisper(command) => commands::whisper::run(command, out),
     }
 }

@@ -2,5 +2,6 @@
 
 mod fill;
 mod process;
+mod ring;
 mod support;
 mod whisper;

@@ -127,3 +127,25 @@ fn balance_shares_sum_to_one_and_match_a_sample() {
         }
     }
 }
+
+/// Each relay vector carries the relay.conf it was computed with: importing it gives the same
+/// ring, and so the same placements.
+#[test]
+fn relay_configs_import_to_the_same_ring() {
+    let mut imported = 0;
+    for (name, v) in ring_files() {
+        let Some(text) = v["config"].as_str() else {
+            continue;
+        };
+        let config = bucky_shared::ring::config::parse_relay_config(text, None, &name).unwrap();
+        let expected = config_of(&v);
+        assert_eq!(config, expected, "{name}");
+        let ring = Ring::new(&config).unwrap();
+        assert_eq!(
+            ring.fingerprint(),
+            Ring::new(&expected).unwrap().fingerprint()
+        );
+        imported += 1;
+    }
+    assert_eq!(imported, 8);
+}
