@@ -20,6 +20,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bucky_shared::fill::{self, FillMode, FillOptions};
 use bucky_shared::whisper::{self, CreateOptions, Whisper};
+use support::{Rng, ensure_venv};
+
+mod support;
 
 const MINUTES_30_DAYS: i64 = 30 * 24 * 60;
 
@@ -254,30 +257,6 @@ fn time_python(
     Ok((secs, dsts))
 }
 
-/// A virtualenv with carbonate 1.1.10 and whisper 1.1.10 from PyPI, made once under target/.
-fn ensure_venv() -> anyhow::Result<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-venv");
-    if venv.join("bin/whisper-fill").exists() {
-        return Ok(venv);
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()?
-        .success()
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "whisper==1.1.10", "carbonate==1.1.10"])
-            .status()?
-            .success();
-    if !ok {
-        bail!(
-            "could not create the carbonate virtualenv at {} (needs python3 and PyPI)",
-            venv.display()
-        );
-    }
-    Ok(venv)
-}
-
 /// Writes `count` replica pairs under `dir`.
 fn generate(dir: &Path, count: usize, now: i64) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let schema = whisper::parse_retentions(&["60s:30d", "15m:2y"])?;
@@ -311,14 +290,14 @@ fn generate(dir: &Path, count: usize, now: i64) -> anyhow::Result<Vec<(PathBuf, 
 
 fn random_walk(rng: &mut Rng, now: i64) -> Vec<(i64, f64)> {
     let last = now - now % 60 - 60;
-    let mut value = (rng.next() % 1000) as f64;
+    let mut value = rng.below(1000) as f64;
     (0..MINUTES_30_DAYS)
         .map(|i| {
-            value = (value + (rng.next() % 21) as f64 - 10.0).max(0.0);
-            let v = if rng.next().is_multiple_of(50) {
+            value = (value + rng.below(21) as f64 - 10.0).max(0.0);
+            let v = if rng.below(50) == 0 {
                 0.0
             } else {
-                value + (rng.next() % 100) as f64 / 100.0
+                value + rng.below(100) as f64 / 100.0
             };
             (last - (MINUTES_30_DAYS - 1 - i) * 60, v)
         })
@@ -328,7 +307,7 @@ fn random_walk(rng: &mut Rng, now: i64) -> Vec<(i64, f64)> {
 /// 1 to 3 outages of 10 minutes to 6 hours and 20 single missing points: `[start, end)` ranges.
 fn outages(rng: &mut Rng, now: i64) -> Vec<(i64, i64)> {
     let span = MINUTES_30_DAYS * 60;
-    let mut out: Vec<(i64, i64)> = (0..1 + rng.next() % 3)
+    let mut out: Vec<(i64, i64)> = (0..1 + rng.below(3))
         .map(|_| {
             let start = now - (rng.next() as i64).rem_euclid(span);
             (
@@ -343,16 +322,4 @@ fn outages(rng: &mut Rng, now: i64) -> Vec<(i64, i64)> {
         (t, t + 60)
     }));
     out
-}
-
-/// xorshift64: reproducible data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }

@@ -8,6 +8,8 @@
 use std::collections::HashSet;
 
 use super::balance::position_shares;
+use super::nodeset::NodeSet;
+use super::table::{OwnerTable, StartIndex};
 use super::{Algorithm, Destination, hash};
 
 /// carbon's `carbonHash(key, hash_type)`.
@@ -119,8 +121,8 @@ pub(crate) struct ConsistentRing {
     algorithm: Algorithm,
     /// Positions (unique after bumping) and the node at each, sorted by position.
     entries: Vec<(i64, u32)>,
-    nodes: usize,
-    replicas: Replicas,
+    starts: StartIndex,
+    owners: OwnerTable,
 }
 
 const REPLICA_COUNT: usize = 100;
@@ -151,46 +153,57 @@ impl ConsistentRing {
             }
         }
         entries.sort_unstable();
+        let replicas = Replicas::new(destinations, replication, diverse);
+        let owners = OwnerTable::build(entries.len(), |start, out| {
+            replicas.select(walk(&entries, destinations.len(), start), out);
+        });
+        let starts = StartIndex::new(
+            entries.iter().map(|e| e.0).collect(),
+            algorithm != Algorithm::Mmh3Ch,
+        );
         ConsistentRing {
             algorithm,
             entries,
-            nodes: destinations.len(),
-            replicas: Replicas::new(destinations, replication, diverse),
+            starts,
+            owners,
         }
     }
 
-    /// `get_nodes`: from the first entry at or after the metric's position, each node the first
-    /// time it is met, stopping before the entry just behind the start. A one-node ring yields
-    /// its node twice (once from a special case, once from the walk), as carbon does.
-    fn walk(&self, key: &[u8]) -> impl Iterator<Item = usize> + '_ {
-        let position = carbon_hash(self.algorithm, key);
-        let len = self.entries.len();
-        let start = self.entries.partition_point(|e| e.0 < position) % len;
-        let single = (self.nodes == 1).then_some(self.entries[0].1 as usize);
-        let mut seen: Vec<u32> = Vec::with_capacity(4);
-        let last = (start + len - 1) % len;
-        let mut index = start;
-        let walk = std::iter::from_fn(move || {
-            while seen.len() < self.nodes && index != last {
-                let node = self.entries[index].1;
-                index = (index + 1) % len;
-                if !seen.contains(&node) {
-                    seen.push(node);
-                    return Some(node as usize);
-                }
-            }
-            None
-        });
-        single.into_iter().chain(walk)
+    pub(crate) fn position(&self, key: &[u8]) -> i64 {
+        carbon_hash(self.algorithm, key)
     }
 
-    pub(crate) fn owners(&self, key: &[u8], out: &mut Vec<usize>) {
-        self.replicas.select(self.walk(key), out);
+    pub(crate) fn owners_at(&self, position: i64, out: &mut Vec<usize>) {
+        self.owners.extend(self.starts.start(position), out);
     }
 
     pub(crate) fn balance(&self, nodes: usize) -> Vec<f64> {
         position_shares(&self.entries, hash_range(self.algorithm), nodes)
     }
+}
+
+/// `get_nodes` from entry `start`: each node the first time it is met, stopping before the entry
+/// just behind the start. A one-node ring yields its node twice (once from a special case, once
+/// from the walk), as carbon does.
+fn walk(entries: &[(i64, u32)], nodes: usize, start: usize) -> impl Iterator<Item = usize> + '_ {
+    let len = entries.len();
+    let single = (nodes == 1).then_some(entries[0].1 as usize);
+    let mut seen = NodeSet::new(nodes);
+    let mut seen_count = 0;
+    let last = (start + len - 1) % len;
+    let mut index = start;
+    let rest = std::iter::from_fn(move || {
+        while seen_count < nodes && index != last {
+            let node = entries[index].1 as usize;
+            index = if index + 1 == len { 0 } else { index + 1 };
+            if seen.insert(node) {
+                seen_count += 1;
+                return Some(node);
+            }
+        }
+        None
+    });
+    single.into_iter().chain(rest)
 }
 
 /// `FastHashRing` + the router's replica rules: nodes sorted by the hash of their repr; a
@@ -199,7 +212,8 @@ impl ConsistentRing {
 pub(crate) struct FastRing {
     algorithm: Algorithm,
     sorted: Vec<u32>,
-    replicas: Replicas,
+    /// Owners for each seed `hash % n`.
+    owners: OwnerTable,
 }
 
 impl FastRing {
@@ -215,18 +229,26 @@ impl FastRing {
             .map(|(i, d)| (carbon_hash(algorithm, py_node_repr(d).as_bytes()), i as u32))
             .collect();
         keyed.sort_by_key(|&(h, _)| h);
+        let sorted: Vec<u32> = keyed.into_iter().map(|(_, n)| n).collect();
+        let replicas = Replicas::new(destinations, replication, diverse);
+        let n = sorted.len();
+        let owners = OwnerTable::build(n, |seed, out| {
+            replicas.select((seed..seed + n).map(|i| sorted[i % n] as usize), out);
+        });
         FastRing {
             algorithm,
-            sorted: keyed.into_iter().map(|(_, n)| n).collect(),
-            replicas: Replicas::new(destinations, replication, diverse),
+            sorted,
+            owners,
         }
     }
 
-    pub(crate) fn owners(&self, key: &[u8], out: &mut Vec<usize>) {
-        let n = self.sorted.len();
-        let seed = carbon_hash(self.algorithm, key).rem_euclid(n as i64) as usize;
-        let walk = (seed..seed + n).map(|i| self.sorted[i % n] as usize);
-        self.replicas.select(walk, out);
+    pub(crate) fn position(&self, key: &[u8]) -> i64 {
+        carbon_hash(self.algorithm, key)
+    }
+
+    pub(crate) fn owners_at(&self, position: i64, out: &mut Vec<usize>) {
+        let seed = position.rem_euclid(self.sorted.len() as i64) as usize;
+        self.owners.extend(seed, out);
     }
 
     pub(crate) fn balance(&self, nodes: usize) -> Vec<f64> {

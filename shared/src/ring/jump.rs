@@ -52,11 +52,20 @@ impl JumpRing {
 
     pub(crate) fn owners(&self, key: &[u8], out: &mut Vec<usize>) {
         let mut h = hash::fnv1a_64_signed(key);
-        let mut order = self.order.clone();
-        let mut n = order.len();
+        // The relay moves the last member into each chosen slot; with few replicas a short list
+        // of those moves is cheaper than copying the member order for every name.
+        let mut moved: Vec<(usize, u32)> = Vec::new();
+        let member_at = |moved: &[(usize, u32)], i: usize| {
+            moved
+                .iter()
+                .rev()
+                .find(|(at, _)| *at == i)
+                .map_or(self.order[i], |&(_, m)| m)
+        };
+        let mut n = self.order.len();
         loop {
             let chosen = jump(h, n);
-            out.push(order[chosen] as usize);
+            out.push(member_at(&moved, chosen) as usize);
             if out.len() == self.replication || n == 1 {
                 return;
             }
@@ -64,7 +73,8 @@ impl JumpRing {
             h ^= h << 25;
             h ^= h >> 27;
             h = h.wrapping_mul(2_685_821_657_736_338_717);
-            order[chosen] = order[n - 1];
+            let last = member_at(&moved, n - 1);
+            moved.push((chosen, last));
             n -= 1;
         }
     }

@@ -10,6 +10,7 @@
 use std::cmp::Ordering;
 
 use super::balance::position_shares;
+use super::table::{OwnerTable, StartIndex};
 use super::{Algorithm, Destination, Error, hash};
 
 const REPLICA_COUNT: usize = 100;
@@ -24,12 +25,29 @@ pub(crate) fn check_replication(replication: usize, members: usize) -> Result<()
     Ok(())
 }
 
+/// From entry `start`, distinct members until `replication` are found (or a full lap).
+fn walk(entries: &[(i64, u32)], start: usize, replication: usize, out: &mut Vec<usize>) {
+    let len = entries.len();
+    let mut index = start;
+    for _ in 0..len {
+        let member = entries[index].1 as usize;
+        index = if index + 1 == len { 0 } else { index + 1 };
+        if !out.contains(&member) {
+            out.push(member);
+            if out.len() == replication {
+                return;
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct RelayRing {
     algorithm: Algorithm,
     /// One entry per distinct position, with the member that holds it, sorted by position.
     entries: Vec<(i64, u32)>,
-    replication: usize,
+    starts: StartIndex,
+    owners: OwnerTable,
 }
 
 fn position(algorithm: Algorithm, key: &[u8]) -> i64 {
@@ -73,26 +91,22 @@ impl RelayRing {
                 .then_with(|| tie_order(algorithm, &members[a.1 as usize], &members[b.1 as usize]))
         });
         all.dedup_by_key(|e| e.0);
+        let owners = OwnerTable::build(all.len(), |start, out| walk(&all, start, replication, out));
+        let starts = StartIndex::new(all.iter().map(|e| e.0).collect(), true);
         RelayRing {
             algorithm,
             entries: all,
-            replication,
+            starts,
+            owners,
         }
     }
 
-    pub(crate) fn owners(&self, key: &[u8], out: &mut Vec<usize>) {
-        let position = position(self.algorithm, key);
-        let len = self.entries.len();
-        let start = self.entries.partition_point(|e| e.0 < position) % len;
-        for step in 0..len {
-            let member = self.entries[(start + step) % len].1 as usize;
-            if !out.contains(&member) {
-                out.push(member);
-                if out.len() == self.replication {
-                    return;
-                }
-            }
-        }
+    pub(crate) fn position(&self, key: &[u8]) -> i64 {
+        position(self.algorithm, key)
+    }
+
+    pub(crate) fn owners_at(&self, position: i64, out: &mut Vec<usize>) {
+        self.owners.extend(self.starts.start(position), out);
     }
 
     pub(crate) fn balance(&self, members: usize) -> Vec<f64> {

@@ -97,6 +97,18 @@ fn every_ring_vector_places_every_metric_like_the_reference() {
                 placements.len()
             ));
         }
+        // The batched lookup places every name exactly as the single one does.
+        let metrics: Vec<&str> = placements
+            .iter()
+            .map(|p| p["metric"].as_str().unwrap())
+            .collect();
+        let mut seen = 0;
+        ring.owners_many(&metrics, |metric, owners| {
+            assert_eq!(owners, ring.owners(metric).as_slice(), "{name}: {metric}");
+            assert_eq!(metric, metrics[seen]);
+            seen += 1;
+        });
+        assert_eq!(seen, metrics.len());
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(checked, 18_000);

@@ -1,0 +1,55 @@
+//! What the benches share: the reference-tools virtualenv and a reproducible PRNG.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::bail;
+
+/// A virtualenv under target/ with the Python reference tools (whisper, carbonate, carbon
+/// 1.1.10) from PyPI, created on first use.
+pub fn ensure_venv() -> anyhow::Result<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-venv");
+    let marker = venv.join("bucky-bench-ready");
+    if marker.exists() {
+        return Ok(venv);
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?
+        .success()
+        && Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "whisper==1.1.10",
+                "carbonate==1.1.10",
+                "carbon==1.1.10",
+            ])
+            .status()?
+            .success();
+    if !ok {
+        bail!(
+            "could not create the reference virtualenv at {} (needs python3 and PyPI)",
+            venv.display()
+        );
+    }
+    std::fs::write(&marker, b"")?;
+    Ok(venv)
+}
+
+/// xorshift64: reproducible data without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
