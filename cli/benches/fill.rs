@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use bucky_shared::fill::{self, FillMode, FillOptions};
 use bucky_shared::whisper::{self, CreateOptions, Whisper};
-use support::{Rng, ensure_venv};
+use support::{Rng, ensure_venv, run_python};
 
 mod support;
 
@@ -252,20 +252,14 @@ fn time_python(
         .collect();
     let list_path = dir.join("pairs.json");
     std::fs::write(&list_path, serde_json::to_string(&list)?)?;
-    let script = dir.join("bench.py");
-    std::fs::write(&script, PYTHON_BENCH)?;
-    let out = Command::new(venv.join("bin/python"))
-        .arg(&script)
-        .arg(now.to_string())
-        .arg(&list_path)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "python bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let secs: f64 = String::from_utf8(out.stdout)?.trim().parse()?;
+    let now = now.to_string();
+    let stdout = run_python(
+        venv,
+        dir,
+        PYTHON_BENCH,
+        &[now.as_ref(), list_path.as_os_str()],
+    )?;
+    let secs: f64 = stdout.trim().parse()?;
     Ok((secs, dsts))
 }
 

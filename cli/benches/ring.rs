@@ -6,12 +6,11 @@
 //! `cargo bench -p bucky-cli --bench ring [-- --names 1000000 --python-names 100000 --no-python]`
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig, Router};
-use support::{Rng, ensure_venv};
+use support::{Rng, ensure_venv, run_python};
 
 mod support;
 
@@ -169,21 +168,19 @@ fn time_carbon(
     let dir = tempfile::tempdir()?;
     let names_path = dir.path().join("names.txt");
     std::fs::write(&names_path, names.join("\n"))?;
-    let script = dir.path().join("bench.py");
-    std::fs::write(&script, PYTHON_BENCH)?;
-    let out = Command::new(venv.join("bin/python"))
-        .arg(&script)
-        .arg(&names_path)
-        .arg(destinations.join(","))
-        .arg(dir.path().join("owners.txt"))
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "carbon bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let rate: f64 = String::from_utf8(out.stdout)?.trim().parse()?;
+    let destinations = destinations.join(",");
+    let owners_path = dir.path().join("owners.txt");
+    let stdout = run_python(
+        &venv,
+        dir.path(),
+        PYTHON_BENCH,
+        &[
+            names_path.as_os_str(),
+            destinations.as_ref(),
+            owners_path.as_os_str(),
+        ],
+    )?;
+    let rate: f64 = stdout.trim().parse()?;
     let owners = read_owners(&dir.path().join("owners.txt"))?;
     Ok((rate, owners))
 }

@@ -38,6 +38,28 @@ pub fn ensure_venv() -> anyhow::Result<PathBuf> {
     Ok(venv)
 }
 
+/// Runs `script` with the reference virtualenv's Python and `args`; returns its stdout.
+pub fn run_python(
+    venv: &Path,
+    dir: &Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> anyhow::Result<String> {
+    let path = dir.join("bench.py");
+    std::fs::write(&path, script)?;
+    let out = Command::new(venv.join("bin/python"))
+        .arg(&path)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "python bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 /// xorshift64: reproducible data without a dependency.
 pub struct Rng(pub u64);
 

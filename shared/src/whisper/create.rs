@@ -180,36 +180,41 @@ pub fn create(path: &Path, archives: &[ArchiveSpec], options: &CreateOptions) ->
 mod tests {
     use super::*;
 
-    fn spec(seconds_per_point: u32, points: u32) -> ArchiveSpec {
-        ArchiveSpec {
-            seconds_per_point,
-            points,
-        }
-    }
-
     #[test]
     fn whisper_rules_are_enforced_with_its_messages() {
         let cases = [
             (vec![], "at least one archive"),
-            (vec![spec(60, 10), spec(60, 20)], "same precision"),
-            (vec![spec(60, 100), spec(90, 100)], "evenly divide"),
-            (vec![spec(60, 100), spec(120, 50)], "larger time intervals"),
-            (vec![spec(60, 3), spec(300, 100)], "at least enough points"),
+            (
+                vec![ArchiveSpec::new(60, 10), ArchiveSpec::new(60, 20)],
+                "same precision",
+            ),
+            (
+                vec![ArchiveSpec::new(60, 100), ArchiveSpec::new(90, 100)],
+                "evenly divide",
+            ),
+            (
+                vec![ArchiveSpec::new(60, 100), ArchiveSpec::new(120, 50)],
+                "larger time intervals",
+            ),
+            (
+                vec![ArchiveSpec::new(60, 3), ArchiveSpec::new(300, 100)],
+                "at least enough points",
+            ),
         ];
         for (mut archives, needle) in cases {
             let err = validate_archives(&mut archives).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
         }
-        let mut unsorted = vec![spec(900, 70080), spec(60, 43200)];
+        let mut unsorted = vec![ArchiveSpec::new(900, 70080), ArchiveSpec::new(60, 43200)];
         validate_archives(&mut unsorted).unwrap();
-        assert_eq!(unsorted[0], spec(60, 43200));
+        assert_eq!(unsorted[0], ArchiveSpec::new(60, 43200));
     }
 
     #[test]
     fn create_refuses_existing_files_and_bad_xff() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wsp");
-        let archives = [spec(60, 10)];
+        let archives = [ArchiveSpec::new(60, 10)];
         create(&path, &archives, &CreateOptions::default()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16 + 12 + 120);
         assert!(matches!(
@@ -232,7 +237,7 @@ mod tests {
     #[test]
     fn sparse_and_dense_files_have_identical_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let archives = [spec(60, 1440), spec(3600, 720)];
+        let archives = [ArchiveSpec::new(60, 1440), ArchiveSpec::new(3600, 720)];
         let dense = dir.path().join("d.wsp");
         let sparse = dir.path().join("s.wsp");
         create(&dense, &archives, &CreateOptions::default()).unwrap();

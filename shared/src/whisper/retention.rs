@@ -15,6 +15,14 @@ pub struct ArchiveSpec {
 }
 
 impl ArchiveSpec {
+    /// An archive of `points` points, `seconds_per_point` apart.
+    pub fn new(seconds_per_point: u32, points: u32) -> Self {
+        ArchiveSpec {
+            seconds_per_point,
+            points,
+        }
+    }
+
     /// Seconds of history: precision times points.
     pub fn retention(&self) -> u64 {
         u64::from(self.seconds_per_point) * u64::from(self.points)
@@ -121,21 +129,32 @@ fn unit_seconds(unit: &str) -> std::result::Result<u64, String> {
 mod tests {
     use super::*;
 
-    fn spec(seconds_per_point: u32, points: u32) -> ArchiveSpec {
-        ArchiveSpec {
-            seconds_per_point,
-            points,
-        }
-    }
-
     #[test]
     fn parses_whisper_forms() {
-        assert_eq!(parse_retention("60s:30d").unwrap(), spec(60, 43200));
-        assert_eq!(parse_retention("15m:2y").unwrap(), spec(900, 70080));
-        assert_eq!(parse_retention("60:1440").unwrap(), spec(60, 1440));
-        assert_eq!(parse_retention(" 1min:1w ").unwrap(), spec(60, 10080));
-        assert_eq!(parse_retention("1h:7days").unwrap(), spec(3600, 168));
-        assert_eq!(parse_retention("10s:6h").unwrap(), spec(10, 2160));
+        assert_eq!(
+            parse_retention("60s:30d").unwrap(),
+            ArchiveSpec::new(60, 43200)
+        );
+        assert_eq!(
+            parse_retention("15m:2y").unwrap(),
+            ArchiveSpec::new(900, 70080)
+        );
+        assert_eq!(
+            parse_retention("60:1440").unwrap(),
+            ArchiveSpec::new(60, 1440)
+        );
+        assert_eq!(
+            parse_retention(" 1min:1w ").unwrap(),
+            ArchiveSpec::new(60, 10080)
+        );
+        assert_eq!(
+            parse_retention("1h:7days").unwrap(),
+            ArchiveSpec::new(3600, 168)
+        );
+        assert_eq!(
+            parse_retention("10s:6h").unwrap(),
+            ArchiveSpec::new(10, 2160)
+        );
     }
 
     #[test]

@@ -9,13 +9,6 @@ use proptest::prelude::*;
 
 const NOW: i64 = 1_700_000_037;
 
-fn spec(seconds_per_point: u32, points: u32) -> ArchiveSpec {
-    ArchiveSpec {
-        seconds_per_point,
-        points,
-    }
-}
-
 /// A file with `schema`, holding `points` written carbon-style: one update_many per block, with
 /// the clock just after the block, so lower archives hold propagated aggregates.
 fn file_with(
@@ -88,10 +81,10 @@ prop_compose! {
     fn schema()(base in prop::sample::select(vec![10u32, 30, 60]),
                 k1 in 2u32..6, k2 in 2u32..5, p0 in 40u32..120, three in any::<bool>())
                -> Vec<ArchiveSpec> {
-        let first = spec(base, p0);
-        let second = spec(base * k1, p0 / k1 * 3 + k1);
+        let first = ArchiveSpec::new(base, p0);
+        let second = ArchiveSpec::new(base * k1, p0 / k1 * 3 + k1);
         if three {
-            let third = spec(base * k1 * k2, second.points / k2 * 3 + k2);
+            let third = ArchiveSpec::new(base * k1 * k2, second.points / k2 * 3 + k2);
             vec![first, second, third]
         } else {
             vec![first, second]
@@ -160,8 +153,8 @@ proptest! {
 /// method and xff; a slot whose src data is too sparse for xff stays empty.
 #[test]
 fn finer_src_data_is_aggregated_with_dst_rules() {
-    let src_schema = [spec(10, 600)];
-    let dst_schema = [spec(60, 100)];
+    let src_schema = [ArchiveSpec::new(10, 600)];
+    let dst_schema = [ArchiveSpec::new(60, 100)];
     let mut src_points = series(10, 6000, 7, &[], 0.0);
     // Leave the 60s interval that starts 600s before NOW with only 2 of 6 points.
     let sparse_start = NOW - NOW % 60 - 600;
@@ -190,7 +183,7 @@ fn finer_src_data_is_aggregated_with_dst_rules() {
 /// are kept, single-slot and trailing gaps are filled, lower archives are not re-aggregated.
 #[test]
 fn safe_mode_keeps_what_carbonate_mode_overwrites() {
-    let schema = [spec(60, 120), spec(600, 100)];
+    let schema = [ArchiveSpec::new(60, 120), ArchiveSpec::new(600, 100)];
     let dst_points: Vec<(i64, f64)> = series(60, 7200, 3, &[], 0.0)
         .into_iter()
         .filter(|(t, _)| {
@@ -247,7 +240,7 @@ fn safe_mode_keeps_what_carbonate_mode_overwrites() {
 /// A point from the future in dst's slot is not replaced by an older src point.
 #[test]
 fn future_points_in_dst_are_left_alone() {
-    let schema = [spec(60, 30)];
+    let schema = [ArchiveSpec::new(60, 30)];
     let src = file_with(
         &schema,
         Aggregation::Average,
