@@ -2,6 +2,9 @@
 //!
 //! - [`whisper`]: the whisper file format (header, `create`, `fetch`, `update_many`, locking),
 //!   byte-identical to whisper.py 1.1.10.
+//! - [`layout`]: the bucket layout (whisper-backup compatible keys), manifests, owner markers.
+//! - [`metric`]: metric names and their paths under a whisper root.
+//! - [`ring`]: consistent-hash rings that place metrics as carbon and carbon-c-relay do.
 //! - [`fill`]: filling the gaps of one whisper file from another, in carbonate's mode
 //!   (byte-identical to carbonate 1.1.10's `fill_archives`) or bucky's `safe` mode.
 //!
@@ -16,5 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod fill;
+pub mod layout;
+pub mod metric;
 pub mod ring;
 pub mod whisper;
