@@ -1,8 +1,18 @@
 //! bucky-agent: runs on every Graphite storage node next to carbon and serves that node's
-//! whisper tree (listing, streaming, backup into the node's own bucket, restore by safe fill).
+//! whisper tree: backup into the node's own bucket, restore by safe fill, listing.
 //!
-//! This crate holds the agent's domain modules and its gRPC service. The whisper format and fill
-//! it relies on live in [`bucky_shared`].
+//! - [`bucket`]: the node's bucket (object_store) and its layout.
+//! - [`tree`]: the whisper tree and metric selection.
+//! - [`backup`]: the backup engine; [`restore`]: the restore engine.
+//! - [`ownership`], [`manifests`], [`codec`]: owner marker, manifest discovery, object encoding.
 
-/// The agent's version, reported by `Info`.
+pub mod backup;
+pub mod bucket;
+pub mod codec;
+pub mod manifests;
+pub mod ownership;
+pub mod restore;
+pub mod tree;
+
+/// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

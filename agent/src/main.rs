@@ -1,15 +1,327 @@
-//! `bucky-agent`: the per-node server.
+//! `bucky-agent`: the per-node agent. Its standalone mode backs one host up into its own bucket
+//! and restores it, so a single node can replace whisper-backup from cron.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Serves one Graphite node's whisper tree to the bucky coordinator.
+use anyhow::Context;
+use bucky_agent::backup::{self, BackupOptions};
+use bucky_agent::bucket::{Bucket, StoreOptions};
+use bucky_agent::restore::{self, RestoreOptions};
+use bucky_agent::tree::Selection;
+use bucky_shared::layout::{Version, parse_date};
+use clap::{Args, Parser, Subcommand};
+
+/// The bucky agent: backs up and restores one Graphite node's whisper tree.
 #[derive(Parser)]
 #[command(version = bucky_agent::VERSION)]
-struct Args {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!(
-        "the agent's gRPC service and standalone backup arrive with the backup-engine and cluster issues; use `bucky fill` and `bucky whisper` meanwhile"
+#[derive(Subcommand)]
+enum Command {
+    /// Back the whisper tree up into this node's bucket.
+    Backup(BackupArgs),
+    /// Restore the whisper tree from a bucket (new files written, existing ones safe-filled).
+    Restore(RestoreArgs),
+    /// List the metrics and versions a bucket holds.
+    List(ListArgs),
+    /// Record metrics missing from disk and purge those missing for too long.
+    Purge(PurgeArgs),
+}
+
+/// Where the bucket is and whose it is.
+#[derive(Args)]
+struct BucketArgs {
+    /// Bucket URL: file:///path, s3://bucket[/prefix], gs://..., az://..., memory://.
+    #[arg(long, env = "BUCKY_BUCKET")]
+    bucket: String,
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:9000 (Ceph RGW, MinIO, Swift's S3 API).
+    #[arg(long, env = "BUCKY_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "BUCKY_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style S3 requests (most S3-compatible stores need them).
+    #[arg(long)]
+    s3_path_style: bool,
+    /// Allow a plain-HTTP endpoint.
+    #[arg(long)]
+    s3_allow_http: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BucketArgs {
+    fn open(&self) -> anyhow::Result<Bucket> {
+        let options = StoreOptions {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            allow_http: self.s3_allow_http,
+        };
+        Ok(Bucket::open(&self.bucket, &options)?)
+    }
+}
+
+/// Which metrics.
+#[derive(Args)]
+struct SelectArgs {
+    /// Only metrics matching this glob (repeatable; `*` stays within a segment).
+    #[arg(long = "metrics", value_name = "GLOB")]
+    globs: Vec<String>,
+    /// Only metrics matching this regex.
+    #[arg(long)]
+    regex: Option<String>,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    bucket: BucketArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// The whisper tree.
+    #[arg(long, env = "BUCKY_WHISPER_ROOT")]
+    whisper_root: PathBuf,
+    /// This node's name, written into the bucket's owner marker (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// Versions kept per metric.
+    #[arg(long, default_value_t = 5)]
+    keep: usize,
+    /// Days after a metric disappears from disk before its backups are deleted (-1: never).
+    #[arg(long, default_value_t = 45, allow_negative_numbers = true)]
+    purge_after_days: i64,
+    /// gzip level, 0-9.
+    #[arg(long, default_value_t = 6)]
+    gzip_level: u32,
+    /// Files read, compressed and uploaded at once.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Read every file, even those whose size and mtime are unchanged.
+    #[arg(long)]
+    verify_all: bool,
+    /// Print what would change; write nothing.
+    #[arg(long)]
+    noop: bool,
+    /// Seconds to wait for a file's lock before reporting it failed.
+    #[arg(long, default_value_t = 10)]
+    lock_timeout: u64,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    bucket: BucketArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// The whisper tree to restore into.
+    #[arg(long, env = "BUCKY_WHISPER_ROOT")]
+    whisper_root: PathBuf,
+    /// Restore the newest version strictly before this ISO-8601 time (default: the newest).
+    #[arg(long)]
+    date: Option<String>,
+    /// Metrics restored at once.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Seconds to wait for an existing file's lock.
+    #[arg(long, default_value_t = 10)]
+    lock_timeout: u64,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[command(flatten)]
+    bucket: BucketArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+#[derive(Args)]
+struct PurgeArgs {
+    #[command(flatten)]
+    bucket: BucketArgs,
+    /// The whisper tree.
+    #[arg(long, env = "BUCKY_WHISPER_ROOT")]
+    whisper_root: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// Days after a metric disappears from disk before its backups are deleted.
+    #[arg(long, default_value_t = 45)]
+    purge_after_days: i64,
+    /// Print what would be purged; delete nothing.
+    #[arg(long)]
+    noop: bool,
+}
+
+fn now() -> Version {
+    Version(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     )
+}
+
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("reading the host name; pass --node")?;
+    Ok(name.trim().to_string())
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs the command; `Ok(false)` when some files failed (the run itself completed).
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Backup(args) => {
+            let bucket = args.bucket.open()?;
+            let node = args.node.map_or_else(hostname, Ok)?;
+            let options = BackupOptions {
+                keep_versions: args.keep,
+                purge_after_days: args.purge_after_days,
+                gzip_level: args.gzip_level,
+                workers: args.workers,
+                verify_all: args.verify_all,
+                noop: args.noop,
+                lock_timeout: Duration::from_secs(args.lock_timeout),
+                selection: Selection::new(&args.select.globs, args.select.regex.as_deref())?,
+                ..BackupOptions::new(&node)
+            };
+            let report = backup::backup(&bucket, &args.whisper_root, &options, now()).await?;
+            if args.bucket.json {
+                print_json(&report)?;
+            } else {
+                report.planned.iter().for_each(|line| println!("{line}"));
+                println!(
+                    "{}backup of {} into {}: {} new, {} changed, {} unchanged, {} failed, {} missing, {} purged; {} bytes read, {} uploaded, {} objects deleted",
+                    if args.noop { "noop " } else { "" },
+                    args.whisper_root.display(),
+                    bucket.url(),
+                    report.new,
+                    report.changed,
+                    report.unchanged,
+                    report.failed.len(),
+                    report.missing,
+                    report.purged.len(),
+                    report.bytes_read,
+                    report.bytes_uploaded,
+                    report.objects_deleted
+                );
+                report
+                    .failed
+                    .iter()
+                    .for_each(|f| eprintln!("failed: {}: {}", f.metric, f.error));
+            }
+            Ok(report.failed.is_empty())
+        }
+        Command::Restore(args) => {
+            let bucket = args.bucket.open()?;
+            let options = RestoreOptions {
+                before: args.date.as_deref().map(parse_date).transpose()?,
+                selection: Selection::new(&args.select.globs, args.select.regex.as_deref())?,
+                workers: args.workers,
+                lock_timeout: Duration::from_secs(args.lock_timeout),
+                ..RestoreOptions::new(now().0)
+            };
+            let report = restore::restore(&bucket, &args.whisper_root, &options).await?;
+            if args.bucket.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "restore of {} into {}: {} written, {} filled ({} points), {} without a version before the date, {} failed; {} bytes downloaded",
+                    bucket.url(),
+                    args.whisper_root.display(),
+                    report.written,
+                    report.filled,
+                    report.points_filled,
+                    report.no_version,
+                    report.failed.len(),
+                    report.bytes_downloaded
+                );
+                report
+                    .failed
+                    .iter()
+                    .for_each(|f| eprintln!("failed: {}: {}", f.metric, f.error));
+            }
+            Ok(report.failed.is_empty())
+        }
+        Command::List(args) => {
+            let bucket = args.bucket.open()?;
+            let selection = Selection::new(&args.select.globs, args.select.regex.as_deref())?;
+            let catalog = restore::catalog(&bucket).await?;
+            let selected = catalog.iter().filter(|(name, _)| selection.matches(name));
+            if args.bucket.json {
+                for (name, versions) in selected {
+                    let versions: Vec<String> = versions.keys().map(Version::to_string).collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({"metric": name, "versions": versions})
+                    );
+                }
+            } else {
+                for (name, versions) in selected {
+                    let versions: Vec<String> = versions.keys().map(Version::to_string).collect();
+                    println!("{name} {}", versions.join(" "));
+                }
+            }
+            Ok(true)
+        }
+        Command::Purge(args) => {
+            let bucket = args.bucket.open()?;
+            let node = args.node.map_or_else(hostname, Ok)?;
+            let options = BackupOptions {
+                purge_after_days: args.purge_after_days,
+                noop: args.noop,
+                purge_only: true,
+                ..BackupOptions::new(&node)
+            };
+            let report = backup::backup(&bucket, &args.whisper_root, &options, now()).await?;
+            if args.bucket.json {
+                print_json(&report)?;
+            } else {
+                report.planned.iter().for_each(|line| println!("{line}"));
+                println!(
+                    "purge of {}: {} purged, {} missing and kept, {} objects deleted",
+                    bucket.url(),
+                    report.purged.len(),
+                    report.missing,
+                    report.objects_deleted
+                );
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("bucky-agent: some metrics failed (see above)");
+            ExitCode::from(3)
+        }
+        Err(err) => {
+            eprintln!("bucky-agent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

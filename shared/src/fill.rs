@@ -189,10 +189,35 @@ pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillR
     }
     whisper::lock_file(&src_file, LockMode::Shared, options.lock_timeout, src)?;
     let src_image = Whisper::open(whisper::file::read_all(&src_file, src)?, src)?;
-    let mut dst_image = Whisper::open(whisper::file::read_all(&dst_file, dst)?, dst)?;
-    let report = fill_images(&src_image, &mut dst_image, options)?;
-    write_back(dst_image.into_storage(), dst_file, dst, options.fsync)?;
+    let report = fill_locked(&src_image, dst_file, dst, options)?;
     drop(src_file); // releases src's shared lock only once dst is safely written
+    Ok(report)
+}
+
+/// Fills the file `dst` from `src` already in memory (a downloaded backup), as [`fill_files`]
+/// does: dst locked exclusively, filled in memory, changed bytes written back and fsynced.
+///
+/// # Errors
+/// Invalid options, a lock timeout, or a corrupt or unreadable dst; each names the path.
+pub fn fill_file_from_image(
+    src: &Whisper<Image>,
+    dst: &Path,
+    options: &FillOptions,
+) -> Result<FillReport, Error> {
+    options.validate()?;
+    let dst_file = whisper::file::open_locked(dst, Access::ReadWrite, options.lock_timeout)?;
+    fill_locked(src, dst_file, dst, options)
+}
+
+fn fill_locked(
+    src: &Whisper<Image>,
+    dst_file: File,
+    dst: &Path,
+    options: &FillOptions,
+) -> Result<FillReport, Error> {
+    let mut dst_image = Whisper::open(whisper::file::read_all(&dst_file, dst)?, dst)?;
+    let report = fill_images(src, &mut dst_image, options)?;
+    write_back(dst_image.into_storage(), dst_file, dst, options.fsync)?;
     Ok(report)
 }
 

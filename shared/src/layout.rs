@@ -5,6 +5,7 @@
 //! <prefix><metric.name>/<TS>.sha1        40 lowercase hex chars, SHA-1 of the raw file, no newline
 //! <prefix>.bucky/owner.json              the host that owns this bucket
 //! <prefix>.bucky/manifests/<TS>.json.gz  one per completed run: its commit point
+//! <prefix>.bucky/checkpoint.json.gz      progress of a running backup
 //! ```
 //!
 //! `TS` is `YYYY-MM-DDTHH:MM:SS+00:00` (UTC). The `.bucky/` prefix can never be a metric: a
@@ -104,6 +105,12 @@ impl Layout {
     /// Key of the owner marker.
     pub fn owner_key(&self) -> String {
         format!("{}{RESERVED_DIR}owner.json", self.prefix)
+    }
+
+    /// Key of the checkpoint: the entries a running backup has committed so far, so a run that
+    /// dies is resumed without uploading again.
+    pub fn checkpoint_key(&self) -> String {
+        format!("{}{RESERVED_DIR}checkpoint.json.gz", self.prefix)
     }
 
     /// Prefix of the manifests.

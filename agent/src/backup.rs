@@ -1,0 +1,458 @@
+//! Backing one node's whisper tree up into its own bucket, whisper-backup compatible and
+//! without its flaws.
+//!
+//! A run: refuse a bucket owned by another host; load the newest manifest (plus the checkpoint of
+//! a run that died); walk the tree; for each file whose size or mtime differ from the manifest
+//! (or every file with `verify_all`), read it under a shared flock, and upload it (data, then
+//! `.sha1`: 2 PUTs) only if its SHA-1 differs from the newest stored version. An unchanged file
+//! costs no request. Then the manifest is written — the run's commit point — and only after it
+//! the versions beyond retention and the metrics purged are deleted; the manifest lists those
+//! deletes, so a run that dies in between has them redone by the next.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use bucky_shared::layout::{Manifest, ManifestEntry, Version, manifest};
+use bucky_shared::whisper::{LockMode, lock_file};
+use futures::{StreamExt, stream};
+use tracing::{info, warn};
+
+use crate::bucket::{self, Bucket};
+use crate::tree::{self, Selection, TreeFile};
+use crate::{codec, manifests, ownership};
+
+/// What a backup run does.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// This node's name, written into and checked against the owner marker.
+    pub node: String,
+    /// Versions kept per metric; default 5.
+    pub keep_versions: usize,
+    /// Days after a metric was first seen missing from disk before its backups are deleted;
+    /// default 45; negative never purges.
+    pub purge_after_days: i64,
+    /// gzip level 0-9; default 6.
+    pub gzip_level: u32,
+    /// Files read, compressed and uploaded at once; default 4.
+    pub workers: usize,
+    /// Read every file, even those whose size and mtime match the manifest.
+    pub verify_all: bool,
+    /// Report what would change; write and delete nothing.
+    pub noop: bool,
+    /// Longest wait for a file's shared lock; a file that stays locked is reported failed.
+    pub lock_timeout: Duration,
+    /// Metrics covered; the others keep their manifest entries untouched.
+    pub selection: Selection,
+    /// Uploads between two checkpoints; default 500.
+    pub checkpoint_every: usize,
+    /// Manifests kept for point-in-time restores; default 60.
+    pub keep_manifests: usize,
+    /// Only record missing metrics and purge expired ones: no file is read or uploaded.
+    pub purge_only: bool,
+}
+
+impl BackupOptions {
+    /// Defaults for `node`.
+    pub fn new(node: &str) -> Self {
+        BackupOptions {
+            node: node.to_string(),
+            keep_versions: 5,
+            purge_after_days: 45,
+            gzip_level: 6,
+            workers: 4,
+            verify_all: false,
+            noop: false,
+            lock_timeout: Duration::from_secs(10),
+            selection: Selection::default(),
+            checkpoint_every: 500,
+            keep_manifests: 60,
+            purge_only: false,
+        }
+    }
+}
+
+/// A file the run could not back up; its previous backup is kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileFailure {
+    /// The metric.
+    pub metric: String,
+    /// Why.
+    pub error: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackupReport {
+    /// The run's version (its start).
+    pub run: Option<Version>,
+    /// Metrics uploaded for the first time.
+    pub new: u64,
+    /// Metrics uploaded because their content changed.
+    pub changed: u64,
+    /// Metrics whose stored version is current.
+    pub unchanged: u64,
+    /// Files that could not be backed up.
+    pub failed: Vec<FileFailure>,
+    /// Bytes read from disk.
+    pub bytes_read: u64,
+    /// Bytes uploaded (compressed).
+    pub bytes_uploaded: u64,
+    /// Objects deleted (retention and purge).
+    pub objects_deleted: u64,
+    /// Metrics whose backups were purged.
+    pub purged: Vec<String>,
+    /// Metrics missing from disk but still kept.
+    pub missing: u64,
+    /// With `noop`: what the run would do.
+    pub planned: Vec<String>,
+}
+
+/// Why a run could not complete. Files that fail are reported, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bucket belongs to another host, or its marker is unreadable.
+    #[error(transparent)]
+    Ownership(#[from] ownership::Error),
+    /// The store failed a request the run cannot do without.
+    #[error(transparent)]
+    Bucket(#[from] bucket::Error),
+    /// The whisper tree could not be walked.
+    #[error("whisper tree: {0:#}")]
+    Tree(anyhow::Error),
+}
+
+/// How one file went.
+enum Outcome {
+    Unchanged(ManifestEntry),
+    Uploaded {
+        entry: ManifestEntry,
+        new: bool,
+        expired: Vec<Version>,
+        uploaded: u64,
+    },
+    WouldUpload {
+        new: bool,
+    },
+    /// A new file in a purge-only run: not backed up yet, nothing to record.
+    Skipped,
+}
+
+/// Backs `root` up into `bucket` as of `now`.
+///
+/// # Errors
+/// [`Error`] when the run cannot complete (another host's bucket, a store failure on the
+/// manifest, an unreadable tree); the previous manifest then still describes the bucket.
+pub async fn backup(
+    bucket: &Bucket,
+    root: &Path,
+    options: &BackupOptions,
+    now: Version,
+) -> Result<BackupReport, Error> {
+    ownership::ensure_owner(bucket, &options.node, !options.noop, now).await?;
+    let previous = manifests::latest(bucket, None).await?;
+    let run = previous
+        .as_ref()
+        .map_or(now, |p| now.max(Version(p.started.0 + 1)));
+    let mut known: BTreeMap<String, ManifestEntry> = previous
+        .iter()
+        .flat_map(|p| p.metrics.iter().cloned())
+        .map(|e| (e.name.clone(), e))
+        .collect();
+    if let Some(checkpoint) = manifests::checkpoint(bucket).await?
+        && previous
+            .as_ref()
+            .is_none_or(|p| checkpoint.started > p.started)
+    {
+        info!(
+            bucket = bucket.url(),
+            entries = checkpoint.metrics.len(),
+            "resuming from the checkpoint of an unfinished run"
+        );
+        known.extend(checkpoint.metrics.into_iter().map(|e| (e.name.clone(), e)));
+    }
+
+    let (root_owned, selection) = (root.to_path_buf(), options.selection.clone());
+    let files = tokio::task::spawn_blocking(move || tree::walk(&root_owned, &selection))
+        .await
+        .expect("the tree walk does not panic")
+        .map_err(Error::Tree)?;
+
+    let mut report = BackupReport {
+        run: Some(run),
+        ..BackupReport::default()
+    };
+    let mut current: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+    let mut deletes: Vec<String> = Vec::new();
+    let mut since_checkpoint = 0;
+    let mut outcomes = stream::iter(files.into_iter().map(|file| {
+        let previous = known.get(&file.name).cloned();
+        async move {
+            let name = file.name.clone();
+            let size = file.size;
+            (
+                name,
+                size,
+                process(bucket, file, previous, options, run).await,
+            )
+        }
+    }))
+    .buffer_unordered(options.workers.max(1));
+    while let Some((name, size, outcome)) = outcomes.next().await {
+        match outcome {
+            Ok(Outcome::Unchanged(entry)) => {
+                report.unchanged += 1;
+                if options.verify_all {
+                    report.bytes_read += size;
+                }
+                current.insert(name, entry);
+            }
+            Ok(Outcome::Uploaded {
+                entry,
+                new,
+                expired,
+                uploaded,
+            }) => {
+                if new {
+                    report.new += 1
+                } else {
+                    report.changed += 1
+                }
+                report.bytes_read += size;
+                report.bytes_uploaded += uploaded;
+                for v in expired {
+                    deletes.push(bucket.layout().data_key(&name, v));
+                    deletes.push(bucket.layout().sha1_key(&name, v));
+                }
+                current.insert(name, entry);
+                since_checkpoint += 1;
+                if since_checkpoint >= options.checkpoint_every.max(1) {
+                    since_checkpoint = 0;
+                    write_checkpoint(bucket, &options.node, run, &current).await;
+                }
+            }
+            Ok(Outcome::Skipped) => {}
+            Ok(Outcome::WouldUpload { new }) => {
+                if new {
+                    report.new += 1
+                } else {
+                    report.changed += 1
+                }
+                report.bytes_read += size;
+                report.planned.push(format!(
+                    "upload {name} ({})",
+                    if new { "new" } else { "changed" }
+                ));
+            }
+            Err(error) => {
+                warn!(metric = name, error, "not backed up");
+                if let Some(entry) = known.get(&name) {
+                    current.insert(name.clone(), entry.clone());
+                }
+                report.failed.push(FileFailure {
+                    metric: name,
+                    error,
+                });
+            }
+        }
+    }
+    drop(outcomes);
+
+    // Metrics in the manifest that were not found on disk this run.
+    for (name, mut entry) in known {
+        if current.contains_key(&name) {
+            continue;
+        }
+        if !options.selection.matches(&name) {
+            current.insert(name, entry);
+            continue;
+        }
+        let since = *entry.missing_since.get_or_insert(run);
+        let expired =
+            options.purge_after_days >= 0 && now.0 - since.0 >= options.purge_after_days * 86_400;
+        if expired {
+            for v in &entry.versions {
+                deletes.push(bucket.layout().data_key(&name, *v));
+                deletes.push(bucket.layout().sha1_key(&name, *v));
+            }
+            report
+                .planned
+                .push(format!("purge {name} (missing since {since})"));
+            report.purged.push(name);
+        } else {
+            report.missing += 1;
+            current.insert(name, entry);
+        }
+    }
+    if options.noop {
+        report
+            .planned
+            .extend(deletes.iter().map(|k| format!("delete {k}")));
+        return Ok(report);
+    }
+    report.planned.clear();
+
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        node: options.node.clone(),
+        started: run,
+        finished: Version(now.0.max(run.0)),
+        metrics: current.into_values().collect(),
+        pending_deletes: deletes.clone(),
+    };
+    bucket
+        .put(&bucket.layout().manifest_key(run), manifest.encode())
+        .await?;
+    // Committed. What follows only removes what no manifest needs any more.
+    let retried = previous.map(|p| p.pending_deletes).unwrap_or_default();
+    for key in deletes.iter().chain(&retried) {
+        match bucket.delete(key).await {
+            Ok(()) => report.objects_deleted += u64::from(deletes.contains(key)),
+            Err(e) => warn!(error = %e, "delete failed; the next run retries it"),
+        }
+    }
+    if let Err(e) = bucket.delete(&bucket.layout().checkpoint_key()).await {
+        warn!(error = %e, "could not remove the checkpoint");
+    }
+    prune_manifests(bucket, options.keep_manifests).await;
+    info!(
+        bucket = bucket.url(),
+        new = report.new,
+        changed = report.changed,
+        unchanged = report.unchanged,
+        failed = report.failed.len(),
+        bytes = report.bytes_uploaded,
+        "backup done"
+    );
+    Ok(report)
+}
+
+/// Decides what one file needs and does it.
+async fn process(
+    bucket: &Bucket,
+    file: TreeFile,
+    previous: Option<ManifestEntry>,
+    options: &BackupOptions,
+    run: Version,
+) -> Result<Outcome, String> {
+    if options.purge_only {
+        return Ok(previous.map_or(Outcome::Skipped, |p| {
+            Outcome::Unchanged(ManifestEntry {
+                missing_since: None,
+                ..p
+            })
+        }));
+    }
+    if let Some(prev) = &previous
+        && !options.verify_all
+        && prev.missing_since.is_none()
+        && prev.size == file.size
+        && prev.mtime_ns == file.mtime_ns
+    {
+        return Ok(Outcome::Unchanged(prev.clone()));
+    }
+    let (path, timeout, level) = (file.path.clone(), options.lock_timeout, options.gzip_level);
+    let previous_sha1 = previous.as_ref().map(|p| p.sha1.clone());
+    let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let (raw, mtime_ns) = read_locked(&path, timeout)?;
+        let sha1 = codec::sha1_hex(&raw);
+        let gz =
+            (previous_sha1.as_deref() != Some(sha1.as_str())).then(|| codec::gzip(&raw, level));
+        Ok((raw.len() as u64, mtime_ns, sha1, gz))
+    })
+    .await
+    .map_err(|e| format!("reader panicked: {e}"))??;
+    let (size, mtime_ns, sha1, gz) = read;
+    let Some(gz) = gz else {
+        let prev = previous.expect("an unchanged SHA-1 has a previous entry");
+        return Ok(Outcome::Unchanged(ManifestEntry {
+            size,
+            mtime_ns,
+            missing_since: None,
+            ..prev
+        }));
+    };
+    let new = previous.is_none();
+    if options.noop {
+        return Ok(Outcome::WouldUpload { new });
+    }
+    let layout = bucket.layout();
+    let stored_size = gz.len() as u64;
+    // Data first: a .sha1 without its data would announce a version that does not exist.
+    bucket
+        .put(&layout.data_key(&file.name, run), gz)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    bucket
+        .put(&layout.sha1_key(&file.name, run), sha1.clone().into_bytes())
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let mut versions = previous.map(|p| p.versions).unwrap_or_default();
+    versions.push(run);
+    let excess = versions.len().saturating_sub(options.keep_versions.max(1));
+    let expired: Vec<Version> = versions.drain(..excess).collect();
+    Ok(Outcome::Uploaded {
+        entry: ManifestEntry {
+            name: file.name,
+            versions,
+            sha1,
+            size,
+            stored_size,
+            mtime_ns,
+            missing_since: None,
+        },
+        new,
+        expired,
+        uploaded: stored_size,
+    })
+}
+
+/// The file's bytes read under a shared flock, and its mtime at that moment.
+fn read_locked(path: &Path, timeout: Duration) -> Result<(Vec<u8>, i64), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    lock_file(&file, LockMode::Shared, timeout, path).map_err(|e| e.to_string())?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut raw = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut raw)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((raw, meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
+}
+
+async fn write_checkpoint(
+    bucket: &Bucket,
+    node: &str,
+    run: Version,
+    entries: &BTreeMap<String, ManifestEntry>,
+) {
+    let checkpoint = Manifest {
+        format: manifest::FORMAT,
+        node: node.to_string(),
+        started: run,
+        finished: run,
+        metrics: entries.values().cloned().collect(),
+        pending_deletes: Vec::new(),
+    };
+    if let Err(e) = bucket
+        .put(&bucket.layout().checkpoint_key(), checkpoint.encode())
+        .await
+    {
+        warn!(error = %e, "checkpoint not written; a resumed run may upload more again");
+    }
+}
+
+/// Keeps the newest `keep` manifests.
+async fn prune_manifests(bucket: &Bucket, keep: usize) {
+    let runs = match manifests::runs(bucket).await {
+        Ok(runs) => runs,
+        Err(e) => return warn!(error = %e, "could not list manifests to prune"),
+    };
+    for run in runs.iter().take(runs.len().saturating_sub(keep.max(1))) {
+        if let Err(e) = bucket.delete(&bucket.layout().manifest_key(*run)).await {
+            warn!(error = %e, "could not prune a manifest");
+        }
+    }
+}

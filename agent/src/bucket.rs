@@ -1,0 +1,184 @@
+//! A node's bucket: an object store plus the layout under its prefix. Opened from a URL
+//! (`file:///path`, `memory://`, `s3://bucket/prefix`, `gs://…`, `az://…`); credentials come from
+//! the environment as object_store reads them and are never logged.
+
+use std::sync::Arc;
+
+use bucky_shared::layout::Layout;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+
+/// A bucket operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL or its options do not describe a store.
+    #[error("bucket {url}: {reason}")]
+    Open {
+        /// The URL as given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store refused or failed a request.
+    #[error("bucket {bucket}: {action} {key}")]
+    Request {
+        /// The bucket's URL.
+        bucket: String,
+        /// What was being done.
+        action: &'static str,
+        /// The object.
+        key: String,
+        /// The store's error (boxed: it is large and errors are rare).
+        #[source]
+        source: Box<object_store::Error>,
+    },
+}
+
+/// Options for S3-compatible stores (Ceph RGW, Swift's S3 API, MinIO).
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Endpoint URL, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Region; S3-compatible stores usually accept any.
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub path_style: bool,
+    /// Allow plain HTTP endpoints.
+    pub allow_http: bool,
+}
+
+/// One host's bucket.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    layout: Layout,
+    url: String,
+}
+
+impl Bucket {
+    /// Wraps an existing store (tests, in-process servers); `url` names it in errors.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Self {
+        Bucket {
+            store,
+            layout: Layout::new(prefix),
+            url: url.to_string(),
+        }
+    }
+
+    /// Opens the bucket at `url`. A `file://` directory is created if missing.
+    ///
+    /// # Errors
+    /// [`Error::Open`] naming the URL.
+    pub fn open(url: &str, options: &StoreOptions) -> Result<Bucket, Error> {
+        let open_err = |reason: String| Error::Open {
+            url: url.to_string(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
+        if parsed.scheme() == "file" {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| open_err("not an absolute local path".into()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| open_err(format!("creating {}: {e}", dir.display())))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| open_err(e.to_string()))?;
+            return Ok(Bucket::new(Arc::new(store), "", url));
+        }
+        let mut opts: Vec<(&str, String)> = Vec::new();
+        if let Some(endpoint) = &options.endpoint {
+            opts.push(("endpoint", endpoint.clone()));
+        }
+        if let Some(region) = &options.region {
+            opts.push(("region", region.clone()));
+        }
+        if options.path_style {
+            opts.push(("virtual_hosted_style_request", "false".into()));
+        }
+        if options.allow_http {
+            opts.push(("allow_http", "true".into()));
+        }
+        let (store, path) =
+            object_store::parse_url_opts(&parsed, opts).map_err(|e| open_err(e.to_string()))?;
+        Ok(Bucket::new(Arc::from(store), path.as_ref(), url))
+    }
+
+    /// The layout of keys in this bucket.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, key: &str) -> StorePath {
+        StorePath::parse(key).unwrap_or_else(|_| StorePath::from(key))
+    }
+
+    fn request_err(
+        &self,
+        action: &'static str,
+        key: &str,
+    ) -> impl FnOnce(object_store::Error) -> Error {
+        let (bucket, key) = (self.url.clone(), key.to_string());
+        move |source| Error::Request {
+            bucket,
+            action,
+            key,
+            source: Box::new(source),
+        }
+    }
+
+    /// The object at `key`, or `None` if there is none.
+    ///
+    /// # Errors
+    /// Any failure other than "not found".
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        let fetched = async { self.store.get(&self.path(key)).await?.bytes().await };
+        match fetched.await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.request_err("reading", key)(e)),
+        }
+    }
+
+    /// Writes `bytes` at `key` (a whole object: no reader ever sees part of it).
+    ///
+    /// # Errors
+    /// The store failed the request.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
+        self.store
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map(drop)
+            .map_err(self.request_err("writing", key))
+    }
+
+    /// Deletes `key`; an object already gone is not an error.
+    ///
+    /// # Errors
+    /// The store failed the request.
+    pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.request_err("deleting", key)(e)),
+        }
+    }
+
+    /// Every object under `prefix` (a key prefix ending in `/`, or empty for the bucket).
+    ///
+    /// # Errors
+    /// The store failed the listing.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        let path = (!prefix.is_empty()).then(|| self.path(prefix.trim_end_matches('/')));
+        self.store
+            .list(path.as_ref())
+            .try_collect()
+            .await
+            .map_err(self.request_err("listing", prefix))
+    }
+}

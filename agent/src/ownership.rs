@@ -1,0 +1,75 @@
+//! One bucket per host: the owner marker is checked before anything is written, and written by
+//! the first backup into an empty bucket.
+
+use bucky_shared::layout::{OwnerMarker, Version};
+
+use crate::bucket::{self, Bucket};
+
+/// The bucket cannot be written by this node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another host's bucket.
+    #[error(
+        "bucket {bucket} belongs to {owner}, not to {node}: refusing to write (one bucket per host)"
+    )]
+    OwnedByOther {
+        /// The bucket's URL.
+        bucket: String,
+        /// The host named in its marker.
+        owner: String,
+        /// This node.
+        node: String,
+    },
+    /// The marker exists but is not a marker.
+    #[error("bucket {bucket}: unreadable owner marker {key}: {reason}")]
+    Corrupt {
+        /// The bucket's URL.
+        bucket: String,
+        /// The marker's key.
+        key: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Bucket(#[from] bucket::Error),
+}
+
+/// Refuses a bucket owned by another host; writes the marker into an unowned one when `claim`.
+///
+/// # Errors
+/// [`Error::OwnedByOther`] naming both hosts, a corrupt marker, or a store failure.
+pub async fn ensure_owner(
+    bucket: &Bucket,
+    node: &str,
+    claim: bool,
+    now: Version,
+) -> Result<(), Error> {
+    let key = bucket.layout().owner_key();
+    match bucket.get(&key).await? {
+        Some(bytes) => {
+            let marker = OwnerMarker::decode(&bytes).map_err(|e| Error::Corrupt {
+                bucket: bucket.url().to_string(),
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            if marker.node != node {
+                return Err(Error::OwnedByOther {
+                    bucket: bucket.url().to_string(),
+                    owner: marker.node,
+                    node: node.to_string(),
+                });
+            }
+            Ok(())
+        }
+        None if claim => {
+            let marker = OwnerMarker {
+                node: node.to_string(),
+                created: now,
+                written_by: format!("bucky-agent {}", crate::VERSION),
+            };
+            Ok(bucket.put(&key, marker.encode()).await?)
+        }
+        None => Ok(()),
+    }
+}
