@@ -384,10 +384,14 @@ async fn process(
         .put(&layout.data_key(&file.name, run), gz)
         .await
         .map_err(|e| format!("{e:#}"))?;
-    bucket
+    if let Err(e) = bucket
         .put(&layout.sha1_key(&file.name, run), sha1.clone().into_bytes())
         .await
-        .map_err(|e| format!("{e:#}"))?;
+    {
+        // Without its .sha1 the data is no version; remove it rather than leave it to confuse.
+        let _ = bucket.delete(&layout.data_key(&file.name, run)).await;
+        return Err(format!("{e:#}"));
+    }
     let mut versions = previous.map(|p| p.versions).unwrap_or_default();
     versions.push(run);
     let excess = versions.len().saturating_sub(options.keep_versions.max(1));

@@ -118,10 +118,10 @@ pub async fn restore(
         if !options.selection.matches(name) {
             continue;
         }
-        let pick = versions
-            .iter()
-            .rev()
-            .find(|(v, s)| s.data.is_some() && options.before.is_none_or(|before| **v < before));
+        // A version is complete with its .sha1; data alone is an upload that died half way.
+        let pick = versions.iter().rev().find(|(v, s)| {
+            s.data.is_some() && s.sha1 && options.before.is_none_or(|before| **v < before)
+        });
         match pick {
             Some((v, s)) => chosen.push((name.clone(), *v, *s)),
             None => report.no_version += 1,
@@ -197,7 +197,7 @@ async fn restore_one(
         .get(&layout.sha1_key(name, version))
         .await
         .map_err(|e| format!("{e:#}"))?
-        .ok_or_else(|| format!("{data_key} has no .sha1: refusing an unverifiable version"))?;
+        .ok_or_else(|| format!("{data_key}: its .sha1 disappeared"))?;
     let downloaded = (object.len() + expected.len()) as u64;
     let (options, name) = (options.clone(), name.to_string());
     tokio::task::spawn_blocking(move || {

@@ -1,0 +1,99 @@
+//! Store faults: a run that dies part way, and a flaky store. Each ends with nothing lost.
+
+use bucky_agent::backup::{BackupOptions, backup};
+use bucky_agent::manifests;
+use bucky_agent::restore::{RestoreOptions, restore};
+
+use crate::support::{Faults, NOW, at, counted_bucket, memory, snapshot, write_tree};
+
+/// A run that dies after some uploads leaves the previous manifest in charge; the next run
+/// resumes from the checkpoint and uploads only what was not uploaded.
+#[tokio::test]
+async fn a_run_killed_midway_is_resumed_without_uploading_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    let store = memory();
+    write_tree(&root, 2);
+    let options = BackupOptions {
+        checkpoint_every: 1,
+        workers: 1,
+        ..BackupOptions::new("g1")
+    };
+    let (bucket, _) = counted_bucket(store.clone(), Faults::None);
+    backup(&bucket, &root, &options, at(0)).await.unwrap();
+    let first = manifests::latest(&bucket, None).await.unwrap().unwrap();
+
+    write_tree(&root, 12); // 10 new metrics
+    // The store "dies" 9 PUTs into the run: 3 metrics uploaded and checkpointed (3 PUTs each).
+    let (dying, _) = counted_bucket(store.clone(), Faults::DieAfterPuts(9));
+    assert!(backup(&dying, &root, &options, at(60)).await.is_err());
+    let (bucket, counts) = counted_bucket(store.clone(), Faults::None);
+    let still = manifests::latest(&bucket, None).await.unwrap().unwrap();
+    assert_eq!(
+        still.started, first.started,
+        "the dead run committed nothing"
+    );
+
+    let report = backup(&bucket, &root, &options, at(120)).await.unwrap();
+    assert_eq!(report.failed.len(), 0);
+    assert_eq!(
+        report.new, 7,
+        "3 of the 10 new metrics were already uploaded by the dead run"
+    );
+    assert_eq!(report.unchanged, 5);
+    assert_eq!(
+        counts.puts(),
+        7 * 3 + 1,
+        "data, .sha1 and a checkpoint per upload, then the manifest"
+    );
+
+    let target = tmp.path().join("r");
+    let report = restore(&bucket, &target, &RestoreOptions::new(NOW))
+        .await
+        .unwrap();
+    assert_eq!(report.failed.len(), 0);
+    assert_eq!(snapshot(&target), snapshot(&root));
+}
+
+/// A store that fails one request in five. Whatever each run manages, the newest manifest only
+/// names complete, correct versions; a healthy run then completes the tree.
+#[tokio::test]
+async fn a_flaky_store_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 10);
+    let store = memory();
+    let options = BackupOptions::new("g1");
+    // One flaky store for all runs, so the failures fall on different requests each run.
+    let (flaky, _) = counted_bucket(store.clone(), Faults::EveryNth(5));
+    let (healthy, _) = counted_bucket(store, Faults::None);
+    let mut committed_runs = 0;
+    for run in 0..8 {
+        let outcome = backup(&flaky, &root, &options, at(run * 60)).await;
+        committed_runs += usize::from(outcome.is_ok());
+        let Some(manifest) = manifests::latest(&healthy, None).await.unwrap() else {
+            continue;
+        };
+        let target = tmp.path().join(format!("r{run}"));
+        let report = restore(&healthy, &target, &RestoreOptions::new(NOW))
+            .await
+            .unwrap();
+        assert_eq!(report.failed.len(), 0, "{:?}", report.failed);
+        let restored = snapshot(&target);
+        let original = snapshot(&root);
+        for entry in &manifest.metrics {
+            let file = std::path::PathBuf::from(entry.name.replace('.', "/") + ".wsp");
+            let got = restored.iter().find(|(p, _)| *p == file).map(|(_, b)| b);
+            let want = original.iter().find(|(p, _)| *p == file).map(|(_, b)| b);
+            assert_eq!(got, want, "run {run}: {}", entry.name);
+        }
+    }
+    assert!(committed_runs > 0, "some flaky runs commit");
+    let report = backup(&healthy, &root, &options, at(3600)).await.unwrap();
+    assert_eq!(report.failed.len(), 0);
+    let target = tmp.path().join("final");
+    restore(&healthy, &target, &RestoreOptions::new(NOW))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&target), snapshot(&root));
+}

@@ -1,0 +1,7 @@
+//! The backup engine end to end: real whisper trees in temp dirs, `file://` and in-memory
+//! buckets, a store wrapper that counts requests and injects faults.
+
+mod backup;
+mod faults;
+mod restore;
+mod support;

@@ -1,0 +1,243 @@
+//! Fixtures: whisper trees written with bucky's whisper code, and an object store wrapper that
+//! counts requests and can fail them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bucky_agent::bucket::Bucket;
+use bucky_shared::layout::Version;
+use bucky_shared::metric;
+use bucky_shared::whisper::{self, CreateOptions, Whisper};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path as StorePath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+/// The clock of the fixtures (2023-11-14T22:13:20Z).
+pub const NOW: i64 = 1_700_000_000;
+
+pub fn at(offset: i64) -> Version {
+    Version(NOW + offset)
+}
+
+/// Writes `count` metrics `app.<i>.requests` with a day of minute data under `root`.
+pub fn write_tree(root: &Path, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let name = format!("app.m{i:03}.requests");
+            write_metric(root, &name, i as f64, 0);
+            name
+        })
+        .collect()
+}
+
+/// Writes (or rewrites) one metric: 600 minutes of points ending `shift` seconds after NOW.
+pub fn write_metric(root: &Path, name: &str, base: f64, shift: i64) {
+    let path = metric::path_of(root, name).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = whisper::parse_retentions(&["60s:1d", "15m:30d"]).unwrap();
+    let image = whisper::create_image(&schema, &CreateOptions::default()).unwrap();
+    let mut file = Whisper::open(image, &path).unwrap();
+    let points: Vec<(i64, f64)> = (0..600)
+        .map(|i| (NOW + shift - 600 * 60 + i * 60, base + i as f64))
+        .collect();
+    file.update_many(&points, NOW + shift).unwrap();
+    std::fs::write(&path, file.storage().bytes()).unwrap();
+}
+
+/// Every file of a tree, name → bytes.
+pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Requests seen by a [`Counting`] store.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub puts: AtomicUsize,
+    pub gets: AtomicUsize,
+    pub deletes: AtomicUsize,
+    pub lists: AtomicUsize,
+}
+
+impl Counts {
+    pub fn total(&self) -> usize {
+        self.puts() + self.gets() + self.deletes() + self.lists()
+    }
+    pub fn puts(&self) -> usize {
+        self.puts.load(Ordering::SeqCst)
+    }
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+    pub fn deletes(&self) -> usize {
+        self.deletes.load(Ordering::SeqCst)
+    }
+    pub fn lists(&self) -> usize {
+        self.lists.load(Ordering::SeqCst)
+    }
+}
+
+/// When a [`Counting`] store fails requests.
+#[derive(Debug, Clone, Copy)]
+pub enum Faults {
+    None,
+    /// Every request after the first `n` PUTs fails: the process "died" there.
+    DieAfterPuts(usize),
+    /// Every `n`-th request fails (a flaky network).
+    EveryNth(usize),
+}
+
+/// An object store that counts requests and injects [`Faults`].
+#[derive(Debug)]
+pub struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    pub counts: Arc<Counts>,
+    faults: Faults,
+    seen: AtomicUsize,
+}
+
+impl fmt::Display for Counting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn ObjectStore>, faults: Faults) -> Self {
+        Counting {
+            inner,
+            counts: Arc::default(),
+            faults,
+            seen: AtomicUsize::new(0),
+        }
+    }
+
+    fn check(&self) -> object_store::Result<()> {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        let fail = match self.faults {
+            Faults::None => false,
+            Faults::DieAfterPuts(limit) => self.counts.puts() > limit,
+            Faults::EveryNth(k) => n.is_multiple_of(k),
+        };
+        if fail {
+            return Err(object_store::Error::Generic {
+                store: "test",
+                source: "injected fault".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Counting {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.counts.puts.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.counts.puts.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &StorePath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.counts.gets.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<StorePath>>,
+    ) -> BoxStream<'static, object_store::Result<StorePath>> {
+        let counts = self.counts.clone();
+        let counted = locations.inspect(move |_| {
+            counts.deletes.fetch_add(1, Ordering::SeqCst);
+        });
+        self.inner.delete_stream(counted.boxed())
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.counts.lists.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.check() {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> object_store::Result<ListResult> {
+        self.counts.lists.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.counts.puts.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A bucket over `store`, counted, with `faults`; returns the counts.
+pub fn counted_bucket(store: Arc<dyn ObjectStore>, faults: Faults) -> (Bucket, Arc<Counts>) {
+    let counting = Counting::new(store, faults);
+    let counts = counting.counts.clone();
+    (
+        Bucket::new(Arc::new(counting), "graphite", "memory://test"),
+        counts,
+    )
+}
+
+pub fn memory() -> Arc<dyn ObjectStore> {
+    Arc::new(InMemory::new())
+}
