@@ -47,6 +47,9 @@ pub struct StoreOptions {
     pub path_style: bool,
     /// Allow plain HTTP endpoints.
     pub allow_http: bool,
+    /// Further object_store settings (`aws_access_key_id`, `google_service_account`, ...),
+    /// applied after the environment's. Never logged.
+    pub extra: Vec<(String, String)>,
 }
 
 /// One host's bucket.
@@ -87,19 +90,29 @@ impl Bucket {
                 .map_err(|e| open_err(e.to_string()))?;
             return Ok(Bucket::new(Arc::new(store), "", url));
         }
-        let mut opts: Vec<(&str, String)> = Vec::new();
+        // Credentials and settings from the environment, as object_store names them
+        // (AWS_ACCESS_KEY_ID, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_NAME, ...).
+        let mut opts: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| {
+                ["AWS_", "GOOGLE_", "AZURE_"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         if let Some(endpoint) = &options.endpoint {
-            opts.push(("endpoint", endpoint.clone()));
+            opts.push(("aws_endpoint".into(), endpoint.clone()));
         }
         if let Some(region) = &options.region {
-            opts.push(("region", region.clone()));
+            opts.push(("aws_region".into(), region.clone()));
         }
         if options.path_style {
-            opts.push(("virtual_hosted_style_request", "false".into()));
+            opts.push(("aws_virtual_hosted_style_request".into(), "false".into()));
         }
         if options.allow_http {
-            opts.push(("allow_http", "true".into()));
+            opts.push(("allow_http".into(), "true".into()));
         }
+        opts.extend(options.extra.iter().cloned());
         let (store, path) =
             object_store::parse_url_opts(&parsed, opts).map_err(|e| open_err(e.to_string()))?;
         Ok(Bucket::new(Arc::from(store), path.as_ref(), url))

@@ -63,6 +63,7 @@ impl BucketArgs {
             region: self.s3_region.clone(),
             path_style: self.s3_path_style,
             allow_http: self.s3_allow_http,
+            extra: Vec::new(),
         };
         Ok(Bucket::open(&self.bucket, &options)?)
     }

@@ -3,5 +3,7 @@
 
 mod backup;
 mod faults;
+mod process;
 mod restore;
+mod s3;
 mod support;

@@ -241,3 +241,69 @@ pub fn counted_bucket(store: Arc<dyn ObjectStore>, faults: Faults) -> (Bucket, A
 pub fn memory() -> Arc<dyn ObjectStore> {
     Arc::new(InMemory::new())
 }
+
+/// An S3 server (s3s-fs) on an ephemeral loopback port, serving the bucket `bucky-test` from a
+/// temp dir; stopped when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub const S3_BUCKET: &str = "bucky-test";
+
+pub async fn spawn_s3() -> S3Server {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder as ConnBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(S3_BUCKET)).unwrap();
+    let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        "bucky-test-key",
+        "bucky-test-secret",
+    ));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = ConnBuilder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(conn);
+        }
+    });
+    S3Server {
+        endpoint: format!("http://{addr}"),
+        _dir: dir,
+        task,
+    }
+}
+
+/// The test server's bucket, under `prefix`, as `bucky-agent --bucket s3://... --s3-*` opens it.
+pub fn s3_bucket(server: &S3Server, prefix: &str) -> Bucket {
+    let options = bucky_agent::bucket::StoreOptions {
+        endpoint: Some(server.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        path_style: true,
+        allow_http: true,
+        extra: vec![
+            ("aws_access_key_id".into(), "bucky-test-key".into()),
+            ("aws_secret_access_key".into(), "bucky-test-secret".into()),
+        ],
+    };
+    Bucket::open(&format!("s3://{S3_BUCKET}/{prefix}"), &options).unwrap()
+}
