@@ -19,8 +19,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bucky_shared::fill::{self, FillMode, FillOptions};
-use bucky_shared::whisper::{self, CreateOptions, Whisper};
-use support::{Rng, ensure_venv, run_python};
+use bucky_shared::synth::{self, Rng};
+use bucky_shared::whisper;
+use support::{ensure_venv, run_python};
 
 mod support;
 
@@ -263,69 +264,25 @@ fn time_python(
     Ok((secs, dsts))
 }
 
-/// Writes `count` replica pairs under `dir`.
+/// Writes `count` replica pairs under `dir`: one series each, two replicas with their own
+/// outages and 20 single missing points, written carbon-style in 30-minute blocks.
 fn generate(dir: &Path, count: usize, now: i64) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let schema = whisper::parse_retentions(&["60s:30d", "15m:2y"])?;
-    let empty = whisper::create_image(&schema, &CreateOptions::default())?;
     let mut pairs = Vec::with_capacity(count);
     for i in 0..count {
         let pair_dir = dir.join(format!("metric{i:04}"));
         std::fs::create_dir_all(&pair_dir)?;
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
-        let series = random_walk(&mut rng, now);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+        let series = synth::random_walk(&mut rng, now, MINUTES_30_DAYS);
         let mut paths = Vec::new();
         for name in ["src.wsp", "dst.wsp"] {
-            let missing = outages(&mut rng, now);
-            let points: Vec<(i64, f64)> = series
-                .iter()
-                .copied()
-                .filter(|(t, _)| !missing.iter().any(|&(a, b)| *t >= a && *t < b))
-                .collect();
-            let mut file = Whisper::open(empty.clone(), name)?;
-            for block in points.chunks(30) {
-                file.update_many(block, block.last().expect("non-empty block").0 + 5)?;
-            }
+            let missing = synth::outages(&mut rng, now, MINUTES_30_DAYS * 60, 20);
+            let image = synth::carbon_written(&schema, &series, &missing, 30)?;
             let path = pair_dir.join(name);
-            std::fs::write(&path, file.into_storage().bytes())?;
+            std::fs::write(&path, image.bytes())?;
             paths.push(path);
         }
         pairs.push((paths[0].clone(), paths[1].clone()));
     }
     Ok(pairs)
-}
-
-fn random_walk(rng: &mut Rng, now: i64) -> Vec<(i64, f64)> {
-    let last = now - now % 60 - 60;
-    let mut value = rng.below(1000) as f64;
-    (0..MINUTES_30_DAYS)
-        .map(|i| {
-            value = (value + rng.below(21) as f64 - 10.0).max(0.0);
-            let v = if rng.below(50) == 0 {
-                0.0
-            } else {
-                value + rng.below(100) as f64 / 100.0
-            };
-            (last - (MINUTES_30_DAYS - 1 - i) * 60, v)
-        })
-        .collect()
-}
-
-/// 1 to 3 outages of 10 minutes to 6 hours and 20 single missing points: `[start, end)` ranges.
-fn outages(rng: &mut Rng, now: i64) -> Vec<(i64, i64)> {
-    let span = MINUTES_30_DAYS * 60;
-    let mut out: Vec<(i64, i64)> = (0..1 + rng.below(3))
-        .map(|_| {
-            let start = now - (rng.next() as i64).rem_euclid(span);
-            (
-                start,
-                start + 600 + (rng.next() as i64).rem_euclid(6 * 3600 - 600),
-            )
-        })
-        .collect();
-    out.extend((0..20).map(|_| {
-        let t = now - (rng.next() as i64).rem_euclid(span);
-        let t = t - t % 60;
-        (t, t + 60)
-    }));
-    out
 }

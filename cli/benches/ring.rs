@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig, Router};
-use support::{Rng, ensure_venv, run_python};
+use bucky_shared::synth::Rng;
+use support::{ensure_venv, run_python};
 
 mod support;
 
@@ -252,7 +253,7 @@ fn generate_names(count: usize) -> Vec<String> {
         "latency_ms",
         "errors",
     ];
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     (0..count)
         .map(|_| {
             format!(

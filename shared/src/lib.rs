@@ -22,4 +22,5 @@ pub mod fill;
 pub mod layout;
 pub mod metric;
 pub mod ring;
+pub mod synth;
 pub mod whisper;

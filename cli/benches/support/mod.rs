@@ -59,19 +59,3 @@ pub fn run_python(
     }
     Ok(String::from_utf8(out.stdout)?)
 }
-
-/// xorshift64: reproducible data without a dependency.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
