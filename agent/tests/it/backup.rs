@@ -7,7 +7,9 @@ use bucky_agent::bucket::{Bucket, StoreOptions};
 use bucky_agent::codec;
 use bucky_shared::metric;
 
-use crate::support::{Faults, at, counted_bucket, memory, write_metric, write_tree};
+use crate::support::{
+    Backend, Faults, at, counted_bucket, counted_bucket_at, write_metric, write_tree,
+};
 
 /// Every object gunzips to the original file and matches its `.sha1`, as a person restoring
 /// by hand with `gunzip` would find.
@@ -48,14 +50,14 @@ async fn objects_in_a_file_bucket_gunzip_to_the_original_files() {
 
 /// Unchanged files cost no request: a rerun's requests do not grow with the tree; a changed
 /// file costs exactly 2 PUTs.
-#[tokio::test]
-async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts() {
+async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts(backend: Backend) {
     let mut rerun_requests = Vec::new();
     for files in [4, 40] {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("w");
         write_tree(&root, files);
-        let (bucket, counts) = counted_bucket(memory(), Faults::None);
+        let (bucket, counts) =
+            counted_bucket_at(backend.store(), &format!("tree{files}"), Faults::None);
         let options = BackupOptions::new("g1");
         backup(&bucket, &root, &options, at(0)).await.unwrap();
         assert_eq!(
@@ -83,12 +85,11 @@ async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts() {
     );
 }
 
-#[tokio::test]
-async fn another_hosts_bucket_is_refused_before_anything_is_written() {
+async fn another_hosts_bucket_is_refused_before_anything_is_written(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 3);
-    let store = memory();
+    let store = backend.store();
     let (bucket, _) = counted_bucket(store.clone(), Faults::None);
     backup(&bucket, &root, &BackupOptions::new("graphite-01"), at(0))
         .await
@@ -105,12 +106,11 @@ async fn another_hosts_bucket_is_refused_before_anything_is_written() {
     assert_eq!((counts.puts(), counts.deletes()), (0, 0));
 }
 
-#[tokio::test]
-async fn retention_keeps_five_versions_and_purge_waits_for_the_grace_period() {
+async fn retention_keeps_five_versions_and_purge_waits_for_the_grace_period(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 2);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     let options = BackupOptions::new("g1");
     for run in 0..7i64 {
         write_metric(&root, "app.m000.requests", run as f64 * 100.0, run * 60);
@@ -154,12 +154,11 @@ async fn retention_keeps_five_versions_and_purge_waits_for_the_grace_period() {
     assert_eq!(catalog["app.m000.requests"].len(), 5);
 }
 
-#[tokio::test]
-async fn noop_reports_and_writes_nothing() {
+async fn noop_reports_and_writes_nothing(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 3);
-    let (bucket, counts) = counted_bucket(memory(), Faults::None);
+    let (bucket, counts) = counted_bucket(backend.store(), Faults::None);
     let options = BackupOptions {
         noop: true,
         ..BackupOptions::new("g1")
@@ -170,12 +169,11 @@ async fn noop_reports_and_writes_nothing() {
     assert_eq!((counts.puts(), counts.deletes()), (0, 0));
 }
 
-#[tokio::test]
-async fn a_locked_file_is_reported_and_backed_up_by_the_next_run() {
+async fn a_locked_file_is_reported_and_backed_up_by_the_next_run(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 3);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     let options = BackupOptions {
         lock_timeout: std::time::Duration::from_millis(50),
         ..BackupOptions::new("g1")
@@ -197,3 +195,11 @@ async fn a_locked_file_is_reported_and_backed_up_by_the_next_run() {
         (1, 2, 0)
     );
 }
+
+crate::on_every_store!(
+    unchanged_files_cost_no_requests_and_changed_ones_two_puts,
+    another_hosts_bucket_is_refused_before_anything_is_written,
+    retention_keeps_five_versions_and_purge_waits_for_the_grace_period,
+    noop_reports_and_writes_nothing,
+    a_locked_file_is_reported_and_backed_up_by_the_next_run,
+);

@@ -4,15 +4,14 @@ use bucky_agent::backup::{BackupOptions, backup};
 use bucky_agent::manifests;
 use bucky_agent::restore::{RestoreOptions, restore};
 
-use crate::support::{Faults, NOW, at, counted_bucket, memory, snapshot, write_tree};
+use crate::support::{Backend, Faults, NOW, at, counted_bucket, snapshot, write_tree};
 
 /// A run that dies after some uploads leaves the previous manifest in charge; the next run
 /// resumes from the checkpoint and uploads only what was not uploaded.
-#[tokio::test]
-async fn a_run_killed_midway_is_resumed_without_uploading_again() {
+async fn a_run_killed_midway_is_resumed_without_uploading_again(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
-    let store = memory();
+    let store = backend.store();
     write_tree(&root, 2);
     let options = BackupOptions {
         checkpoint_every: 1,
@@ -57,12 +56,11 @@ async fn a_run_killed_midway_is_resumed_without_uploading_again() {
 
 /// A store that fails one request in five. Whatever each run manages, the newest manifest only
 /// names complete, correct versions; a healthy run then completes the tree.
-#[tokio::test]
-async fn a_flaky_store_loses_nothing() {
+async fn a_flaky_store_loses_nothing(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 10);
-    let store = memory();
+    let store = backend.store();
     let options = BackupOptions::new("g1");
     // One flaky store for all runs, so the failures fall on different requests each run.
     let (flaky, _) = counted_bucket(store.clone(), Faults::EveryNth(5));
@@ -97,3 +95,8 @@ async fn a_flaky_store_loses_nothing() {
         .unwrap();
     assert_eq!(snapshot(&target), snapshot(&root));
 }
+
+crate::on_every_store!(
+    a_run_killed_midway_is_resumed_without_uploading_again,
+    a_flaky_store_loses_nothing,
+);

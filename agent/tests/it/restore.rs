@@ -10,14 +10,15 @@ use bucky_shared::layout::Version;
 use bucky_shared::metric;
 use bucky_shared::whisper::{Access, Whisper};
 
-use crate::support::{Faults, NOW, at, counted_bucket, memory, snapshot, write_metric, write_tree};
+use crate::support::{
+    Backend, Faults, NOW, at, counted_bucket, snapshot, write_metric, write_tree,
+};
 
-#[tokio::test]
-async fn restore_into_an_empty_tree_is_byte_identical() {
+async fn restore_into_an_empty_tree_is_byte_identical(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let (root, target) = (tmp.path().join("w"), tmp.path().join("restored"));
     write_tree(&root, 6);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
         .await
         .unwrap();
@@ -32,12 +33,11 @@ async fn restore_into_an_empty_tree_is_byte_identical() {
 }
 
 /// An existing file is filled, never overwritten: its points stay, its gaps get the backup's.
-#[tokio::test]
-async fn restore_into_an_existing_tree_fills_gaps_and_keeps_points() {
+async fn restore_into_an_existing_tree_fills_gaps_and_keeps_points(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 2);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
         .await
         .unwrap();
@@ -71,12 +71,11 @@ async fn restore_into_an_existing_tree_fills_gaps_and_keeps_points() {
     }
 }
 
-#[tokio::test]
-async fn the_date_picks_the_newest_version_strictly_before_it() {
+async fn the_date_picks_the_newest_version_strictly_before_it(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 1);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     let options = BackupOptions::new("g1");
     backup(&bucket, &root, &options, at(0)).await.unwrap();
     let first = std::fs::read(metric::path_of(&root, "app.m000.requests").unwrap()).unwrap();
@@ -112,13 +111,12 @@ async fn the_date_picks_the_newest_version_strictly_before_it() {
 }
 
 /// A bucket written by whisper-backup: no manifest, no owner marker, snappy-framed objects.
-#[tokio::test]
-async fn a_whisper_backup_bucket_with_snappy_objects_restores() {
+async fn a_whisper_backup_bucket_with_snappy_objects_restores(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 1);
     let raw = std::fs::read(metric::path_of(&root, "app.m000.requests").unwrap()).unwrap();
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     let mut sz = snap::write::FrameEncoder::new(Vec::new());
     sz.write_all(&raw).unwrap();
     let stamp = Version(NOW - 86_400);
@@ -149,12 +147,11 @@ async fn a_whisper_backup_bucket_with_snappy_objects_restores() {
 
 /// A data object without its `.sha1` (an upload that died between the two PUTs) is no version:
 /// the previous complete one is restored.
-#[tokio::test]
-async fn a_version_without_its_sha1_is_skipped() {
+async fn a_version_without_its_sha1_is_skipped(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 1);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
         .await
         .unwrap();
@@ -181,12 +178,11 @@ async fn a_version_without_its_sha1_is_skipped() {
 
 /// A corrupt object and a checksum mismatch fail their metric with a clear error; the others
 /// are restored and nothing is written for the failed ones.
-#[tokio::test]
-async fn corrupt_objects_fail_their_metric_only() {
+async fn corrupt_objects_fail_their_metric_only(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
     write_tree(&root, 3);
-    let (bucket, _) = counted_bucket(memory(), Faults::None);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
         .await
         .unwrap();
@@ -230,3 +226,12 @@ async fn corrupt_objects_fail_their_metric_only() {
             .exists()
     );
 }
+
+crate::on_every_store!(
+    restore_into_an_empty_tree_is_byte_identical,
+    restore_into_an_existing_tree_fills_gaps_and_keeps_points,
+    the_date_picks_the_newest_version_strictly_before_it,
+    a_whisper_backup_bucket_with_snappy_objects_restores,
+    a_version_without_its_sha1_is_skipped,
+    corrupt_objects_fail_their_metric_only,
+);

@@ -1,8 +1,9 @@
-//! The same scenarios against a real S3 HTTP server on loopback (s3s-fs, in-process).
+//! Opening an S3 bucket from its URL and options, as `bucky-agent --bucket s3://... --s3-*`
+//! does, against a real S3 HTTP server on loopback (s3s-fs, in-process). The scenario suite runs
+//! against S3 too (`on_every_store!`).
 
 use bucky_agent::backup::{BackupOptions, backup};
 use bucky_agent::restore::{RestoreOptions, restore};
-use bucky_shared::metric;
 
 use crate::support::{NOW, at, s3_bucket, snapshot, spawn_s3, write_metric, write_tree};
 
@@ -45,43 +46,4 @@ async fn backup_and_restore_through_s3() {
         report.failed
     );
     assert_eq!(snapshot(&target), snapshot(&root));
-}
-
-#[tokio::test]
-async fn s3_ownership_and_corrupt_objects() {
-    let server = spawn_s3().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("w");
-    write_tree(&root, 2);
-    let bucket = s3_bucket(&server, "host-a");
-    backup(&bucket, &root, &BackupOptions::new("host-a"), at(0))
-        .await
-        .unwrap();
-    let err = backup(&bucket, &root, &BackupOptions::new("host-b"), at(60))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("host-a") && err.to_string().contains("host-b"),
-        "{err}"
-    );
-
-    let layout = bucket.layout().clone();
-    bucket
-        .put(
-            &layout.data_key("app.m000.requests", at(0)),
-            b"garbage".to_vec(),
-        )
-        .await
-        .unwrap();
-    let target = tmp.path().join("r");
-    let report = restore(&bucket, &target, &RestoreOptions::new(NOW))
-        .await
-        .unwrap();
-    assert_eq!(report.written, 1);
-    assert_eq!(report.failed.len(), 1);
-    assert!(
-        !metric::path_of(&target, "app.m000.requests")
-            .unwrap()
-            .exists()
-    );
 }

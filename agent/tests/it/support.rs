@@ -13,7 +13,6 @@ use bucky_shared::metric;
 use bucky_shared::whisper::{self, CreateOptions, Whisper};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -228,18 +227,23 @@ impl ObjectStore for Counting {
     }
 }
 
-/// A bucket over `store`, counted, with `faults`; returns the counts.
+/// A bucket over `store` under the prefix `graphite/`, counted, with `faults`.
 pub fn counted_bucket(store: Arc<dyn ObjectStore>, faults: Faults) -> (Bucket, Arc<Counts>) {
+    counted_bucket_at(store, "graphite", faults)
+}
+
+/// [`counted_bucket`] under another prefix, for several buckets in one store.
+pub fn counted_bucket_at(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    faults: Faults,
+) -> (Bucket, Arc<Counts>) {
     let counting = Counting::new(store, faults);
     let counts = counting.counts.clone();
     (
-        Bucket::new(Arc::new(counting), "graphite", "memory://test"),
+        Bucket::new(Arc::new(counting), prefix, "test://bucket"),
         counts,
     )
-}
-
-pub fn memory() -> Arc<dyn ObjectStore> {
-    Arc::new(InMemory::new())
 }
 
 /// An S3 server (s3s-fs) on an ephemeral loopback port, serving the bucket `bucky-test` from a
@@ -306,4 +310,63 @@ pub fn s3_bucket(server: &S3Server, prefix: &str) -> Bucket {
         ],
     };
     Bucket::open(&format!("s3://{S3_BUCKET}/{prefix}"), &options).unwrap()
+}
+
+/// The stores the scenario suite runs against: a `file://` directory and the S3 server.
+pub struct Backend {
+    store: Arc<dyn ObjectStore>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Backend {
+    /// A local directory store, as `file://` opens it.
+    pub fn file() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        Backend {
+            store: Arc::new(store),
+            _guard: Box::new(dir),
+        }
+    }
+
+    /// A bucket on a fresh s3s-fs server on loopback, spoken to with object_store's S3 client.
+    pub async fn s3() -> Backend {
+        let server = spawn_s3().await;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&server.endpoint)
+            .with_bucket_name(S3_BUCKET)
+            .with_region("us-east-1")
+            .with_access_key_id("bucky-test-key")
+            .with_secret_access_key("bucky-test-secret")
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap();
+        Backend {
+            store: Arc::new(store),
+            _guard: Box::new(server),
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+}
+
+/// Runs each named `async fn(Backend)` scenario against every store, as `<name>::file` and
+/// `<name>::s3`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn file() {
+                super::$name($crate::support::Backend::file()).await
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$name($crate::support::Backend::s3().await).await
+            }
+        }
+    )*};
 }
