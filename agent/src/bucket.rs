@@ -2,7 +2,9 @@
 //! (`file:///path`, `memory://`, `s3://bucket/prefix`, `gs://…`, `az://…`); credentials come from
 //! the environment as object_store reads them and are never logged.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bucky_shared::layout::Layout;
 use bytes::Bytes;
@@ -20,6 +22,18 @@ pub enum Error {
         url: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The store did not answer in time.
+    #[error("bucket {bucket}: {action} {key}: no answer within {after:?}")]
+    Timeout {
+        /// The bucket's URL.
+        bucket: String,
+        /// What was being done.
+        action: &'static str,
+        /// The object.
+        key: String,
+        /// The deadline.
+        after: Duration,
     },
     /// The store refused or failed a request.
     #[error("bucket {bucket}: {action} {key}")]
@@ -52,12 +66,16 @@ pub struct StoreOptions {
     pub extra: Vec<(String, String)>,
 }
 
+/// How long one request may take before it counts as failed: a stuck store never hangs a run.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One host's bucket.
 #[derive(Debug, Clone)]
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     layout: Layout,
     url: String,
+    timeout: Duration,
 }
 
 impl Bucket {
@@ -67,7 +85,33 @@ impl Bucket {
             store,
             layout: Layout::new(prefix),
             url: url.to_string(),
+            timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// The same bucket with another per-request deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs one request under the deadline.
+    async fn bounded<T>(
+        &self,
+        action: &'static str,
+        key: &str,
+        request: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    bucket: self.url.clone(),
+                    action,
+                    key: key.to_string(),
+                    after: self.timeout,
+                })
+            })
     }
 
     /// Opens the bucket at `url`. A `file://` directory is created if missing.
@@ -151,12 +195,15 @@ impl Bucket {
     /// # Errors
     /// Any failure other than "not found".
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
-        let fetched = async { self.store.get(&self.path(key)).await?.bytes().await };
-        match fetched.await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.request_err("reading", key)(e)),
-        }
+        self.bounded("reading", key, async {
+            let fetched = async { self.store.get(&self.path(key)).await?.bytes().await };
+            match fetched.await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.request_err("reading", key)(e)),
+            }
+        })
+        .await
     }
 
     /// Writes `bytes` at `key` (a whole object: no reader ever sees part of it).
@@ -164,11 +211,14 @@ impl Bucket {
     /// # Errors
     /// The store failed the request.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
-        self.store
-            .put(&self.path(key), PutPayload::from(bytes))
-            .await
-            .map(drop)
-            .map_err(self.request_err("writing", key))
+        self.bounded("writing", key, async {
+            self.store
+                .put(&self.path(key), PutPayload::from(bytes))
+                .await
+                .map(drop)
+                .map_err(self.request_err("writing", key))
+        })
+        .await
     }
 
     /// Deletes `key`; an object already gone is not an error.
@@ -176,10 +226,13 @@ impl Bucket {
     /// # Errors
     /// The store failed the request.
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
-        match self.store.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.request_err("deleting", key)(e)),
-        }
+        self.bounded("deleting", key, async {
+            match self.store.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.request_err("deleting", key)(e)),
+            }
+        })
+        .await
     }
 
     /// Every object under `prefix` (a key prefix ending in `/`, or empty for the bucket).
@@ -188,10 +241,13 @@ impl Bucket {
     /// The store failed the listing.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
         let path = (!prefix.is_empty()).then(|| self.path(prefix.trim_end_matches('/')));
-        self.store
-            .list(path.as_ref())
-            .try_collect()
-            .await
-            .map_err(self.request_err("listing", prefix))
+        self.bounded("listing", prefix, async {
+            self.store
+                .list(path.as_ref())
+                .try_collect()
+                .await
+                .map_err(self.request_err("listing", prefix))
+        })
+        .await
     }
 }

@@ -97,6 +97,40 @@ async fn a_flaky_store_loses_nothing(backend: Backend) {
 }
 
 crate::on_every_store!(
+    a_stuck_store_times_out_and_loses_nothing,
     a_run_killed_midway_is_resumed_without_uploading_again,
     a_flaky_store_loses_nothing,
 );
+
+/// A store that never answers one request in seven: each stuck request times out (here after
+/// 200 ms), fails its file or its run, and nothing committed is lost.
+async fn a_stuck_store_times_out_and_loses_nothing(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 6);
+    let options = BackupOptions::new("g1");
+    let (stuck, _) = counted_bucket(backend.store(), Faults::HangEveryNth(7));
+    let stuck = stuck.with_timeout(std::time::Duration::from_millis(200));
+    let mut timeouts = 0;
+    for run in 0..4 {
+        match backup(&stuck, &root, &options, at(run * 60)).await {
+            Ok(report) => {
+                timeouts += report
+                    .failed
+                    .iter()
+                    .filter(|f| f.error.contains("no answer"))
+                    .count()
+            }
+            Err(e) => timeouts += usize::from(e.to_string().contains("no answer")),
+        }
+    }
+    assert!(timeouts > 0, "some requests hung and timed out");
+    let (healthy, _) = counted_bucket(backend.store(), Faults::None);
+    let report = backup(&healthy, &root, &options, at(3600)).await.unwrap();
+    assert_eq!(report.failed.len(), 0);
+    let target = tmp.path().join("r");
+    restore(&healthy, &target, &RestoreOptions::new(NOW))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&target), snapshot(&root));
+}

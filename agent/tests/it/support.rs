@@ -107,6 +107,8 @@ pub enum Faults {
     DieAfterPuts(usize),
     /// Every `n`-th request fails (a flaky network).
     EveryNth(usize),
+    /// Every `n`-th request never answers (a stuck connection).
+    HangEveryNth(usize),
 }
 
 /// An object store that counts requests and injects [`Faults`].
@@ -134,13 +136,18 @@ impl Counting {
         }
     }
 
-    fn check(&self) -> object_store::Result<()> {
+    /// Counts a request and applies the faults: an error, or a request that never answers.
+    async fn check(&self) -> object_store::Result<()> {
         let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
-        let fail = match self.faults {
-            Faults::None => false,
-            Faults::DieAfterPuts(limit) => self.counts.puts() > limit,
-            Faults::EveryNth(k) => n.is_multiple_of(k),
+        let (fail, hang) = match self.faults {
+            Faults::None => (false, false),
+            Faults::DieAfterPuts(limit) => (self.counts.puts() > limit, false),
+            Faults::EveryNth(k) => (n.is_multiple_of(k), false),
+            Faults::HangEveryNth(k) => (false, n.is_multiple_of(k)),
         };
+        if hang {
+            std::future::pending::<()>().await;
+        }
         if fail {
             return Err(object_store::Error::Generic {
                 store: "test",
@@ -160,7 +167,7 @@ impl ObjectStore for Counting {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.counts.puts.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
+        self.check().await?;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -170,7 +177,7 @@ impl ObjectStore for Counting {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.counts.puts.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
+        self.check().await?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -180,7 +187,7 @@ impl ObjectStore for Counting {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.counts.gets.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
+        self.check().await?;
         self.inner.get_opts(location, options).await
     }
 
@@ -200,10 +207,27 @@ impl ObjectStore for Counting {
         prefix: Option<&StorePath>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.counts.lists.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.check() {
-            return futures::stream::once(async move { Err(e) }).boxed();
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.faults {
+            Faults::HangEveryNth(k) if n.is_multiple_of(k) => futures::stream::pending().boxed(),
+            Faults::EveryNth(k) if n.is_multiple_of(k) => futures::stream::once(async {
+                Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "injected fault".into(),
+                })
+            })
+            .boxed(),
+            Faults::DieAfterPuts(limit) if self.counts.puts() > limit => {
+                futures::stream::once(async {
+                    Err(object_store::Error::Generic {
+                        store: "test",
+                        source: "injected fault".into(),
+                    })
+                })
+                .boxed()
+            }
+            _ => self.inner.list(prefix),
         }
-        self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(
@@ -211,7 +235,7 @@ impl ObjectStore for Counting {
         prefix: Option<&StorePath>,
     ) -> object_store::Result<ListResult> {
         self.counts.lists.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
+        self.check().await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -222,7 +246,7 @@ impl ObjectStore for Counting {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.counts.puts.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
+        self.check().await?;
         self.inner.copy_opts(from, to, options).await
     }
 }
