@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bucky_shared::layout::{Manifest, ManifestEntry, Version, manifest};
@@ -51,6 +53,17 @@ pub struct BackupOptions {
     pub keep_manifests: usize,
     /// Only record missing metrics and purge expired ones: no file is read or uploaded.
     pub purge_only: bool,
+    /// Counters updated as the run goes, for whoever streams progress.
+    pub progress: Arc<Progress>,
+}
+
+/// Files done and to do, readable while a job runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Items done.
+    pub done: AtomicU64,
+    /// Items in the job (0 until known).
+    pub total: AtomicU64,
 }
 
 impl BackupOptions {
@@ -69,6 +82,7 @@ impl BackupOptions {
             checkpoint_every: 500,
             keep_manifests: 60,
             purge_only: false,
+            progress: Arc::default(),
         }
     }
 }
@@ -179,6 +193,10 @@ pub async fn backup(
         .expect("the tree walk does not panic")
         .map_err(Error::Tree)?;
 
+    options
+        .progress
+        .total
+        .store(files.len() as u64, Ordering::Relaxed);
     let mut report = BackupReport {
         run: Some(run),
         ..BackupReport::default()
@@ -200,6 +218,7 @@ pub async fn backup(
     }))
     .buffer_unordered(options.workers.max(1));
     while let Some((name, size, outcome)) = outcomes.next().await {
+        options.progress.done.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(Outcome::Unchanged(entry)) => {
                 report.unchanged += 1;

@@ -5,14 +5,22 @@
 //! - [`tree`]: the whisper tree and metric selection.
 //! - [`backup`]: the backup engine; [`restore`]: the restore engine.
 //! - [`ownership`], [`manifests`], [`codec`]: owner marker, manifest discovery, object encoding.
+//! - [`node`], [`install`]: the tree as served over gRPC; putting a received file into it.
+//! - [`service`], [`server`], [`auth`]: the Agent gRPC service, its server, the bearer-token check.
 
+pub mod auth;
 pub mod backup;
 pub mod bucket;
 pub mod codec;
+pub mod install;
 pub mod manifests;
+pub mod node;
 pub mod ownership;
 pub mod restore;
+pub mod server;
+pub mod service;
 pub mod tree;
+mod wire;
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

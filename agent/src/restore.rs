@@ -5,12 +5,9 @@
 //! whisper-backup (no manifest) because it reads the bucket's listing.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
-use bucky_shared::fill::{self, FillMode, FillOptions};
 use bucky_shared::layout::{Encoding, ObjectKind, Version};
 use bucky_shared::metric;
 use bucky_shared::whisper::{Image, Whisper};
@@ -20,6 +17,7 @@ use tracing::{info, warn};
 use crate::backup::FileFailure;
 use crate::bucket::{self, Bucket};
 use crate::codec;
+use crate::install::{Installed, install};
 use crate::tree::Selection;
 
 /// What a restore does.
@@ -199,7 +197,7 @@ async fn restore_one(
         .map_err(|e| format!("{e:#}"))?
         .ok_or_else(|| format!("{data_key}: its .sha1 disappeared"))?;
     let downloaded = (object.len() + expected.len()) as u64;
-    let (options, name) = (options.clone(), name.to_string());
+    let options = options.clone();
     tokio::task::spawn_blocking(move || {
         let raw = codec::decode(&object, encoding)
             .map_err(|e| format!("{data_key}: corrupt object: {e}"))?;
@@ -213,53 +211,133 @@ async fn restore_one(
             ));
         }
         let image = Whisper::open(Image::new(raw), &data_key).map_err(|e| e.to_string())?;
-        if !path.exists() {
-            match write_new(&path, image.storage().bytes()) {
-                Ok(()) => {
-                    return Ok(Restored {
-                        downloaded,
-                        points_filled: None,
-                    });
-                }
-                // Created meanwhile (carbon wrote it): fill it instead.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("{}: {e}", path.display())),
-            }
-        }
-        let fill_options = FillOptions {
-            lock_timeout: options.lock_timeout,
-            ..FillOptions::new(FillMode::Safe, options.now)
+        let installed = install(&path, &image, options.lock_timeout, options.now)?;
+        let points_filled = match installed {
+            Installed::Created => None,
+            Installed::Filled(points) => Some(points),
         };
-        let filled = fill::fill_file_from_image(&image, &path, &fill_options)
-            .map_err(|e| format!("{name}: {e:#}"))?;
         Ok(Restored {
             downloaded,
-            points_filled: Some(filled.points_written),
+            points_filled,
         })
     })
     .await
     .map_err(|e| format!("restore task panicked: {e}"))?
 }
 
-/// Writes a new file atomically: temp name in the same directory, only non-zero 4 KiB blocks
-/// written (zero blocks stay holes), fsync, link into place without replacing anything, fsync the
-/// directory.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    const BLOCK: usize = 4096;
-    let dir = path.parent().expect("a metric path has a directory");
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".bucky-restore-")
-        .tempfile_in(dir)?;
-    let file = tmp.as_file_mut();
-    file.set_len(bytes.len() as u64)?;
-    for (i, block) in bytes.chunks(BLOCK).enumerate() {
-        if block.iter().any(|&b| b != 0) {
-            file.write_all_at(block, (i * BLOCK) as u64)?;
+/// One step of a restore plan: a stored version to put into the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanEntry {
+    /// Dotted metric name.
+    pub metric: String,
+    /// URL of the bucket holding the version.
+    pub bucket: String,
+    /// Key of the data object in that bucket.
+    pub key: String,
+    /// Expected SHA-1 of the raw file.
+    pub sha1: String,
+}
+
+/// Executes a plan into `root`: entries of one metric in the order given (the first creates the
+/// file, the others fill it), metrics in parallel. `open` gives the bucket of a URL.
+pub async fn execute_plan(
+    entries: Vec<PlanEntry>,
+    root: &Path,
+    open: impl Fn(&str) -> Result<Bucket, bucket::Error>,
+    options: &RestoreOptions,
+    progress: &crate::backup::Progress,
+) -> RestoreReport {
+    use std::sync::atomic::Ordering;
+    progress
+        .total
+        .store(entries.len() as u64, Ordering::Relaxed);
+    let mut buckets: BTreeMap<String, Result<Bucket, String>> = BTreeMap::new();
+    for e in &entries {
+        buckets
+            .entry(e.bucket.clone())
+            .or_insert_with(|| open(&e.bucket).map_err(|e| e.to_string()));
+    }
+    let mut by_metric: BTreeMap<String, Vec<PlanEntry>> = BTreeMap::new();
+    for e in entries {
+        by_metric.entry(e.metric.clone()).or_default().push(e);
+    }
+    let buckets = &buckets;
+    let mut results = stream::iter(by_metric.into_values().map(|steps| async move {
+        let mut outcomes = Vec::new();
+        for step in steps {
+            let outcome = match &buckets[&step.bucket] {
+                Ok(bucket) => apply_entry(bucket, root, &step, options).await,
+                Err(e) => Err(e.clone()),
+            };
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            outcomes.push((step.metric, outcome));
+        }
+        outcomes
+    }))
+    .buffer_unordered(options.workers.max(1));
+    let mut report = RestoreReport::default();
+    while let Some(outcomes) = results.next().await {
+        for (metric, outcome) in outcomes {
+            match outcome {
+                Ok(done) => {
+                    report.bytes_downloaded += done.downloaded;
+                    match done.points_filled {
+                        None => report.written += 1,
+                        Some(points) => {
+                            report.filled += 1;
+                            report.points_filled += points;
+                        }
+                    }
+                }
+                Err(error) => report.failed.push(FileFailure { metric, error }),
+            }
         }
     }
-    file.flush()?;
-    file.sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    report
+}
+
+async fn apply_entry(
+    bucket: &Bucket,
+    root: &Path,
+    step: &PlanEntry,
+    options: &RestoreOptions,
+) -> Result<Restored, String> {
+    let path = metric::path_of(root, &step.metric).map_err(|e| e.to_string())?;
+    let encoding = if step.key.ends_with(".wsp.sz") {
+        Encoding::Snappy
+    } else {
+        Encoding::Gzip
+    };
+    let object = bucket
+        .get(&step.key)
+        .await
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or_else(|| format!("{} has no object {}", bucket.url(), step.key))?;
+    let downloaded = object.len() as u64;
+    let (key, expected, options) = (
+        step.key.clone(),
+        step.sha1.to_ascii_lowercase(),
+        options.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let raw =
+            codec::decode(&object, encoding).map_err(|e| format!("{key}: corrupt object: {e}"))?;
+        let actual = codec::sha1_hex(&raw);
+        if actual != expected {
+            return Err(format!(
+                "{key}: SHA-1 {actual} does not match the plan's {expected}"
+            ));
+        }
+        let image = Whisper::open(Image::new(raw), &key).map_err(|e| e.to_string())?;
+        let points_filled = match install(&path, &image, options.lock_timeout, options.now)? {
+            Installed::Created => None,
+            Installed::Filled(points) => Some(points),
+        };
+        Ok(Restored {
+            downloaded,
+            points_filled,
+        })
+    })
+    .await
+    .map_err(|e| format!("restore task panicked: {e}"))?
 }

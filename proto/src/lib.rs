@@ -19,6 +19,14 @@ mod tests {
             node: "graphite-01".into(),
             version: "0.1.0".into(),
             whisper_root: "/var/lib/graphite/whisper".into(),
+            metric_count: 3,
+            running_job: Some(pb::Job {
+                kind: "backup".into(),
+                started: 1_700_000_000,
+                done: 1,
+                total: 3,
+            }),
+            ..Default::default()
         };
         let bytes = info.encode_to_vec();
         assert_eq!(pb::InfoResponse::decode(bytes.as_slice()).unwrap(), info);

@@ -3,6 +3,7 @@
 
 mod backup;
 mod faults;
+mod grpc;
 mod process;
 mod restore;
 mod s3;

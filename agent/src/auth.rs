@@ -1,0 +1,91 @@
+//! Bearer-token authentication: every RPC must carry `authorization: Bearer <token>`; anything
+//! else is `Unauthenticated` before a handler runs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tonic::{Request, Status};
+
+/// The token the agent accepts.
+#[derive(Clone)]
+pub struct TokenCheck {
+    expected: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCheck(<redacted>)")
+    }
+}
+
+impl TokenCheck {
+    /// Accepts `token`.
+    pub fn new(token: &str) -> Self {
+        TokenCheck {
+            expected: Arc::new(format!("Bearer {token}").into_bytes()),
+        }
+    }
+}
+
+/// Reads the token file (trailing whitespace ignored).
+///
+/// # Errors
+/// The file cannot be read, or holds no token.
+pub fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(token.to_string())
+}
+
+/// Equal in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        match request.metadata().get("authorization") {
+            Some(value) if constant_time_eq(value.as_bytes(), &self.expected) => Ok(request),
+            _ => Err(Status::unauthenticated("missing or wrong bearer token")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn only_the_exact_bearer_token_passes() {
+        let mut check = TokenCheck::new("s3cret");
+        let with = |value: Option<&str>| {
+            let mut request = Request::new(());
+            if let Some(v) = value {
+                request
+                    .metadata_mut()
+                    .insert("authorization", v.parse().unwrap());
+            }
+            request
+        };
+        assert!(check.call(with(Some("Bearer s3cret"))).is_ok());
+        for bad in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("s3cret"),
+            Some("Basic s3cret"),
+        ] {
+            assert_eq!(
+                check.call(with(bad)).unwrap_err().code(),
+                tonic::Code::Unauthenticated
+            );
+        }
+        assert_eq!(format!("{check:?}"), "TokenCheck(<redacted>)");
+    }
+}

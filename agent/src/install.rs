@@ -1,0 +1,67 @@
+//! Putting a whisper file into the tree: created atomically when absent (temp name, only non-zero
+//! 4 KiB blocks written so zero blocks stay holes, fsync, linked into place without replacing
+//! anything, directory fsynced), safe-filled under an exclusive lock when present, so no point
+//! the node holds is ever changed.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::Duration;
+
+use bucky_shared::fill::{self, FillMode, FillOptions};
+use bucky_shared::whisper::{Image, Whisper};
+
+/// What [`install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// The file did not exist and was created.
+    Created,
+    /// The file existed; this many points were filled into it.
+    Filled(u64),
+}
+
+/// Installs `image` at `path`.
+///
+/// # Errors
+/// A write, lock or fill failure, as text naming the path.
+pub fn install(
+    path: &Path,
+    image: &Whisper<Image>,
+    lock_timeout: Duration,
+    now: i64,
+) -> Result<Installed, String> {
+    if !path.exists() {
+        match write_new(path, image.storage().bytes()) {
+            Ok(()) => return Ok(Installed::Created),
+            // Created meanwhile (carbon wrote it): fill it instead.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+    let options = FillOptions {
+        lock_timeout,
+        ..FillOptions::new(FillMode::Safe, now)
+    };
+    let report = fill::fill_file_from_image(image, path, &options).map_err(|e| format!("{e:#}"))?;
+    Ok(Installed::Filled(report.points_written))
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    const BLOCK: usize = 4096;
+    let dir = path.parent().expect("a metric path has a directory");
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".bucky-restore-")
+        .tempfile_in(dir)?;
+    let file = tmp.as_file_mut();
+    file.set_len(bytes.len() as u64)?;
+    for (i, block) in bytes.chunks(BLOCK).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            file.write_all_at(block, (i * BLOCK) as u64)?;
+        }
+    }
+    file.flush()?;
+    file.sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,438 @@
+//! The Agent gRPC service: each handler converts, calls one domain function, maps the error.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bucky_proto::v1 as pb;
+use bucky_shared::layout::Version;
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::instrument;
+
+use crate::backup::{self, BackupOptions, Progress};
+use crate::bucket::{Bucket, StoreOptions};
+use crate::install::Installed;
+use crate::node::Node;
+use crate::restore::{self, RestoreOptions};
+use crate::tree::Selection;
+use crate::{codec, wire};
+
+/// Largest whisper file accepted by WriteMetric/FillMetric (compressed bytes).
+const MAX_UPLOAD: usize = 1 << 30;
+/// Bytes per ReadMetric chunk.
+const CHUNK: usize = 64 * 1024;
+/// Metrics per ListMetrics message.
+const LIST_BATCH: usize = 1000;
+/// How often a running job's progress is streamed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// What the agent serves.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node's ring name.
+    pub node: String,
+    /// The whisper tree.
+    pub whisper_root: std::path::PathBuf,
+    /// This node's bucket URL.
+    pub bucket: String,
+    /// Options for opening buckets (this node's and peers' during restores).
+    pub store: StoreOptions,
+    /// Fingerprint of the configured ring, reported by Info (empty when none).
+    pub ring_fingerprint: String,
+    /// Longest wait for a whisper file's lock.
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct RunningJob {
+    kind: &'static str,
+    started: i64,
+    progress: Arc<Progress>,
+}
+
+/// The tonic service.
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    config: Arc<AgentConfig>,
+    node: Node,
+    bucket: Bucket,
+    job: Arc<Mutex<Option<RunningJob>>>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("{e:#}"))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl AgentService {
+    /// The service for `config`; opens the node's bucket.
+    ///
+    /// # Errors
+    /// The bucket URL cannot be opened.
+    pub fn new(config: AgentConfig) -> anyhow::Result<Self> {
+        let bucket = Bucket::open(&config.bucket, &config.store)?;
+        let node = Node::new(&config.whisper_root, config.lock_timeout);
+        Ok(AgentService {
+            config: Arc::new(config),
+            node,
+            bucket,
+            job: Arc::default(),
+        })
+    }
+
+    /// Takes the job slot, or says what holds it.
+    fn start_job(&self, kind: &'static str) -> Result<Arc<Progress>, Status> {
+        let mut slot = self.job.lock().expect("the job lock is never poisoned");
+        if let Some(running) = slot.as_ref() {
+            return Err(Status::unavailable(format!(
+                "a {} is already running since {}",
+                running.kind,
+                Version(running.started)
+            )));
+        }
+        let progress = Arc::new(Progress::default());
+        *slot = Some(RunningJob {
+            kind,
+            started: now(),
+            progress: progress.clone(),
+        });
+        Ok(progress)
+    }
+
+    /// Runs `job` in the background, streaming `progress` until it ends, then `last(result)`.
+    fn stream_job<T, R>(
+        &self,
+        progress: Arc<Progress>,
+        job: impl Future<Output = Result<R, Status>> + Send + 'static,
+        update: fn(u64, u64, Option<R>) -> T,
+    ) -> BoxStream<T>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = mpsc::channel(8);
+        let slot = self.job.clone();
+        tokio::spawn(async move {
+            let mut job = std::pin::pin!(tokio::spawn(job));
+            let result = loop {
+                tokio::select! {
+                    done = &mut job => break done.map_err(internal).and_then(|r| r),
+                    () = tokio::time::sleep(PROGRESS_EVERY) => {
+                        let (done, total) = (progress.done.load(Ordering::Relaxed), progress.total.load(Ordering::Relaxed));
+                        // A client that went away does not stop the job.
+                        let _ = tx.send(Ok(update(done, total, None))).await;
+                    }
+                }
+            };
+            slot.lock().expect("the job lock is never poisoned").take();
+            let (done, total) = (
+                progress.done.load(Ordering::Relaxed),
+                progress.total.load(Ordering::Relaxed),
+            );
+            let _ = tx.send(result.map(|r| update(done, total, Some(r)))).await;
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    async fn receive_upload(
+        &self,
+        mut stream: Streaming<impl UploadPart + Send + 'static>,
+    ) -> Result<(String, Installed), Status> {
+        let header = match stream.next().await {
+            Some(Ok(part)) => part
+                .header()
+                .ok_or_else(|| Status::invalid_argument("the first message must be the header"))?,
+            Some(Err(e)) => return Err(e),
+            None => return Err(Status::invalid_argument("empty upload")),
+        };
+        let mut gz = Vec::new();
+        while let Some(part) = stream.next().await {
+            let chunk = part?
+                .chunk()
+                .ok_or_else(|| Status::invalid_argument("a second header"))?;
+            if gz.len() + chunk.len() > MAX_UPLOAD {
+                return Err(Status::invalid_argument(format!(
+                    "{}: upload larger than {MAX_UPLOAD} bytes",
+                    header.metric
+                )));
+            }
+            gz.extend_from_slice(&chunk);
+        }
+        let node = self.node.clone();
+        let metric = header.metric.clone();
+        let installed = tokio::task::spawn_blocking(move || {
+            let raw = codec::decode(&gz, bucky_shared::layout::Encoding::Gzip).map_err(|e| {
+                Status::invalid_argument(format!("{}: not gzip: {e}", header.metric))
+            })?;
+            node.receive(&header.metric, raw, &header.sha1, now())
+                .map_err(wire::to_status)
+        })
+        .await
+        .map_err(internal)??;
+        Ok((metric, installed))
+    }
+}
+
+/// The two upload message types share a shape.
+trait UploadPart {
+    fn header(self) -> Option<pb::MetricUpload>;
+    fn chunk(self) -> Option<Vec<u8>>;
+}
+
+macro_rules! upload_part {
+    ($ty:ty, $part:ident) => {
+        impl UploadPart for $ty {
+            fn header(self) -> Option<pb::MetricUpload> {
+                match self.part {
+                    Some(pb::$part::Part::Header(h)) => Some(h),
+                    _ => None,
+                }
+            }
+            fn chunk(self) -> Option<Vec<u8>> {
+                match self.part {
+                    Some(pb::$part::Part::GzipChunk(c)) => Some(c),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+upload_part!(pb::WriteMetricRequest, write_metric_request);
+upload_part!(pb::FillMetricRequest, fill_metric_request);
+
+#[tonic::async_trait]
+impl pb::agent_server::Agent for AgentService {
+    type ListMetricsStream = BoxStream<pb::ListMetricsResponse>;
+    type ReadMetricStream = BoxStream<pb::ReadMetricResponse>;
+    type BackupStream = BoxStream<pb::BackupResponse>;
+    type RestoreStream = BoxStream<pb::RestoreResponse>;
+
+    #[instrument(skip_all)]
+    async fn info(
+        &self,
+        _: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
+        let node = self.node.clone();
+        let (metric_count, bytes_on_disk) = tokio::task::spawn_blocking(move || node.usage())
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        let running_job = self
+            .job
+            .lock()
+            .expect("the job lock is never poisoned")
+            .as_ref()
+            .map(|j| pb::Job {
+                kind: j.kind.into(),
+                started: j.started,
+                done: j.progress.done.load(std::sync::atomic::Ordering::Relaxed),
+                total: j.progress.total.load(std::sync::atomic::Ordering::Relaxed),
+            });
+        Ok(Response::new(pb::InfoResponse {
+            node: self.config.node.clone(),
+            version: crate::VERSION.into(),
+            whisper_root: self.config.whisper_root.display().to_string(),
+            metric_count,
+            bytes_on_disk,
+            ring_fingerprint: self.config.ring_fingerprint.clone(),
+            running_job,
+            bucket: self.config.bucket.clone(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_metrics(
+        &self,
+        req: Request<pb::ListMetricsRequest>,
+    ) -> Result<Response<Self::ListMetricsStream>, Status> {
+        let req = req.into_inner();
+        let regex = (!req.regex.is_empty()).then_some(req.regex.as_str());
+        let selection = Selection::new(&req.globs, regex)
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        let node = self.node.clone();
+        let files = tokio::task::spawn_blocking(move || node.list(&selection))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        let batches: Vec<Result<pb::ListMetricsResponse, Status>> = files
+            .chunks(LIST_BATCH)
+            .map(|batch| {
+                Ok(pb::ListMetricsResponse {
+                    metrics: batch
+                        .iter()
+                        .map(|f| pb::MetricInfo {
+                            name: f.name.clone(),
+                            size: f.size,
+                            mtime_ns: f.mtime_ns,
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
+    }
+
+    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
+    async fn read_metric(
+        &self,
+        req: Request<pb::ReadMetricRequest>,
+    ) -> Result<Response<Self::ReadMetricStream>, Status> {
+        let (node, metric) = (self.node.clone(), req.into_inner().metric);
+        let (gz, sha1, size) = tokio::task::spawn_blocking(move || {
+            node.read(&metric)
+                .map(|(raw, sha1)| (codec::gzip(&raw, 6), sha1, raw.len() as u64))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(wire::to_status)?;
+        let mut parts: Vec<Result<pb::ReadMetricResponse, Status>> = gz
+            .chunks(CHUNK)
+            .map(|c| {
+                Ok(pb::ReadMetricResponse {
+                    part: Some(pb::read_metric_response::Part::GzipChunk(c.to_vec())),
+                })
+            })
+            .collect();
+        parts.push(Ok(pb::ReadMetricResponse {
+            part: Some(pb::read_metric_response::Part::Trailer(
+                pb::ReadMetricTrailer { sha1, size },
+            )),
+        }));
+        Ok(Response::new(Box::pin(futures::stream::iter(parts))))
+    }
+
+    #[instrument(skip_all)]
+    async fn write_metric(
+        &self,
+        req: Request<Streaming<pb::WriteMetricRequest>>,
+    ) -> Result<Response<pb::WriteMetricResponse>, Status> {
+        let (_, installed) = self.receive_upload(req.into_inner()).await?;
+        Ok(Response::new(match installed {
+            Installed::Created => pb::WriteMetricResponse {
+                created: true,
+                points_filled: 0,
+            },
+            Installed::Filled(points) => pb::WriteMetricResponse {
+                created: false,
+                points_filled: points,
+            },
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn fill_metric(
+        &self,
+        req: Request<Streaming<pb::FillMetricRequest>>,
+    ) -> Result<Response<pb::FillMetricResponse>, Status> {
+        let (_, installed) = self.receive_upload(req.into_inner()).await?;
+        Ok(Response::new(match installed {
+            Installed::Created => pb::FillMetricResponse {
+                created: true,
+                points_filled: 0,
+            },
+            Installed::Filled(points) => pb::FillMetricResponse {
+                created: false,
+                points_filled: points,
+            },
+        }))
+    }
+
+    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
+    async fn delete_metric(
+        &self,
+        req: Request<pb::DeleteMetricRequest>,
+    ) -> Result<Response<pb::DeleteMetricResponse>, Status> {
+        let (node, metric) = (self.node.clone(), req.into_inner().metric);
+        let deleted = tokio::task::spawn_blocking(move || node.delete(&metric))
+            .await
+            .map_err(internal)?
+            .map_err(wire::to_status)?;
+        Ok(Response::new(pb::DeleteMetricResponse { deleted }))
+    }
+
+    #[instrument(skip_all)]
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let req = req.into_inner();
+        let regex = (!req.regex.is_empty()).then_some(req.regex.as_str());
+        let selection = Selection::new(&req.globs, regex)
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        let progress = self.start_job("backup")?;
+        let options = BackupOptions {
+            noop: req.noop,
+            verify_all: req.verify_all,
+            selection,
+            lock_timeout: self.config.lock_timeout,
+            progress: progress.clone(),
+            ..BackupOptions::new(&self.config.node)
+        };
+        let (bucket, root) = (self.bucket.clone(), self.config.whisper_root.clone());
+        let job = async move {
+            backup::backup(&bucket, &root, &options, Version(now()))
+                .await
+                .map(|report| wire::backup_result(&report))
+                .map_err(|e| Status::failed_precondition(e.to_string()))
+        };
+        Ok(Response::new(self.stream_job(
+            progress,
+            job,
+            |done, total, result| pb::BackupResponse {
+                done,
+                total,
+                result,
+            },
+        )))
+    }
+
+    #[instrument(skip_all)]
+    async fn restore(
+        &self,
+        req: Request<pb::RestoreRequest>,
+    ) -> Result<Response<Self::RestoreStream>, Status> {
+        let plan = wire::plan(req.into_inner())?;
+        let progress = self.start_job("restore")?;
+        let (own, store, root) = (
+            self.bucket.clone(),
+            self.config.store.clone(),
+            self.config.whisper_root.clone(),
+        );
+        let options = RestoreOptions {
+            lock_timeout: self.config.lock_timeout,
+            ..RestoreOptions::new(now())
+        };
+        let job_progress = progress.clone();
+        let job = async move {
+            let open = |url: &str| {
+                if url == own.url() {
+                    Ok(own.clone())
+                } else {
+                    Bucket::open(url, &store)
+                }
+            };
+            let report = restore::execute_plan(plan, &root, open, &options, &job_progress).await;
+            Ok(wire::restore_result(&report))
+        };
+        Ok(Response::new(self.stream_job(
+            progress,
+            job,
+            |done, total, result| pb::RestoreResponse {
+                done,
+                total,
+                result,
+            },
+        )))
+    }
+}

@@ -1,0 +1,69 @@
+//! Conversions between the agent's domain values and `bucky.v1` messages, and its error table.
+
+use bucky_proto::v1 as pb;
+use tonic::Status;
+
+use crate::backup::{BackupReport, FileFailure};
+use crate::node;
+use crate::restore::{PlanEntry, RestoreReport};
+
+fn failures(failed: &[FileFailure]) -> Vec<pb::MetricFailure> {
+    failed
+        .iter()
+        .map(|f| pb::MetricFailure {
+            metric: f.metric.clone(),
+            error: f.error.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn backup_result(report: &BackupReport) -> pb::BackupResult {
+    pb::BackupResult {
+        run: report.run.map_or(0, |v| v.0),
+        new: report.new,
+        changed: report.changed,
+        unchanged: report.unchanged,
+        failed: failures(&report.failed),
+        bytes_uploaded: report.bytes_uploaded,
+        missing: report.missing,
+        purged: report.purged.len() as u64,
+    }
+}
+
+pub(crate) fn restore_result(report: &RestoreReport) -> pb::RestoreResult {
+    pb::RestoreResult {
+        written: report.written,
+        filled: report.filled,
+        points_filled: report.points_filled,
+        failed: failures(&report.failed),
+    }
+}
+
+/// The plan of a request; every entry must name a metric, a bucket, a key and a SHA-1.
+pub(crate) fn plan(request: pb::RestoreRequest) -> Result<Vec<PlanEntry>, Status> {
+    request
+        .entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if e.metric.is_empty() || e.source_bucket.is_empty() || e.object_key.is_empty() || e.sha1.len() != 40 {
+                return Err(Status::invalid_argument(format!(
+                    "restore entry {i}: metric, source_bucket, object_key and a 40-character sha1 are required"
+                )));
+            }
+            Ok(PlanEntry { metric: e.metric, bucket: e.source_bucket, key: e.object_key, sha1: e.sha1 })
+        })
+        .collect()
+}
+
+/// The one code table: bad input → InvalidArgument, missing → NotFound, locked → Unavailable.
+pub(crate) fn to_status(err: node::Error) -> Status {
+    match err {
+        node::Error::InvalidName(_)
+        | node::Error::ChecksumMismatch { .. }
+        | node::Error::Corrupt { .. } => Status::invalid_argument(err.to_string()),
+        node::Error::NotFound(_) => Status::not_found(err.to_string()),
+        node::Error::Locked(_) => Status::unavailable(err.to_string()),
+        node::Error::Io(_) => Status::internal(err.to_string()),
+    }
+}
