@@ -62,12 +62,9 @@ async fn spawn_agent(metrics: usize) -> TestAgent {
     }
 }
 
-type Client = AgentClient<
-    InterceptedService<
-        Channel,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+/// Adds the bearer token to each request.
+type Auth = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+type Client = AgentClient<InterceptedService<Channel, Auth>>;
 
 async fn client(agent: &TestAgent, token: Option<&'static str>) -> Client {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", agent.addr))
@@ -75,9 +72,7 @@ async fn client(agent: &TestAgent, token: Option<&'static str>) -> Client {
         .connect()
         .await
         .unwrap();
-    let auth: Box<
-        dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
-    > = Box::new(move |mut req: tonic::Request<()>| {
+    let auth: Auth = Box::new(move |mut req: tonic::Request<()>| {
         if let Some(t) = token {
             req.metadata_mut()
                 .insert("authorization", format!("Bearer {t}").parse().unwrap());
