@@ -19,6 +19,7 @@ pub mod ownership;
 pub mod restore;
 pub mod server;
 pub mod service;
+pub mod signal;
 pub mod tree;
 mod wire;
 

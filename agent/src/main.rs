@@ -31,6 +31,29 @@ enum Command {
     List(ListArgs),
     /// Record metrics missing from disk and purge those missing for too long.
     Purge(PurgeArgs),
+    /// Serve the Agent gRPC API to the coordinator and the bucky command.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    bucket: BucketArgs,
+    /// The whisper tree served.
+    #[arg(long, env = "BUCKY_WHISPER_ROOT")]
+    whisper_root: PathBuf,
+    /// This node's ring name (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// Address to listen on (port 0 picks a free one; the bound address is printed).
+    #[arg(long, default_value = "0.0.0.0:7431")]
+    listen: String,
+    /// File holding the bearer token every RPC must present.
+    #[arg(long, env = "BUCKY_TOKEN_FILE")]
+    token_file: PathBuf,
+    /// Seconds to wait for a whisper file's lock.
+    #[arg(long, default_value_t = 10)]
+    lock_timeout: u64,
 }
 
 /// Where the bucket is and whose it is.
@@ -57,15 +80,18 @@ struct BucketArgs {
 }
 
 impl BucketArgs {
-    fn open(&self) -> anyhow::Result<Bucket> {
-        let options = StoreOptions {
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions {
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
             path_style: self.s3_path_style,
             allow_http: self.s3_allow_http,
             extra: Vec::new(),
-        };
-        Ok(Bucket::open(&self.bucket, &options)?)
+        }
+    }
+
+    fn open(&self) -> anyhow::Result<Bucket> {
+        Ok(Bucket::open(&self.bucket, &self.store_options())?)
     }
 }
 
@@ -274,6 +300,29 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     println!("{name} {}", versions.join(" "));
                 }
             }
+            Ok(true)
+        }
+        Command::Serve(args) => {
+            let token = bucky_agent::auth::read_token(&args.token_file)?;
+            let node = args.node.map_or_else(hostname, Ok)?;
+            let config = bucky_agent::service::AgentConfig {
+                node,
+                whisper_root: args.whisper_root,
+                bucket: args.bucket.bucket.clone(),
+                store: args.bucket.store_options(),
+                ring_fingerprint: String::new(),
+                lock_timeout: Duration::from_secs(args.lock_timeout),
+            };
+            let service = bucky_agent::service::AgentService::new(config)?;
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("binding {}", args.listen))?;
+            let addr = listener.local_addr()?;
+            println!("listening on {addr}");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            tracing::info!(%addr, "agent serving");
+            bucky_agent::server::run(listener, service, &token, bucky_agent::signal::shutdown())
+                .await?;
             Ok(true)
         }
         Command::Purge(args) => {

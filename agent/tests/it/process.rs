@@ -84,3 +84,62 @@ fn standalone_backup_list_restore_and_refusal() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'last tuesday'"));
 }
+
+/// `bucky-agent serve` on port 0 prints its address, answers with the token, refuses without.
+#[tokio::test]
+async fn serve_prints_its_address_and_checks_the_token() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 2);
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "serve-token\n").unwrap();
+    let url = format!("file://{}", tmp.path().join("bucket").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bucky-agent"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--node",
+            "g1",
+            "--bucket",
+            &url,
+            "--whisper-root",
+        ])
+        .arg(&root)
+        .arg("--token-file")
+        .arg(&token_file)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address line")
+        .to_string();
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut anonymous = bucky_proto::v1::agent_client::AgentClient::new(channel.clone());
+    let err = anonymous
+        .info(bucky_proto::v1::InfoRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut request = tonic::Request::new(bucky_proto::v1::InfoRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer serve-token".parse().unwrap());
+    let info = anonymous.info(request).await.unwrap().into_inner();
+    assert_eq!((info.node.as_str(), info.metric_count), ("g1", 2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
