@@ -1,0 +1,368 @@
+//! The coordinator's config file (TOML), validated once at start-up into a [`Cluster`]: the ring,
+//! one agent and one bucket per host. Two hosts sharing a bucket, a ring host without an agent, or
+//! an agent for a host the ring does not have, are config errors naming what is wrong.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bucky_shared::ring::{self, Ring, RingConfig};
+use serde::Deserialize;
+
+/// A config that cannot be used; every message names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}", path = path.display())]
+pub struct Error {
+    /// The config file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// `[ring]`: explicit, or imported from a carbon-c-relay config or carbon.conf (exactly one).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingSection {
+    /// carbon_ch (default), fnv1a_ch, jump_fnv1a_ch, mmh3_ch; overrides an imported config.
+    pub hash: Option<String>,
+    /// carbon (default) or relay; overrides an imported config.
+    pub flavour: Option<String>,
+    /// consistent-hashing (default) or fast-hashing (carbon flavour).
+    pub router: Option<String>,
+    /// Owners per metric; default 1 (or the imported config's).
+    pub replication: Option<usize>,
+    /// carbon's DIVERSE_REPLICAS; default true (or the imported config's).
+    pub diverse: Option<bool>,
+    /// Destinations in ring order (carbon `host:port[:instance]`, relay `host[:port][=instance]`).
+    pub destinations: Option<Vec<String>>,
+    /// A carbon-c-relay config to read the ring from (relative to this file).
+    pub relay_config: Option<PathBuf>,
+    /// The cluster in `relay_config`; default its only consistent-hash cluster.
+    pub cluster: Option<String>,
+    /// A carbon.conf to read DESTINATIONS and the router settings from (relative to this file).
+    pub carbon_conf: Option<PathBuf>,
+    /// The carbon.conf section; default `relay`.
+    pub carbon_section: Option<String>,
+}
+
+/// `[buckets]`: a template with `{host}`, and/or one URL per host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsSection {
+    /// e.g. `s3://graphite-backup-{host}` or `file:///backups/{host}`.
+    pub template: Option<String>,
+    /// Host → bucket URL, overriding the template.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+}
+
+/// `[storage]`: options for S3-compatible stores (credentials come from the environment).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Endpoint URL; default AWS.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Path-style requests; default false.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Allow a plain-HTTP endpoint; default false.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Address to listen on; default `0.0.0.0:7430`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// File holding the bearer token (the agents' token).
+    pub token_file: PathBuf,
+    /// Backups and restores run at once across the cluster; default 4.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// The ring.
+    pub ring: RingSection,
+    /// Each host's bucket.
+    pub buckets: BucketsSection,
+    /// Store options.
+    #[serde(default)]
+    pub storage: StorageSection,
+    /// Ring host name → agent address (`http://graphite-01:7431`); one agent per host, even when
+    /// the host runs several carbon instances.
+    pub agents: BTreeMap<String, String>,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:7430".into()
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+/// One storage host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Ring host name.
+    pub name: String,
+    /// Agent address.
+    pub agent: String,
+    /// Its own bucket URL.
+    pub bucket: String,
+}
+
+/// A validated cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The ring as it is now.
+    pub ring: Ring,
+    /// Hosts in ring order.
+    pub hosts: Vec<Host>,
+    /// The file as parsed (listen address, token file, storage options...).
+    pub config: CoordinatorConfig,
+}
+
+/// Reads and validates `path`.
+///
+/// # Errors
+/// [`Error`] naming the file and the problem.
+pub fn load(path: &Path) -> Result<Cluster, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config `text`, read from `path` (ring files are relative to it).
+///
+/// # Errors
+/// [`Error`] naming the file and the problem.
+pub fn parse(text: &str, path: &Path) -> Result<Cluster, Error> {
+    let err = |reason: String| Error {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let config: CoordinatorConfig = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let ring = build_ring(&config.ring, base).map_err(|e| err(format!("[ring]: {e}")))?;
+
+    let mut hosts: Vec<String> = Vec::new();
+    for d in ring.destinations() {
+        if !hosts.contains(&d.host) {
+            hosts.push(d.host.clone());
+        }
+    }
+    let missing: Vec<&str> = hosts
+        .iter()
+        .filter(|h| !config.agents.contains_key(*h))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(err(format!(
+            "[agents]: no agent for ring host(s) {}",
+            missing.join(", ")
+        )));
+    }
+    let unknown: Vec<&str> = config
+        .agents
+        .keys()
+        .filter(|a| !hosts.contains(a))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(err(format!(
+            "[agents]: {} not in the ring",
+            unknown.join(", ")
+        )));
+    }
+
+    let mut resolved: Vec<Host> = Vec::with_capacity(hosts.len());
+    for name in hosts {
+        let bucket = match (config.buckets.hosts.get(&name), &config.buckets.template) {
+            (Some(url), _) => url.clone(),
+            (None, Some(template)) => template.replace("{host}", &name),
+            (None, None) => {
+                return Err(err(format!(
+                    "[buckets]: no bucket for {name} (give a template or a URL)"
+                )));
+            }
+        };
+        if let Some(other) = resolved.iter().find(|h| h.bucket == bucket) {
+            return Err(err(format!(
+                "[buckets]: {} and {name} both resolve to {bucket}: one bucket per host",
+                other.name
+            )));
+        }
+        let agent = config.agents[&name].clone();
+        resolved.push(Host {
+            name,
+            agent,
+            bucket,
+        });
+    }
+    Ok(Cluster {
+        ring,
+        hosts: resolved,
+        config,
+    })
+}
+
+fn build_ring(section: &RingSection, base: &Path) -> Result<Ring, ring::Error> {
+    let read = |p: &Path| {
+        let full = base.join(p);
+        std::fs::read_to_string(&full)
+            .map(|t| (t, full.display().to_string()))
+            .map_err(|e| ring::Error::Invalid(format!("{}: {e}", full.display())))
+    };
+    let sources = [
+        section.destinations.is_some(),
+        section.relay_config.is_some(),
+        section.carbon_conf.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(ring::Error::Invalid(
+            "give exactly one of destinations, relay_config, carbon_conf".into(),
+        ));
+    }
+    let mut config = if let Some(destinations) = &section.destinations {
+        RingConfig::new(
+            ring::Algorithm::CarbonCh,
+            ring::Flavour::Carbon,
+            1,
+            destinations.clone(),
+        )
+    } else if let Some(relay) = &section.relay_config {
+        let (text, name) = read(relay)?;
+        ring::config::parse_relay_config(&text, section.cluster.as_deref(), &name)?
+    } else {
+        let (text, name) = read(section.carbon_conf.as_deref().expect("one source is set"))?;
+        ring::config::parse_carbon_conf(
+            &text,
+            section.carbon_section.as_deref().unwrap_or("relay"),
+            &name,
+        )?
+    };
+    if let Some(hash) = &section.hash {
+        config.algorithm = hash.parse()?;
+    }
+    if let Some(flavour) = &section.flavour {
+        config.flavour = flavour.parse()?;
+    }
+    if let Some(router) = &section.router {
+        config.router = router.parse()?;
+    }
+    if let Some(replication) = section.replication {
+        config.replication = replication;
+    }
+    if let Some(diverse) = section.diverse {
+        config.diverse = diverse;
+    }
+    Ring::new(&config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+token_file = "/etc/bucky/token"
+[ring]
+hash = "carbon_ch"
+replication = 2
+destinations = ["graphite-01:2004:a", "graphite-01:2104:b", "graphite-02:2004:a"]
+[buckets]
+template = "s3://graphite-backup-{host}"
+hosts = { "graphite-02" = "s3://special-02" }
+[agents]
+graphite-01 = "http://graphite-01:7431"
+graphite-02 = "http://graphite-02:7431"
+"#;
+
+    #[test]
+    fn one_agent_and_one_bucket_per_host() {
+        let cluster = parse(VALID, Path::new("/etc/bucky/coordinator.toml")).unwrap();
+        assert_eq!(
+            cluster.hosts.len(),
+            2,
+            "two instances on graphite-01 are one host"
+        );
+        assert_eq!(cluster.hosts[0].bucket, "s3://graphite-backup-graphite-01");
+        assert_eq!(cluster.hosts[1].bucket, "s3://special-02");
+        assert_eq!(cluster.config.listen, "0.0.0.0:7430");
+        assert_eq!(cluster.ring.config().replication, 2);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let path = Path::new("/etc/bucky/coordinator.toml");
+        let cases = [
+            (
+                VALID.replace("graphite-02 = \"http", "graphite-03 = \"http"),
+                "no agent for ring host(s) graphite-02",
+            ),
+            (
+                VALID.replace(
+                    "hosts = { \"graphite-02\" = \"s3://special-02\" }",
+                    "hosts = { \"graphite-02\" = \"s3://graphite-backup-graphite-01\" }",
+                ),
+                "graphite-01 and graphite-02 both resolve",
+            ),
+            (
+                VALID
+                    .replace(
+                        "template = \"s3://graphite-backup-{host}\"",
+                        "template = \"s3://one-bucket\"\n",
+                    )
+                    .replace("hosts = { \"graphite-02\" = \"s3://special-02\" }", ""),
+                "one bucket per host",
+            ),
+            (
+                VALID.replace("replication = 2", "replication = 2\ncolour = \"blue\""),
+                "unknown field `colour`",
+            ),
+            (
+                VALID.replace("graphite-02:2004:a\"]", "graphite-02:20x4:a\"]"),
+                "'graphite-02:20x4:a'",
+            ),
+            (
+                VALID.replace(
+                    "destinations =",
+                    "relay_config = \"relay.conf\"\ndestinations =",
+                ),
+                "exactly one of",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text, path).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/etc/bucky/coordinator.toml: ") && e.contains(needle),
+                "{needle}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ring_can_come_from_the_relay_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("relay.conf"),
+            "cluster g\n fnv1a_ch replication 1\n  h1:2003=a\n  h2:2003=b\n;\n",
+        )
+        .unwrap();
+        let text = "token_file = \"t\"\n[ring]\nrelay_config = \"relay.conf\"\n[buckets]\ntemplate = \"file:///b/{host}\"\n[agents]\nh1 = \"http://h1:7431\"\nh2 = \"http://h2:7431\"\n";
+        let cluster = parse(text, &dir.path().join("coordinator.toml")).unwrap();
+        assert_eq!(cluster.ring.config().flavour, ring::Flavour::Relay);
+        assert_eq!(
+            cluster
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>(),
+            ["h1", "h2"]
+        );
+    }
+}
