@@ -21,9 +21,10 @@ use bucky_shared::whisper::{LockMode, lock_file};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
-use crate::bucket::{self, Bucket};
 use crate::tree::{self, Selection, TreeFile};
-use crate::{codec, manifests, ownership};
+use crate::{codec, ownership};
+use bucky_shared::bucket::{self, Bucket};
+use bucky_shared::manifests;
 
 /// What a backup run does.
 #[derive(Debug, Clone)]

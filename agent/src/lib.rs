@@ -10,10 +10,8 @@
 
 pub mod auth;
 pub mod backup;
-pub mod bucket;
 pub mod codec;
 pub mod install;
-pub mod manifests;
 pub mod node;
 pub mod ownership;
 pub mod restore;
@@ -22,6 +20,8 @@ pub mod service;
 pub mod signal;
 pub mod tree;
 mod wire;
+
+pub use bucky_shared::{bucket, manifests};
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

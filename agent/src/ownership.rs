@@ -3,7 +3,7 @@
 
 use bucky_shared::layout::{OwnerMarker, Version};
 
-use crate::bucket::{self, Bucket};
+use bucky_shared::bucket::{self, Bucket};
 
 /// The bucket cannot be written by this node.
 #[derive(Debug, thiserror::Error)]

@@ -15,10 +15,10 @@ use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
 use crate::backup::FileFailure;
-use crate::bucket::{self, Bucket};
 use crate::codec;
 use crate::install::{Installed, install};
 use crate::tree::Selection;
+use bucky_shared::bucket::{self, Bucket};
 
 /// What a restore does.
 #[derive(Debug, Clone)]

@@ -13,12 +13,12 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
 use crate::backup::{self, BackupOptions, Progress};
-use crate::bucket::{Bucket, StoreOptions};
 use crate::install::Installed;
 use crate::node::Node;
 use crate::restore::{self, RestoreOptions};
 use crate::tree::Selection;
 use crate::{codec, wire};
+use bucky_shared::bucket::{Bucket, StoreOptions};
 
 /// Largest whisper file accepted by WriteMetric/FillMetric (compressed bytes).
 const MAX_UPLOAD: usize = 1 << 30;

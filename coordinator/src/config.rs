@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bucky_shared::ring::{self, Ring, RingConfig};
+use bucky_shared::ring::{Ring, RingSection};
 use serde::Deserialize;
 
 /// A config that cannot be used; every message names the file.
@@ -16,32 +16,6 @@ pub struct Error {
     pub path: PathBuf,
     /// What is wrong.
     pub reason: String,
-}
-
-/// `[ring]`: explicit, or imported from a carbon-c-relay config or carbon.conf (exactly one).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RingSection {
-    /// carbon_ch (default), fnv1a_ch, jump_fnv1a_ch, mmh3_ch; overrides an imported config.
-    pub hash: Option<String>,
-    /// carbon (default) or relay; overrides an imported config.
-    pub flavour: Option<String>,
-    /// consistent-hashing (default) or fast-hashing (carbon flavour).
-    pub router: Option<String>,
-    /// Owners per metric; default 1 (or the imported config's).
-    pub replication: Option<usize>,
-    /// carbon's DIVERSE_REPLICAS; default true (or the imported config's).
-    pub diverse: Option<bool>,
-    /// Destinations in ring order (carbon `host:port[:instance]`, relay `host[:port][=instance]`).
-    pub destinations: Option<Vec<String>>,
-    /// A carbon-c-relay config to read the ring from (relative to this file).
-    pub relay_config: Option<PathBuf>,
-    /// The cluster in `relay_config`; default its only consistent-hash cluster.
-    pub cluster: Option<String>,
-    /// A carbon.conf to read DESTINATIONS and the router settings from (relative to this file).
-    pub carbon_conf: Option<PathBuf>,
-    /// The carbon.conf section; default `relay`.
-    pub carbon_section: Option<String>,
 }
 
 /// `[buckets]`: a template with `{host}`, and/or one URL per host.
@@ -148,7 +122,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Cluster, Error> {
     };
     let config: CoordinatorConfig = toml::from_str(text).map_err(|e| err(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let ring = build_ring(&config.ring, base).map_err(|e| err(format!("[ring]: {e}")))?;
+    let ring = config
+        .ring
+        .build(base)
+        .map_err(|e| err(format!("[ring]: {e}")))?;
 
     let mut hosts: Vec<String> = Vec::new();
     for d in ring.destinations() {
@@ -209,59 +186,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Cluster, Error> {
         hosts: resolved,
         config,
     })
-}
-
-fn build_ring(section: &RingSection, base: &Path) -> Result<Ring, ring::Error> {
-    let read = |p: &Path| {
-        let full = base.join(p);
-        std::fs::read_to_string(&full)
-            .map(|t| (t, full.display().to_string()))
-            .map_err(|e| ring::Error::Invalid(format!("{}: {e}", full.display())))
-    };
-    let sources = [
-        section.destinations.is_some(),
-        section.relay_config.is_some(),
-        section.carbon_conf.is_some(),
-    ];
-    if sources.iter().filter(|s| **s).count() != 1 {
-        return Err(ring::Error::Invalid(
-            "give exactly one of destinations, relay_config, carbon_conf".into(),
-        ));
-    }
-    let mut config = if let Some(destinations) = &section.destinations {
-        RingConfig::new(
-            ring::Algorithm::CarbonCh,
-            ring::Flavour::Carbon,
-            1,
-            destinations.clone(),
-        )
-    } else if let Some(relay) = &section.relay_config {
-        let (text, name) = read(relay)?;
-        ring::config::parse_relay_config(&text, section.cluster.as_deref(), &name)?
-    } else {
-        let (text, name) = read(section.carbon_conf.as_deref().expect("one source is set"))?;
-        ring::config::parse_carbon_conf(
-            &text,
-            section.carbon_section.as_deref().unwrap_or("relay"),
-            &name,
-        )?
-    };
-    if let Some(hash) = &section.hash {
-        config.algorithm = hash.parse()?;
-    }
-    if let Some(flavour) = &section.flavour {
-        config.flavour = flavour.parse()?;
-    }
-    if let Some(router) = &section.router {
-        config.router = router.parse()?;
-    }
-    if let Some(replication) = section.replication {
-        config.replication = replication;
-    }
-    if let Some(diverse) = section.diverse {
-        config.diverse = diverse;
-    }
-    Ring::new(&config)
 }
 
 #[cfg(test)]
@@ -355,7 +279,10 @@ graphite-02 = "http://graphite-02:7431"
         .unwrap();
         let text = "token_file = \"t\"\n[ring]\nrelay_config = \"relay.conf\"\n[buckets]\ntemplate = \"file:///b/{host}\"\n[agents]\nh1 = \"http://h1:7431\"\nh2 = \"http://h2:7431\"\n";
         let cluster = parse(text, &dir.path().join("coordinator.toml")).unwrap();
-        assert_eq!(cluster.ring.config().flavour, ring::Flavour::Relay);
+        assert_eq!(
+            cluster.ring.config().flavour,
+            bucky_shared::ring::Flavour::Relay
+        );
         assert_eq!(
             cluster
                 .hosts

@@ -2,6 +2,7 @@
 //!
 //! - [`whisper`]: the whisper file format (header, `create`, `fetch`, `update_many`, locking),
 //!   byte-identical to whisper.py 1.1.10.
+//! - [`bucket`], [`manifests`]: a host's bucket over object_store, and finding its manifests.
 //! - [`layout`]: the bucket layout (whisper-backup compatible keys), manifests, owner markers.
 //! - [`metric`]: metric names and their paths under a whisper root.
 //! - [`ring`]: consistent-hash rings that place metrics as carbon and carbon-c-relay do.
@@ -18,8 +19,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bucket;
 pub mod fill;
 pub mod layout;
+pub mod manifests;
 pub mod metric;
 pub mod ring;
 pub mod synth;

@@ -27,6 +27,7 @@ mod jump;
 mod md5x;
 mod nodeset;
 mod relay;
+mod section;
 mod table;
 
 use std::fmt;
@@ -34,6 +35,7 @@ use std::str::FromStr;
 
 pub use destination::Destination;
 pub use fingerprint::Fingerprint;
+pub use section::RingSection;
 
 /// A ring that cannot be built as configured.
 #[derive(Debug, thiserror::Error)]

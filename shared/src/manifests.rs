@@ -1,7 +1,7 @@
 //! Finding the manifest that describes a bucket: the newest valid one (at or before a date), and
 //! the checkpoint of a run that did not finish.
 
-use bucky_shared::layout::{Manifest, Version};
+use crate::layout::{Manifest, Version};
 use tracing::warn;
 
 use crate::bucket::{self, Bucket};

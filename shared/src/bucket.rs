@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucky_shared::layout::Layout;
+use crate::layout::Layout;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
@@ -50,19 +50,26 @@ pub enum Error {
     },
 }
 
-/// Options for S3-compatible stores (Ceph RGW, Swift's S3 API, MinIO).
-#[derive(Debug, Clone, Default)]
+/// Options for S3-compatible stores (Ceph RGW, Swift's S3 API, MinIO); the `[storage]` section
+/// of the agent's and the coordinator's config files.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoreOptions {
     /// Endpoint URL, e.g. `http://127.0.0.1:9000`.
     pub endpoint: Option<String>,
     /// Region; S3-compatible stores usually accept any.
     pub region: Option<String>,
-    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible stores need.
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible stores need;
+    /// default false.
+    #[serde(default)]
     pub path_style: bool,
-    /// Allow plain HTTP endpoints.
+    /// Allow plain HTTP endpoints; default false.
+    #[serde(default)]
     pub allow_http: bool,
     /// Further object_store settings (`aws_access_key_id`, `google_service_account`, ...),
-    /// applied after the environment's. Never logged.
+    /// applied after the environment's. Never logged; not read from config files (credentials
+    /// belong in the environment).
+    #[serde(skip)]
     pub extra: Vec<(String, String)>,
 }
 
