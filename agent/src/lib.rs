@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod backup;
 pub mod codec;
+pub mod config;
 pub mod install;
 pub mod node;
 pub mod ownership;

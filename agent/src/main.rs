@@ -37,23 +37,16 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    #[command(flatten)]
-    bucket: BucketArgs,
-    /// The whisper tree served.
-    #[arg(long, env = "BUCKY_WHISPER_ROOT")]
-    whisper_root: PathBuf,
-    /// This node's ring name (default: the host name).
-    #[arg(long)]
-    node: Option<String>,
+    /// Config file; the flags below override it.
+    #[arg(
+        long,
+        env = "BUCKY_AGENT_CONFIG",
+        default_value = "/etc/bucky/agent.toml"
+    )]
+    config: PathBuf,
     /// Address to listen on (port 0 picks a free one; the bound address is printed).
-    #[arg(long, default_value = "0.0.0.0:7431")]
-    listen: String,
-    /// File holding the bearer token every RPC must present.
-    #[arg(long, env = "BUCKY_TOKEN_FILE")]
-    token_file: PathBuf,
-    /// Seconds to wait for a whisper file's lock.
-    #[arg(long, default_value_t = 10)]
-    lock_timeout: u64,
+    #[arg(long)]
+    listen: Option<String>,
 }
 
 /// Where the bucket is and whose it is.
@@ -303,20 +296,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Serve(args) => {
-            let token = bucky_agent::auth::read_token(&args.token_file)?;
-            let node = args.node.map_or_else(hostname, Ok)?;
-            let config = bucky_agent::service::AgentConfig {
-                node,
-                whisper_root: args.whisper_root,
-                bucket: args.bucket.bucket.clone(),
-                store: args.bucket.store_options(),
-                ring_fingerprint: String::new(),
-                lock_timeout: Duration::from_secs(args.lock_timeout),
-            };
-            let service = bucky_agent::service::AgentService::new(config)?;
-            let listener = tokio::net::TcpListener::bind(&args.listen)
+            let settings = bucky_agent::config::load(&args.config, hostname)?;
+            let listen = args.listen.unwrap_or(settings.listen);
+            let token = bucky_agent::auth::read_token(&settings.token_file)?;
+            let service = bucky_agent::service::AgentService::new(settings.service)?;
+            let listener = tokio::net::TcpListener::bind(&listen)
                 .await
-                .with_context(|| format!("binding {}", args.listen))?;
+                .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
             println!("listening on {addr}");
             std::io::Write::flush(&mut std::io::stdout())?;

@@ -95,20 +95,16 @@ async fn serve_prints_its_address_and_checks_the_token() {
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, "serve-token\n").unwrap();
     let url = format!("file://{}", tmp.path().join("bucket").display());
+    let config = tmp.path().join("agent.toml");
+    let text = format!(
+        "node = \"g1\"\nwhisper_root = \"{}\"\nbucket = \"{url}\"\ntoken_file = \"{}\"\n[ring]\ndestinations = [\"g1:2004\", \"g2:2004\"]\n",
+        root.display(),
+        token_file.display()
+    );
+    std::fs::write(&config, text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_bucky-agent"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--node",
-            "g1",
-            "--bucket",
-            &url,
-            "--whisper-root",
-        ])
-        .arg(&root)
-        .arg("--token-file")
-        .arg(&token_file)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -140,6 +136,29 @@ async fn serve_prints_its_address_and_checks_the_token() {
         .insert("authorization", "Bearer serve-token".parse().unwrap());
     let info = anonymous.info(request).await.unwrap().into_inner();
     assert_eq!((info.node.as_str(), info.metric_count), ("g1", 2));
+    assert!(
+        info.ring_fingerprint.starts_with("sha256:"),
+        "{}",
+        info.ring_fingerprint
+    );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Every agent example in deploy/ loads with the real config loader.
+#[test]
+fn deploy_examples_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("agent") && name.ends_with(".toml") {
+            let settings = bucky_agent::config::load(&path, || Ok("unused".into()))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(settings.service.ring_fingerprint.starts_with("sha256:"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 1);
 }

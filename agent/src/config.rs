@@ -1,0 +1,122 @@
+//! bucky-agent's config file (TOML, default `/etc/bucky/agent.toml`), validated once at start-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use bucky_shared::bucket::StoreOptions;
+use bucky_shared::ring::RingSection;
+use serde::Deserialize;
+
+use crate::service::AgentConfig;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// This node's ring host name; default the host name.
+    pub node: Option<String>,
+    /// The whisper tree.
+    pub whisper_root: PathBuf,
+    /// Address to listen on; default `0.0.0.0:7431`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// This node's own bucket URL.
+    pub bucket: String,
+    /// File holding the bearer token.
+    pub token_file: PathBuf,
+    /// Seconds to wait for a whisper file's lock; default 10.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_secs: u64,
+    /// Store options (credentials come from the environment).
+    #[serde(default)]
+    pub storage: StoreOptions,
+    /// The ring, so Info reports its fingerprint and the coordinator can check agreement.
+    pub ring: Option<RingSection>,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:7431".into()
+}
+
+fn default_lock_timeout() -> u64 {
+    10
+}
+
+/// What `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The service's configuration.
+    pub service: AgentConfig,
+    /// Address to listen on.
+    pub listen: String,
+    /// Token file.
+    pub token_file: PathBuf,
+}
+
+/// Reads and validates `path`; `hostname` gives the node name when the file has none.
+///
+/// # Errors
+/// An unreadable file, a parse error, an invalid ring; each names the file.
+pub fn load(
+    path: &Path,
+    hostname: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<Settings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: AgentFile =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let ring_fingerprint = match &file.ring {
+        Some(section) => section
+            .build(base)
+            .with_context(|| format!("{}: [ring]", path.display()))?
+            .fingerprint()
+            .to_string(),
+        None => String::new(),
+    };
+    let node = match file.node {
+        Some(node) => node,
+        None => hostname()?,
+    };
+    Ok(Settings {
+        service: AgentConfig {
+            node,
+            whisper_root: file.whisper_root,
+            bucket: file.bucket,
+            store: file.storage,
+            ring_fingerprint,
+            lock_timeout: Duration::from_secs(file.lock_timeout_secs),
+        },
+        listen: file.listen,
+        token_file: file.token_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_with_defaults_and_names_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "whisper_root = \"/w\"\nbucket = \"file:///b\"\ntoken_file = \"/t\"\n[ring]\ndestinations = [\"a:2004\", \"b:2004\"]\n").unwrap();
+        let s = load(&path, || Ok("graphite-09".into())).unwrap();
+        assert_eq!(
+            (s.service.node.as_str(), s.listen.as_str()),
+            ("graphite-09", "0.0.0.0:7431")
+        );
+        assert!(s.service.ring_fingerprint.starts_with("sha256:"));
+        std::fs::write(
+            &path,
+            "whisper_root = \"/w\"\nbucket = \"x\"\ntoken_file = \"/t\"\nport = 3\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", load(&path, || Ok("n".into())).unwrap_err());
+        assert!(
+            err.contains("agent.toml") && err.contains("unknown field `port`"),
+            "{err}"
+        );
+    }
+}
