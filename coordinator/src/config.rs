@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use bucky_shared::bucket::StoreOptions;
 use bucky_shared::ring::{Ring, RingSection};
 use serde::Deserialize;
 
@@ -29,22 +30,6 @@ pub struct BucketsSection {
     pub hosts: BTreeMap<String, String>,
 }
 
-/// `[storage]`: options for S3-compatible stores (credentials come from the environment).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageSection {
-    /// Endpoint URL; default AWS.
-    pub endpoint: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Path-style requests; default false.
-    #[serde(default)]
-    pub path_style: bool,
-    /// Allow a plain-HTTP endpoint; default false.
-    #[serde(default)]
-    pub allow_http: bool,
-}
-
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +48,7 @@ pub struct CoordinatorConfig {
     pub buckets: BucketsSection,
     /// Store options.
     #[serde(default)]
-    pub storage: StorageSection,
+    pub storage: StoreOptions,
     /// Ring host name → agent address (`http://graphite-01:7431`); one agent per host, even when
     /// the host runs several carbon instances.
     pub agents: BTreeMap<String, String>,

@@ -4,6 +4,8 @@
 //! - [`plan`]: rebalance-aware restore planning of one host, as a pure value.
 //! - [`config`]: the coordinator's TOML config, validated into a [`config::Cluster`].
 
+pub mod agents;
+pub mod cluster;
 pub mod config;
 pub mod plan;
 

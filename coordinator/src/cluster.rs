@@ -1,0 +1,263 @@
+//! Cluster operations: fleet status with ring agreement, cluster backup, restore of one host.
+//! A node that is unreachable or dies fails its own part, never the others'.
+
+use bucky_proto::v1 as pb;
+use bucky_shared::bucket::Bucket;
+use bucky_shared::layout::Version;
+use bucky_shared::manifests;
+use futures::{StreamExt, future, stream};
+
+use crate::agents::{AgentApi, AgentError};
+use crate::config::Cluster;
+use crate::plan::{self, Action, BucketView, RestorePlan};
+
+/// Why a cluster operation did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Agents whose ring differs from the coordinator's.
+    #[error("ring mismatch: {} do not have the coordinator's ring {expected}", nodes.join(", "))]
+    RingMismatch {
+        /// The coordinator's fingerprint.
+        expected: String,
+        /// `host (fingerprint)` of each disagreeing agent.
+        nodes: Vec<String>,
+    },
+    /// The restore target has no agent.
+    #[error("no host {0} in the cluster")]
+    UnknownHost(String),
+    /// A bucket could not be read.
+    #[error(transparent)]
+    Bucket(#[from] bucky_shared::bucket::Error),
+    /// The target agent failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// The last completed backup of a host, from its bucket's newest manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastBackup {
+    /// When the run started.
+    pub run: Version,
+    /// When it committed.
+    pub finished: Version,
+    /// Metrics in the manifest.
+    pub metrics: usize,
+}
+
+/// One node in the fleet status.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// Ring host name.
+    pub host: String,
+    /// The agent's Info, when it answered.
+    pub info: Result<pb::InfoResponse, AgentError>,
+    /// Whether the agent's ring fingerprint equals the coordinator's.
+    pub agrees: bool,
+    /// Its bucket URL.
+    pub bucket: String,
+    /// The last completed backup, or why it could not be read.
+    pub last_backup: Result<Option<LastBackup>, String>,
+}
+
+/// Status of every host, queried concurrently.
+pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeStatus> {
+    let expected = cluster.ring.fingerprint().to_string();
+    let storage = &cluster.config.storage;
+    future::join_all(cluster.hosts.iter().map(|host| async {
+        let agent = agents.iter().find(|a| a.host() == host.name);
+        let info = match agent {
+            Some(agent) => agent.info().await,
+            None => Err(AgentError::Unreachable {
+                host: host.name.clone(),
+                reason: "no agent configured".into(),
+            }),
+        };
+        let last_backup = async {
+            let bucket = Bucket::open(&host.bucket, storage).map_err(|e| e.to_string())?;
+            let manifest = manifests::latest(&bucket, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(manifest.map(|m| LastBackup {
+                run: m.started,
+                finished: m.finished,
+                metrics: m.metrics.len(),
+            }))
+        }
+        .await;
+        NodeStatus {
+            host: host.name.clone(),
+            agrees: info.as_ref().is_ok_and(|i| i.ring_fingerprint == expected),
+            info,
+            bucket: host.bucket.clone(),
+            last_backup,
+        }
+    }))
+    .await
+}
+
+/// Refuses to go on when a reachable agent has another ring.
+async fn check_agreement<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Result<(), Error> {
+    let expected = cluster.ring.fingerprint().to_string();
+    let infos = future::join_all(agents.iter().map(|a| a.info())).await;
+    let nodes: Vec<String> = agents
+        .iter()
+        .zip(infos)
+        .filter_map(|(a, info)| match info {
+            Ok(i) if i.ring_fingerprint != expected => {
+                let theirs = if i.ring_fingerprint.is_empty() {
+                    "no ring".to_string()
+                } else {
+                    i.ring_fingerprint
+                };
+                Some(format!("{} ({theirs})", a.host()))
+            }
+            _ => None,
+        })
+        .collect();
+    if nodes.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RingMismatch { expected, nodes })
+    }
+}
+
+/// How one node's backup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every file backed up.
+    Ok,
+    /// The run committed but some files failed.
+    Partial(String),
+    /// The run did not commit (unreachable, died, refused).
+    Failed(String),
+}
+
+/// One node's backup.
+#[derive(Debug, Clone)]
+pub struct NodeBackup {
+    /// Ring host name.
+    pub host: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The agent's result, when the run committed.
+    pub result: Option<pb::BackupResult>,
+}
+
+/// Backs every host up into its own bucket, `concurrency` at a time, after checking that every
+/// reachable agent has the coordinator's ring. `progress(host, done, total)` as agents report.
+///
+/// # Errors
+/// [`Error::RingMismatch`] naming the nodes that differ; nothing is started then.
+pub async fn backup<A: AgentApi>(
+    cluster: &Cluster,
+    agents: &[A],
+    request: pb::BackupRequest,
+    concurrency: usize,
+    progress: impl Fn(&str, u64, u64) + Sync,
+) -> Result<Vec<NodeBackup>, Error> {
+    check_agreement(cluster, agents).await?;
+    let progress = &progress;
+    let mut results: Vec<NodeBackup> = stream::iter(agents.iter().map(|agent| {
+        let request = request.clone();
+        async move {
+            let host = agent.host().to_string();
+            match agent
+                .backup(request, |done, total| progress(&host, done, total))
+                .await
+            {
+                Ok(result) if result.failed.is_empty() => NodeBackup {
+                    host,
+                    outcome: Outcome::Ok,
+                    result: Some(result),
+                },
+                Ok(result) => {
+                    let why = format!(
+                        "{} metrics failed, first: {}: {}",
+                        result.failed.len(),
+                        result.failed[0].metric,
+                        result.failed[0].error
+                    );
+                    NodeBackup {
+                        host,
+                        outcome: Outcome::Partial(why),
+                        result: Some(result),
+                    }
+                }
+                Err(e) => NodeBackup {
+                    host,
+                    outcome: Outcome::Failed(e.to_string()),
+                    result: None,
+                },
+            }
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .collect()
+    .await;
+    results.sort_by(|a, b| a.host.cmp(&b.host));
+    Ok(results)
+}
+
+/// How to restore a host.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreRequest {
+    /// The host to restore.
+    pub target: String,
+    /// Use the newest manifests at or before this time (default: the newest).
+    pub at: Option<Version>,
+    /// Also restore what the target's bucket holds but the ring now places elsewhere.
+    pub all: bool,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// Plans the restore of one host from every host's bucket and, unless `dry_run`, has the
+/// target's agent execute it.
+///
+/// # Errors
+/// An unknown target, a ring mismatch, an unreadable bucket, or the target agent failing.
+pub async fn restore_host<A: AgentApi>(
+    cluster: &Cluster,
+    agents: &[A],
+    request: &RestoreRequest,
+    select: impl Fn(&str) -> bool,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<(RestorePlan, Option<pb::RestoreResult>), Error> {
+    let agent = agents
+        .iter()
+        .find(|a| a.host() == request.target)
+        .ok_or_else(|| Error::UnknownHost(request.target.clone()))?;
+    check_agreement(cluster, agents).await?;
+    let mut views = Vec::new();
+    for host in &cluster.hosts {
+        let bucket = Bucket::open(&host.bucket, &cluster.config.storage)?;
+        if let Some(manifest) = manifests::latest(&bucket, request.at).await? {
+            views.push(BucketView {
+                host: host.name.clone(),
+                url: host.bucket.clone(),
+                layout: bucket.layout().clone(),
+                manifest,
+            });
+        }
+    }
+    let plan = plan::plan_restore(&request.target, &cluster.ring, &views, select, request.all);
+    if request.dry_run {
+        return Ok((plan, None));
+    }
+    let entries = plan
+        .steps
+        .iter()
+        .map(|s| pb::RestoreEntry {
+            metric: s.metric.clone(),
+            source_bucket: s.bucket.clone(),
+            object_key: s.key.clone(),
+            sha1: s.sha1.clone(),
+            action: match s.action {
+                Action::Write => pb::RestoreAction::Write,
+                Action::Fill => pb::RestoreAction::Fill,
+            } as i32,
+        })
+        .collect();
+    let result = agent.restore(entries, progress).await?;
+    Ok((plan, Some(result)))
+}

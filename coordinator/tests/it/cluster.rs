@@ -1,0 +1,341 @@
+//! Cluster backup, restore of a lost host, restore of a new host, ring mismatch, a dead agent.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bucky_agent::service::{AgentConfig, AgentService};
+use bucky_coordinator::agents::GrpcAgent;
+use bucky_coordinator::cluster::{self, Outcome, RestoreRequest};
+use bucky_coordinator::config::{self, Cluster};
+use bucky_proto::v1 as pb;
+use bucky_shared::metric;
+use bucky_shared::whisper::{self, Access, CreateOptions, Whisper};
+
+const TOKEN: &str = "cluster-test-token";
+const NOW: i64 = 1_700_000_000;
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    names: Vec<String>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    addrs: Vec<(String, SocketAddr)>,
+}
+
+fn cluster_config(dir: &Path, hosts: &[&str], addrs: &[(String, SocketAddr)]) -> Cluster {
+    let destinations: Vec<String> = hosts.iter().map(|h| format!("\"{h}:2004\"")).collect();
+    let agents: String = hosts
+        .iter()
+        .map(|h| {
+            let addr = addrs
+                .iter()
+                .find(|(n, _)| n == h)
+                .map_or("127.0.0.1:9".to_string(), |(_, a)| a.to_string());
+            format!("{h} = \"http://{addr}\"\n")
+        })
+        .collect();
+    let text = format!(
+        "token_file = \"unused\"\n[ring]\ndestinations = [{}]\n[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agents}",
+        destinations.join(", "),
+        dir.display()
+    );
+    config::parse(&text, &dir.join("coordinator.toml")).unwrap()
+}
+
+fn tree(dir: &Path, host: &str) -> PathBuf {
+    dir.join("trees").join(host)
+}
+
+fn write_metric(root: &Path, name: &str, base: f64) {
+    let path = metric::path_of(root, name).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = whisper::parse_retentions(&["60s:1d", "15m:30d"]).unwrap();
+    let mut file = Whisper::open(
+        whisper::create_image(&schema, &CreateOptions::default()).unwrap(),
+        &path,
+    )
+    .unwrap();
+    let points: Vec<(i64, f64)> = (0..300)
+        .map(|i| (NOW - 300 * 60 + i * 60, base + i as f64))
+        .collect();
+    file.update_many(&points, NOW).unwrap();
+    std::fs::write(&path, file.storage().bytes()).unwrap();
+}
+
+/// Every file of a tree, relative path → bytes.
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn spawn_agent(
+    dir: &Path,
+    host: &str,
+    fingerprint: String,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let config = AgentConfig {
+        node: host.into(),
+        whisper_root: tree(dir, host),
+        bucket: format!("file://{}/buckets/{host}", dir.display()),
+        store: Default::default(),
+        ring_fingerprint: fingerprint,
+        lock_timeout: Duration::from_secs(1),
+    };
+    let service = AgentService::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bucky_agent::server::run(listener, service, TOKEN, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// Three agents g1..g3, 60 metrics placed on their owners by the ring.
+async fn fleet(wrong_ring_on: Option<&str>) -> (Fleet, Cluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["g1", "g2", "g3"];
+    let placement = cluster_config(dir.path(), &hosts, &[]);
+    let names: Vec<String> = (0..60).map(|i| format!("servers.web{i:02}.cpu")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let owner = &placement.ring.destinations()[placement.ring.owners(name)[0]].host;
+        write_metric(&tree(dir.path(), owner), name, i as f64);
+    }
+    let mut addrs = Vec::new();
+    let mut stops = Vec::new();
+    for h in hosts {
+        std::fs::create_dir_all(tree(dir.path(), h)).unwrap();
+        let fingerprint = if Some(h) == wrong_ring_on {
+            "sha256:ffffffffffffffff".into()
+        } else {
+            placement.ring.fingerprint().to_string()
+        };
+        let (addr, stop) = spawn_agent(dir.path(), h, fingerprint).await;
+        addrs.push((h.to_string(), addr));
+        stops.push(stop);
+    }
+    let cluster = cluster_config(dir.path(), &hosts, &addrs);
+    (
+        Fleet {
+            dir,
+            names,
+            stops,
+            addrs,
+        },
+        cluster,
+    )
+}
+
+fn agents(cluster: &Cluster) -> Vec<GrpcAgent> {
+    cluster
+        .hosts
+        .iter()
+        .map(|h| GrpcAgent::new(&h.name, &h.agent, TOKEN).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn cluster_backup_then_restore_of_a_lost_host() {
+    let (fleet, cluster) = fleet(None).await;
+    let agents = agents(&cluster);
+    let results = cluster::backup(
+        &cluster,
+        &agents,
+        pb::BackupRequest::default(),
+        2,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        results.iter().all(|r| r.outcome == Outcome::Ok),
+        "{results:?}"
+    );
+    let uploaded: u64 = results.iter().map(|r| r.result.as_ref().unwrap().new).sum();
+    assert_eq!(uploaded, fleet.names.len() as u64);
+
+    let status = cluster::status(&cluster, &agents).await;
+    assert!(
+        status
+            .iter()
+            .all(|s| s.agrees && s.last_backup.as_ref().unwrap().is_some())
+    );
+
+    let g2 = tree(fleet.dir.path(), "g2");
+    let original = snapshot(&g2);
+    assert!(!original.is_empty());
+    std::fs::remove_dir_all(&g2).unwrap();
+    let request = RestoreRequest {
+        target: "g2".into(),
+        ..RestoreRequest::default()
+    };
+    let (plan, result) = cluster::restore_host(&cluster, &agents, &request, |_| true, |_, _| {})
+        .await
+        .unwrap();
+    let result = result.unwrap();
+    assert_eq!(
+        (result.written as usize, result.failed.len()),
+        (original.len(), 0)
+    );
+    assert_eq!(plan.metric_count(), original.len());
+    assert_eq!(snapshot(&g2), original);
+    drop(fleet.stops);
+}
+
+/// A fourth node joins the ring: its restore brings exactly the metrics the ring now gives it,
+/// from their previous owners' buckets, and nothing else.
+#[tokio::test]
+async fn a_new_node_receives_exactly_its_share() {
+    let (fleet, cluster) = fleet(None).await;
+    cluster::backup(
+        &cluster,
+        &agents(&cluster),
+        pb::BackupRequest::default(),
+        3,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+
+    let four_hosts = ["g1", "g2", "g3", "g4"];
+    let bigger = cluster_config(fleet.dir.path(), &four_hosts, &[]);
+    std::fs::create_dir_all(tree(fleet.dir.path(), "g4")).unwrap();
+    let mut addrs = fleet.addrs.clone();
+    let mut stops = Vec::new();
+    // The existing agents now run with the new ring, as after a rebalance.
+    for h in four_hosts {
+        let (addr, stop) =
+            spawn_agent(fleet.dir.path(), h, bigger.ring.fingerprint().to_string()).await;
+        addrs.retain(|(n, _)| n != h);
+        addrs.push((h.to_string(), addr));
+        stops.push(stop);
+    }
+    let bigger = cluster_config(fleet.dir.path(), &four_hosts, &addrs);
+    let request = RestoreRequest {
+        target: "g4".into(),
+        ..RestoreRequest::default()
+    };
+    let (plan, result) =
+        cluster::restore_host(&bigger, &agents(&bigger), &request, |_| true, |_, _| {})
+            .await
+            .unwrap();
+    assert_eq!(result.unwrap().failed.len(), 0);
+    let mut expected: Vec<&String> = fleet
+        .names
+        .iter()
+        .filter(|m| bigger.ring.destinations()[bigger.ring.owners(m)[0]].host == "g4")
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    let g4 = tree(fleet.dir.path(), "g4");
+    let mut got: Vec<String> = snapshot(&g4)
+        .into_iter()
+        .map(|(p, _)| {
+            p.to_string_lossy()
+                .trim_end_matches(".wsp")
+                .replace('/', ".")
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(plan.metric_count(), expected.len());
+    for name in expected {
+        let fetch = |root: &Path| {
+            Whisper::open_file(&metric::path_of(root, name).unwrap(), Access::Read)
+                .unwrap()
+                .fetch(NOW - 3600, None, NOW)
+                .unwrap()
+        };
+        let previous_owner = fleet
+            .addrs
+            .iter()
+            .map(|(h, _)| tree(fleet.dir.path(), h))
+            .find(|root| metric::path_of(root, name).unwrap().exists())
+            .unwrap();
+        assert_eq!(
+            fetch(&g4),
+            fetch(&previous_owner),
+            "{name}: same points as on its previous owner"
+        );
+    }
+    drop((fleet.stops, stops));
+}
+
+#[tokio::test]
+async fn a_mismatched_ring_blocks_the_backup_and_shows_in_status() {
+    let (fleet, cluster) = fleet(Some("g3")).await;
+    let agents = agents(&cluster);
+    let err = cluster::backup(
+        &cluster,
+        &agents,
+        pb::BackupRequest::default(),
+        3,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("g3 (sha256:ffffffffffffffff)"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("g1"));
+    let status = cluster::status(&cluster, &agents).await;
+    let agrees: Vec<(&str, bool)> = status.iter().map(|s| (s.host.as_str(), s.agrees)).collect();
+    assert_eq!(agrees, [("g1", true), ("g2", true), ("g3", false)]);
+    assert!(
+        status
+            .iter()
+            .all(|s| s.last_backup.as_ref().unwrap().is_none()),
+        "nothing was backed up"
+    );
+    drop(fleet.stops);
+}
+
+#[tokio::test]
+async fn a_dead_agent_fails_its_node_only() {
+    let (mut fleet, cluster) = fleet(None).await;
+    // g2's agent goes away.
+    drop(fleet.stops.remove(1));
+    let agents = agents(&cluster);
+    let results = cluster::backup(
+        &cluster,
+        &agents,
+        pb::BackupRequest::default(),
+        3,
+        |_, _, _| {},
+    )
+    .await
+    .unwrap();
+    let outcomes: Vec<(&str, bool)> = results
+        .iter()
+        .map(|r| (r.host.as_str(), r.outcome == Outcome::Ok))
+        .collect();
+    assert_eq!(outcomes, [("g1", true), ("g2", false), ("g3", true)]);
+    match &results[1].outcome {
+        Outcome::Failed(why) => assert!(why.contains("g2") && why.contains("unreachable"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let status = cluster::status(&cluster, &agents).await;
+    assert!(status[1].info.is_err() && status[0].info.is_ok());
+    drop(fleet.stops);
+}
