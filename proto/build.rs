@@ -2,7 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(["bucky/v1/agent.proto"], ["proto"])?;
+    let fds = protox::compile(
+        ["bucky/v1/agent.proto", "bucky/v1/coordinator.proto"],
+        ["proto"],
+    )?;
     tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bucky_shared::layout::{Manifest, ManifestEntry, Version, manifest};
+use bucky_shared::layout::{Manifest, ManifestEntry, RunStats, Version, manifest};
 use bucky_shared::whisper::{LockMode, lock_file};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
@@ -320,6 +320,13 @@ pub async fn backup(
         finished: Version(now.0.max(run.0)),
         metrics: current.into_values().collect(),
         pending_deletes: deletes.clone(),
+        stats: Some(RunStats {
+            new: report.new,
+            changed: report.changed,
+            unchanged: report.unchanged,
+            failed: report.failed.len() as u64,
+            bytes_uploaded: report.bytes_uploaded,
+        }),
     };
     bucket
         .put(&bucket.layout().manifest_key(run), manifest.encode())
@@ -459,6 +466,7 @@ async fn write_checkpoint(
         finished: run,
         metrics: entries.values().cloned().collect(),
         pending_deletes: Vec::new(),
+        stats: None,
     };
     if let Err(e) = bucket
         .put(&bucket.layout().checkpoint_key(), checkpoint.encode())

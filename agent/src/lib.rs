@@ -8,7 +8,6 @@
 //! - [`node`], [`install`]: the tree as served over gRPC; putting a received file into it.
 //! - [`service`], [`server`], [`auth`]: the Agent gRPC service, its server, the bearer-token check.
 
-pub mod auth;
 pub mod backup;
 pub mod codec;
 pub mod config;
@@ -22,6 +21,7 @@ pub mod signal;
 pub mod tree;
 mod wire;
 
+pub use bucky_proto::auth;
 pub use bucky_shared::{bucket, manifests};
 
 /// The agent's version.

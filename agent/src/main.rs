@@ -298,7 +298,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Serve(args) => {
             let settings = bucky_agent::config::load(&args.config, hostname)?;
             let listen = args.listen.unwrap_or(settings.listen);
-            let token = bucky_agent::auth::read_token(&settings.token_file)?;
+            let token =
+                bucky_agent::auth::read_token(&settings.token_file).map_err(anyhow::Error::msg)?;
             let service = bucky_agent::service::AgentService::new(settings.service)?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await

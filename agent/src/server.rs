@@ -6,8 +6,8 @@ use bucky_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::auth::TokenCheck;
 use crate::service::AgentService;
+use bucky_proto::auth::TokenCheck;
 
 /// Serves `service` on `listener`, every RPC checked against `token`, until `shutdown` resolves.
 ///

@@ -4,56 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bucky_shared::metric;
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use regex::Regex;
-
-/// Which metrics a job covers: all, or those matching any glob (Graphite style, `*` within one
-/// segment: `servers.*.cpu.*`) and the regex, when given.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    globs: Option<GlobSet>,
-    regex: Option<Regex>,
-}
-
-impl Selection {
-    /// Builds a selection.
-    ///
-    /// # Errors
-    /// A glob or regex that does not compile, named.
-    pub fn new(globs: &[String], regex: Option<&str>) -> anyhow::Result<Self> {
-        let globs = if globs.is_empty() {
-            None
-        } else {
-            let mut set = GlobSetBuilder::new();
-            for g in globs {
-                // Match on the path form so `*` stops at segment boundaries.
-                let glob = GlobBuilder::new(&g.replace('.', "/"))
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|e| anyhow::anyhow!("invalid metric glob '{g}': {e}"))?;
-                set.add(glob);
-            }
-            Some(set.build()?)
-        };
-        let regex = regex
-            .map(|r| Regex::new(r).map_err(|e| anyhow::anyhow!("invalid metric regex '{r}': {e}")))
-            .transpose()?;
-        Ok(Selection { globs, regex })
-    }
-
-    /// Whether the selection is everything.
-    pub fn is_all(&self) -> bool {
-        self.globs.is_none() && self.regex.is_none()
-    }
-
-    /// Whether `metric` is selected.
-    pub fn matches(&self, metric: &str) -> bool {
-        self.globs
-            .as_ref()
-            .is_none_or(|g| g.is_match(metric.replace('.', "/")))
-            && self.regex.as_ref().is_none_or(|r| r.is_match(metric))
-    }
-}
+pub use bucky_shared::selection::Selection;
 
 /// One whisper file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,21 +61,6 @@ pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Vec<TreeFile>>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_stay_within_segments_and_regexes_apply() {
-        let s = Selection::new(&["servers.*.cpu".into()], None).unwrap();
-        assert!(s.matches("servers.web01.cpu"));
-        assert!(!s.matches("servers.web01.x.cpu"));
-        let s = Selection::new(&[], Some(r"\.p99$")).unwrap();
-        assert!(s.matches("a.b.p99") && !s.matches("a.p99.b"));
-        assert!(
-            Selection::new(&["a[".into()], None)
-                .unwrap_err()
-                .to_string()
-                .contains("'a['")
-        );
-    }
 
     #[test]
     fn walks_sorted_and_skips_foreign_files() {

@@ -196,6 +196,7 @@ mod tests {
                 finished: Version(0),
                 metrics: entries,
                 pending_deletes: vec![],
+                stats: None,
             },
         }
     }

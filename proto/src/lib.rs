@@ -2,6 +2,8 @@
 //! tonic-prost-build (no system `protoc`). Callers write `use bucky_proto::v1 as pb;`.
 #![warn(missing_docs)]
 
+pub mod auth;
+
 /// Generated messages, clients and servers of `bucky.v1`.
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {

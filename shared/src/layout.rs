@@ -15,7 +15,7 @@ pub mod manifest;
 pub mod owner;
 mod timestamp;
 
-pub use manifest::{Manifest, ManifestEntry};
+pub use manifest::{Manifest, ManifestEntry, RunStats};
 pub use owner::OwnerMarker;
 pub use timestamp::{Version, parse_date};
 

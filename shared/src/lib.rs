@@ -25,5 +25,6 @@ pub mod layout;
 pub mod manifests;
 pub mod metric;
 pub mod ring;
+pub mod selection;
 pub mod synth;
 pub mod whisper;

@@ -61,6 +61,24 @@ pub struct Manifest {
     /// purged metrics); the next run deletes them again in case this one died first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_deletes: Vec<String>,
+    /// What the run did (absent in checkpoints and older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<RunStats>,
+}
+
+/// Counts of one backup run, kept in its manifest for status and checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunStats {
+    /// Metrics uploaded for the first time.
+    pub new: u64,
+    /// Metrics uploaded because they changed.
+    pub changed: u64,
+    /// Metrics already current.
+    pub unchanged: u64,
+    /// Files that could not be backed up.
+    pub failed: u64,
+    /// Compressed bytes uploaded.
+    pub bytes_uploaded: u64,
 }
 
 impl ManifestEntry {
@@ -135,6 +153,13 @@ mod tests {
             finished: Version(1_700_000_060),
             metrics: vec![entry("a"), entry("b"), entry("c.d")],
             pending_deletes: vec!["a/2023-11-03T08:26:40+00:00.wsp.gz".into()],
+            stats: Some(RunStats {
+                new: 1,
+                changed: 2,
+                unchanged: 3,
+                failed: 0,
+                bytes_uploaded: 100,
+            }),
         }
     }
 

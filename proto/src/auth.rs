@@ -1,10 +1,9 @@
-//! Bearer-token authentication: every RPC must carry `authorization: Bearer <token>`; anything
+//! Bearer-token authentication, used by the agent's and the coordinator's servers: every RPC must carry `authorization: Bearer <token>`; anything
 //! else is `Unauthenticated` before a handler runs.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use tonic::{Request, Status};
 
 /// The token the agent accepts.
@@ -31,13 +30,13 @@ impl TokenCheck {
 /// Reads the token file (trailing whitespace ignored).
 ///
 /// # Errors
-/// The file cannot be read, or holds no token.
-pub fn read_token(path: &Path) -> anyhow::Result<String> {
+/// The file cannot be read, or holds no token; the message names the file.
+pub fn read_token(path: &Path) -> Result<String, String> {
     let token = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the token file {}", path.display()))?;
+        .map_err(|e| format!("reading the token file {}: {e}", path.display()))?;
     let token = token.trim();
     if token.is_empty() {
-        bail!("the token file {} is empty", path.display());
+        return Err(format!("the token file {} is empty", path.display()));
     }
     Ok(token.to_string())
 }
