@@ -3,8 +3,11 @@
 
 use bucky_proto::v1 as pb;
 use bucky_shared::bucket::Bucket;
-use bucky_shared::layout::Version;
+use bucky_shared::layout::{ObjectKind, RunStats, Version};
 use bucky_shared::manifests;
+use std::future::Future;
+use std::pin::Pin;
+
 use futures::{StreamExt, future, stream};
 
 use crate::agents::{AgentApi, AgentError};
@@ -42,6 +45,8 @@ pub struct LastBackup {
     pub finished: Version,
     /// Metrics in the manifest.
     pub metrics: usize,
+    /// What the run did.
+    pub stats: Option<RunStats>,
 }
 
 /// One node in the fleet status.
@@ -81,6 +86,7 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
                 run: m.started,
                 finished: m.finished,
                 metrics: m.metrics.len(),
+                stats: m.stats,
             }))
         }
         .await;
@@ -153,13 +159,16 @@ pub async fn backup<A: AgentApi>(
     agents: &[A],
     request: pb::BackupRequest,
     concurrency: usize,
-    progress: impl Fn(&str, u64, u64) + Sync,
+    progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<Vec<NodeBackup>, Error> {
     check_agreement(cluster, agents).await?;
-    let progress = &progress;
-    let mut results: Vec<NodeBackup> = stream::iter(agents.iter().map(|agent| {
+    // Boxed, and built in a loop rather than by a closure: rustc cannot prove a closure-made
+    // future `Send` for every lifetime when this runs inside a spawned task (rust#110338).
+    type Job<'a> = Pin<Box<dyn Future<Output = NodeBackup> + Send + 'a>>;
+    let mut backups: Vec<Job<'_>> = Vec::with_capacity(agents.len());
+    for agent in agents {
         let request = request.clone();
-        async move {
+        backups.push(Box::pin(async move {
             let host = agent.host().to_string();
             match agent
                 .backup(request, |done, total| progress(&host, done, total))
@@ -171,11 +180,12 @@ pub async fn backup<A: AgentApi>(
                     result: Some(result),
                 },
                 Ok(result) => {
+                    let first = &result.failed[0];
                     let why = format!(
                         "{} metrics failed, first: {}: {}",
                         result.failed.len(),
-                        result.failed[0].metric,
-                        result.failed[0].error
+                        first.metric,
+                        first.error
                     );
                     NodeBackup {
                         host,
@@ -189,11 +199,12 @@ pub async fn backup<A: AgentApi>(
                     result: None,
                 },
             }
-        }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .collect()
-    .await;
+        }));
+    }
+    let mut results: Vec<NodeBackup> = stream::iter(backups)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     results.sort_by(|a, b| a.host.cmp(&b.host));
     Ok(results)
 }
@@ -260,4 +271,36 @@ pub async fn restore_host<A: AgentApi>(
         .collect();
     let result = agent.restore(entries, progress).await?;
     Ok((plan, Some(result)))
+}
+
+/// The versions of `metric` in every host's bucket: `(host, bucket, versions oldest first)`,
+/// counting only complete versions (data and `.sha1`).
+///
+/// # Errors
+/// A bucket cannot be opened or listed.
+pub async fn list_versions(
+    cluster: &Cluster,
+    metric: &str,
+) -> Result<Vec<(String, String, Vec<Version>)>, Error> {
+    let mut out = Vec::new();
+    for host in &cluster.hosts {
+        let bucket = Bucket::open(&host.bucket, &cluster.config.storage)?;
+        let mut data = std::collections::BTreeSet::new();
+        let mut sha1 = std::collections::BTreeSet::new();
+        for meta in bucket.list(&bucket.layout().metric_prefix(metric)).await? {
+            if let Some(object) = bucket.layout().parse_key(meta.location.as_ref())
+                && object.metric == metric
+            {
+                match object.kind {
+                    ObjectKind::Data(_) => data.insert(object.version),
+                    ObjectKind::Sha1 => sha1.insert(object.version),
+                };
+            }
+        }
+        let versions: Vec<Version> = data.intersection(&sha1).copied().collect();
+        if !versions.is_empty() {
+            out.push((host.name.clone(), host.bucket.clone(), versions));
+        }
+    }
+    Ok(out)
 }

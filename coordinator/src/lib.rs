@@ -2,12 +2,16 @@
 //! and fans backups and restores out across the agents.
 //!
 //! - [`plan`]: rebalance-aware restore planning of one host, as a pure value.
+//! - [`agents`]: reaching the agents (a trait, over gRPC); [`cluster`]: status, backup, restore.
+//! - [`service`], [`server`]: the Coordinator gRPC service and its server.
 //! - [`config`]: the coordinator's TOML config, validated into a [`config::Cluster`].
 
 pub mod agents;
 pub mod cluster;
 pub mod config;
 pub mod plan;
+pub mod server;
+pub mod service;
 
 /// The coordinator's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,15 +1,107 @@
 //! `bucky-coordinator`: the cluster server.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 
 /// Coordinates backups and restores across a Graphite cluster.
 #[derive(Parser)]
 #[command(version = bucky_coordinator::VERSION)]
-struct Args {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!(
-        "the coordinator arrives with the cluster issue; use `bucky fill` and `bucky whisper` meanwhile"
-    )
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Coordinator gRPC API to the bucky command.
+    Serve {
+        /// Config file.
+        #[arg(
+            long,
+            env = "BUCKY_COORDINATOR_CONFIG",
+            default_value = "/etc/bucky/coordinator.toml"
+        )]
+        config: PathBuf,
+        /// Address to listen on, overriding the config (port 0 picks a free one; the bound
+        /// address is printed).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate the config file and print the cluster it describes.
+    CheckConfig {
+        /// Config file.
+        #[arg(
+            long,
+            env = "BUCKY_COORDINATOR_CONFIG",
+            default_value = "/etc/bucky/coordinator.toml"
+        )]
+        config: PathBuf,
+    },
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler succeeds on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let cluster = bucky_coordinator::config::load(&config)?;
+            println!(
+                "ring {} ({} destinations)",
+                cluster.ring.fingerprint(),
+                cluster.ring.destinations().len()
+            );
+            for host in &cluster.hosts {
+                println!(
+                    "{}  agent {}  bucket {}",
+                    host.name, host.agent, host.bucket
+                );
+            }
+            Ok(())
+        }
+        Command::Serve { config, listen } => {
+            let cluster = bucky_coordinator::config::load(&config)?;
+            let token = bucky_proto::auth::read_token(&cluster.config.token_file)
+                .map_err(anyhow::Error::msg)?;
+            let listen = listen.unwrap_or_else(|| cluster.config.listen.clone());
+            let service = bucky_coordinator::service::CoordinatorService::new(cluster, &token)?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("listening on {addr}");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            tracing::info!(%addr, "coordinator serving");
+            bucky_coordinator::server::run(listener, service, &token, shutdown()).await?;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(run(Cli::parse())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bucky-coordinator: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

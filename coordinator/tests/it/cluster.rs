@@ -163,7 +163,7 @@ async fn cluster_backup_then_restore_of_a_lost_host() {
         &agents,
         pb::BackupRequest::default(),
         2,
-        |_, _, _| {},
+        &|_, _, _| {},
     )
     .await
     .unwrap();
@@ -212,7 +212,7 @@ async fn a_new_node_receives_exactly_its_share() {
         &agents(&cluster),
         pb::BackupRequest::default(),
         3,
-        |_, _, _| {},
+        &|_, _, _| {},
     )
     .await
     .unwrap();
@@ -290,7 +290,7 @@ async fn a_mismatched_ring_blocks_the_backup_and_shows_in_status() {
         &agents,
         pb::BackupRequest::default(),
         3,
-        |_, _, _| {},
+        &|_, _, _| {},
     )
     .await
     .unwrap_err();
@@ -322,7 +322,7 @@ async fn a_dead_agent_fails_its_node_only() {
         &agents,
         pb::BackupRequest::default(),
         3,
-        |_, _, _| {},
+        &|_, _, _| {},
     )
     .await
     .unwrap();

@@ -1,0 +1,268 @@
+//! The Coordinator gRPC service: each handler converts, calls one cluster operation, maps errors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bucky_proto::v1 as pb;
+use bucky_shared::layout::Version;
+use bucky_shared::selection::Selection;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::agents::GrpcAgent;
+use crate::cluster::{self, Outcome, RestoreRequest};
+use crate::config::Cluster;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The tonic service over a validated cluster.
+#[derive(Debug, Clone)]
+pub struct CoordinatorService {
+    cluster: Arc<Cluster>,
+    agents: Arc<Vec<GrpcAgent>>,
+}
+
+impl CoordinatorService {
+    /// The service for `cluster`, reaching its agents with `token`.
+    ///
+    /// # Errors
+    /// An agent address or the token is invalid.
+    pub fn new(cluster: Cluster, token: &str) -> anyhow::Result<Self> {
+        let agents = cluster
+            .hosts
+            .iter()
+            .map(|h| GrpcAgent::new(&h.name, &h.agent, token))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CoordinatorService {
+            cluster: Arc::new(cluster),
+            agents: Arc::new(agents),
+        })
+    }
+}
+
+fn to_status(err: cluster::Error) -> Status {
+    match err {
+        cluster::Error::RingMismatch { .. } => Status::failed_precondition(err.to_string()),
+        cluster::Error::UnknownHost(_) => Status::not_found(err.to_string()),
+        cluster::Error::Bucket(_) | cluster::Error::Agent(_) => {
+            Status::unavailable(err.to_string())
+        }
+    }
+}
+
+fn last_backup(b: &cluster::LastBackup) -> pb::LastBackup {
+    let stats = b.stats.unwrap_or_default();
+    pb::LastBackup {
+        run: b.run.0,
+        finished: b.finished.0,
+        metrics: b.metrics as u64,
+        new: stats.new,
+        changed: stats.changed,
+        unchanged: stats.unchanged,
+        failed: stats.failed,
+        bytes_uploaded: stats.bytes_uploaded,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::coordinator_server::Coordinator for CoordinatorService {
+    type ClusterBackupStream = BoxStream<pb::ClusterBackupResponse>;
+    type ClusterRestoreStream = BoxStream<pb::ClusterRestoreResponse>;
+
+    #[instrument(skip_all)]
+    async fn cluster_status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let nodes = cluster::status(&self.cluster, &self.agents)
+            .await
+            .into_iter()
+            .map(|s| pb::NodeStatus {
+                host: s.host,
+                reachable: s.info.is_ok(),
+                error: s
+                    .info
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                info: s.info.ok(),
+                agrees: s.agrees,
+                bucket: s.bucket,
+                last_backup: s
+                    .last_backup
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| b.as_ref().map(last_backup)),
+                bucket_error: s.last_backup.err().unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ClusterStatusResponse {
+            ring_fingerprint: self.cluster.ring.fingerprint().to_string(),
+            nodes,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn cluster_backup(
+        &self,
+        req: Request<pb::ClusterBackupRequest>,
+    ) -> Result<Response<Self::ClusterBackupStream>, Status> {
+        let req = req.into_inner();
+        let request = pb::BackupRequest {
+            globs: req.globs,
+            regex: req.regex,
+            noop: req.noop,
+            verify_all: req.verify_all,
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let (cluster, agents) = (self.cluster.clone(), self.agents.clone());
+        tokio::spawn(async move {
+            let progress_tx = tx.clone();
+            let progress = move |host: &str, done: u64, total: u64| {
+                // Progress is best effort: a slow client skips updates, never stalls the backup.
+                let _ = progress_tx.try_send(Ok(pb::ClusterBackupResponse {
+                    host: host.into(),
+                    done,
+                    total,
+                    results: vec![],
+                }));
+            };
+            let concurrency = cluster.config.concurrency;
+            let last =
+                match cluster::backup(&cluster, &agents, request, concurrency, &progress).await {
+                    Ok(results) => Ok(pb::ClusterBackupResponse {
+                        results: results
+                            .into_iter()
+                            .map(|r| {
+                                let (outcome, reason) = match r.outcome {
+                                    Outcome::Ok => ("ok", String::new()),
+                                    Outcome::Partial(why) => ("partial", why),
+                                    Outcome::Failed(why) => ("failed", why),
+                                };
+                                pb::NodeBackup {
+                                    host: r.host,
+                                    outcome: outcome.into(),
+                                    reason,
+                                    result: r.result,
+                                }
+                            })
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    Err(e) => Err(to_status(e)),
+                };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[instrument(skip_all, fields(node = %req.get_ref().host))]
+    async fn cluster_restore(
+        &self,
+        req: Request<pb::ClusterRestoreRequest>,
+    ) -> Result<Response<Self::ClusterRestoreStream>, Status> {
+        let req = req.into_inner();
+        let selection = Selection::new(&req.globs, None)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let request = RestoreRequest {
+            target: req.host,
+            at: (req.at != 0).then_some(Version(req.at)),
+            all: req.all,
+            dry_run: true,
+        };
+        // Plan first, so the client sees it before anything is written.
+        let (plan, _) = cluster::restore_host(
+            &self.cluster,
+            &self.agents,
+            &request,
+            |m| selection.matches(m),
+            |_, _| {},
+        )
+        .await
+        .map_err(to_status)?;
+        let summary = pb::RestorePlanSummary {
+            metrics: plan.metric_count() as u64,
+            sources: plan
+                .sources
+                .iter()
+                .map(|(bucket, t)| pb::SourceSummary {
+                    bucket: bucket.clone(),
+                    steps: t.steps,
+                    bytes: t.bytes,
+                })
+                .collect(),
+            not_owned: plan.not_owned.clone(),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let _ = tx
+            .send(Ok(pb::ClusterRestoreResponse {
+                plan: Some(summary),
+                total: plan.steps.len() as u64,
+                ..Default::default()
+            }))
+            .await;
+        if !req.dry_run {
+            let (cluster, agents) = (self.cluster.clone(), self.agents.clone());
+            tokio::spawn(async move {
+                let progress_tx = tx.clone();
+                let progress = move |done: u64, total: u64| {
+                    let _ = progress_tx.try_send(Ok(pb::ClusterRestoreResponse {
+                        done,
+                        total,
+                        ..Default::default()
+                    }));
+                };
+                let request = RestoreRequest {
+                    dry_run: false,
+                    ..request
+                };
+                let last = match cluster::restore_host(
+                    &cluster,
+                    &agents,
+                    &request,
+                    |m| selection.matches(m),
+                    progress,
+                )
+                .await
+                {
+                    Ok((plan, result)) => Ok(pb::ClusterRestoreResponse {
+                        done: plan.steps.len() as u64,
+                        total: plan.steps.len() as u64,
+                        result,
+                        ..Default::default()
+                    }),
+                    Err(e) => Err(to_status(e)),
+                };
+                let _ = tx.send(last).await;
+            });
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
+    async fn list_versions(
+        &self,
+        req: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        let metric = req.into_inner().metric;
+        bucky_shared::metric::validate(&metric)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let found = cluster::list_versions(&self.cluster, &metric)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListVersionsResponse {
+            buckets: found
+                .into_iter()
+                .map(|(host, bucket, versions)| pb::StoredVersions {
+                    host,
+                    bucket,
+                    versions: versions.iter().map(|v| v.0).collect(),
+                })
+                .collect(),
+        }))
+    }
+}
