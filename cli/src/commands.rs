@@ -1,7 +1,13 @@
 //! One module per `bucky` subcommand: its `…Args` and its `run`.
 
+pub mod backup;
+pub mod check;
+pub mod coordinator;
 pub mod fill;
+pub mod list;
 pub mod locate;
+pub mod restore;
 pub mod ring;
 pub mod ring_args;
+pub mod status;
 pub mod whisper;

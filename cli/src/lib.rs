@@ -28,6 +28,16 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Back the whole cluster up, each node into its own bucket.
+    Backup(commands::backup::BackupArgs),
+    /// Restore one host from its own and its peers' buckets (rebalance-aware).
+    Restore(commands::restore::RestoreArgs),
+    /// Fleet overview: reachability, ring agreement, last backups, running jobs.
+    Status(commands::status::StatusArgs),
+    /// Nagios check of the last backups (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    Check(commands::check::CheckArgs),
+    /// The stored versions of a metric in every bucket.
+    List(commands::list::ListArgs),
     /// Fill the gaps of DST with the data of SRC (drop-in for whisper-fill).
     Fill(commands::fill::FillArgs),
     /// Print which destinations own each metric under a carbon or carbon-c-relay ring.
@@ -41,15 +51,27 @@ pub enum Command {
     Whisper(commands::whisper::WhisperCommand),
 }
 
-/// Runs one parsed command, writing its results to `out`.
+/// Runs one parsed command, writing its results to `out`; returns the exit code (0, or the
+/// Nagios state for `check`).
 ///
 /// # Errors
-/// Whatever the command reports: bad input, an unreadable or corrupt file, a lock timeout.
-pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
+/// Whatever the command reports: bad input, an unreadable or corrupt file, a lock timeout, an
+/// unreachable coordinator.
+pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
     match cli.command {
-        Command::Fill(args) => commands::fill::run(args, out),
-        Command::Locate(args) => commands::locate::run(args, &mut std::io::stdin().lock(), out),
-        Command::Ring(command) => commands::ring::run(command, out),
-        Command::Whisper(command) => commands::whisper::run(command, out),
+        Command::Backup(args) => done(commands::backup::run(args, out)),
+        Command::Restore(args) => done(commands::restore::run(args, out)),
+        Command::Status(args) => done(commands::status::run(args, out)),
+        Command::Check(args) => commands::check::run(args, out).map(commands::check::State::code),
+        Command::List(args) => done(commands::list::run(args, out)),
+        Command::Fill(args) => done(commands::fill::run(args, out)),
+        Command::Locate(args) => done(commands::locate::run(
+            args,
+            &mut std::io::stdin().lock(),
+            out,
+        )),
+        Command::Ring(command) => done(commands::ring::run(command, out)),
+        Command::Whisper(command) => done(commands::whisper::run(command, out)),
     }
 }

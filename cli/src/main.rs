@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let cli = bucky_cli::Cli::parse();
     let mut out = std::io::stdout().lock();
     match bucky_cli::run(cli, &mut out) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         // `bucky whisper fetch ... | head` is a success, not an error.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,0 +1,88 @@
+//! `bucky backup`: back the whole cluster up, each node into its own bucket.
+
+use std::io::{IsTerminal, Write};
+
+use bucky_proto::v1 as pb;
+use clap::Args;
+use futures::StreamExt;
+
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes};
+
+/// Back every node up into its own bucket (refused when an agent's ring differs).
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The coordinator.
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Only metrics matching this glob (repeatable).
+    #[arg(long = "metrics", value_name = "GLOB")]
+    pub globs: Vec<String>,
+    /// Report what would change; write nothing.
+    #[arg(long)]
+    pub noop: bool,
+    /// Read every file, even unchanged ones.
+    #[arg(long)]
+    pub verify_all: bool,
+}
+
+/// Runs `bucky backup`; fails when any node did not back up completely.
+///
+/// # Errors
+/// The coordinator refused (ring mismatch) or was unreachable, or a node failed.
+pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let tty = std::io::stdout().is_terminal();
+    let results = block_on(async {
+        let mut client = Client::connect(&args.coordinator).await?;
+        let request = client.request(pb::ClusterBackupRequest {
+            globs: args.globs.clone(),
+            regex: String::new(),
+            noop: args.noop,
+            verify_all: args.verify_all,
+        });
+        let mut stream = client.rpc().cluster_backup(request).await?.into_inner();
+        while let Some(update) = stream.next().await {
+            let update = update?;
+            if !update.results.is_empty() || update.host.is_empty() {
+                if tty {
+                    eprintln!();
+                }
+                return Ok(update.results);
+            }
+            if tty {
+                eprint!(
+                    "\r{:<16} {:>8}/{:<8}",
+                    update.host, update.done, update.total
+                );
+            }
+        }
+        anyhow::bail!("the coordinator closed the backup stream without results")
+    })?;
+    let mut failed = 0;
+    for node in &results {
+        let r = node.result.clone().unwrap_or_default();
+        write!(out, "{:<16} {:<8}", node.host, node.outcome)?;
+        if node.result.is_some() {
+            write!(
+                out,
+                " {} new, {} changed, {} unchanged, {} failed, {} uploaded",
+                r.new,
+                r.changed,
+                r.unchanged,
+                r.failed.len(),
+                human_bytes(r.bytes_uploaded)
+            )?;
+        }
+        if !node.reason.is_empty() {
+            write!(out, " ({})", node.reason)?;
+        }
+        writeln!(out)?;
+        failed += usize::from(node.outcome != "ok");
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} nodes did not back up completely",
+            results.len()
+        );
+    }
+    Ok(())
+}

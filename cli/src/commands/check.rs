@@ -1,0 +1,251 @@
+//! `bucky check`: a Nagios plugin. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+use std::io::Write;
+
+use bucky_proto::v1 as pb;
+use clap::Args;
+
+use super::coordinator::{CoordinatorArgs, human_age};
+
+/// Nagios check of the last backups: age thresholds, failures, reachability, ring agreement.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The coordinator.
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// WARNING when a node's last backup is older than this many hours.
+    #[arg(long, default_value_t = 26.0)]
+    pub warning: f64,
+    /// CRITICAL when a node's last backup is older than this many hours (or it has none).
+    #[arg(long, default_value_t = 50.0)]
+    pub critical: f64,
+}
+
+/// Nagios states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// 0.
+    Ok,
+    /// 1.
+    Warning,
+    /// 2.
+    Critical,
+    /// 3.
+    Unknown,
+}
+
+impl State {
+    /// The exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn label(self) -> &'static str {
+        ["OK", "WARNING", "CRITICAL", "UNKNOWN"][self as usize]
+    }
+}
+
+/// The state of the fleet at `now`, with the reasons. CRITICAL: no backup, one older than
+/// `critical` hours, or a ring mismatch; WARNING: older than `warning` hours, failed files in the
+/// last run, or an unreachable agent.
+pub fn evaluate(
+    status: &pb::ClusterStatusResponse,
+    now: i64,
+    warning: f64,
+    critical: f64,
+) -> (State, Vec<String>) {
+    let mut state = State::Ok;
+    let mut reasons = Vec::new();
+    let mut raise = |s: State, why: String, state: &mut State| {
+        *state = (*state).max(s);
+        reasons.push(why);
+    };
+    for n in &status.nodes {
+        if n.reachable && !n.agrees {
+            raise(
+                State::Critical,
+                format!("{}: ring differs", n.host),
+                &mut state,
+            );
+        }
+        if !n.reachable {
+            raise(
+                State::Warning,
+                format!("{}: agent unreachable", n.host),
+                &mut state,
+            );
+        }
+        match &n.last_backup {
+            None => raise(
+                State::Critical,
+                format!("{}: no backup", n.host),
+                &mut state,
+            ),
+            Some(b) => {
+                let hours = (now - b.finished) as f64 / 3600.0;
+                if hours > critical {
+                    raise(
+                        State::Critical,
+                        format!(
+                            "{}: last backup {} ago",
+                            n.host,
+                            human_age(now - b.finished)
+                        ),
+                        &mut state,
+                    );
+                } else if hours > warning {
+                    raise(
+                        State::Warning,
+                        format!(
+                            "{}: last backup {} ago",
+                            n.host,
+                            human_age(now - b.finished)
+                        ),
+                        &mut state,
+                    );
+                }
+                if b.failed > 0 {
+                    raise(
+                        State::Warning,
+                        format!("{}: {} files failed", n.host, b.failed),
+                        &mut state,
+                    );
+                }
+            }
+        }
+    }
+    (state, reasons)
+}
+
+/// Runs the check, printing one Nagios line with performance data.
+pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
+    let status = match super::status::fetch(&args.coordinator) {
+        Ok(status) => status,
+        Err(e) => {
+            writeln!(out, "BUCKY UNKNOWN - {e:#}")?;
+            return Ok(State::Unknown);
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let (state, reasons) = evaluate(&status, now, args.warning, args.critical);
+    let oldest = status
+        .nodes
+        .iter()
+        .filter_map(|n| n.last_backup.as_ref())
+        .map(|b| now - b.finished)
+        .max();
+    let summary = if reasons.is_empty() {
+        format!(
+            "{} nodes backed up, oldest {} ago",
+            status.nodes.len(),
+            oldest.map_or("-".into(), human_age)
+        )
+    } else {
+        reasons.join(", ")
+    };
+    let perf: Vec<String> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let age = n
+                .last_backup
+                .as_ref()
+                .map_or("U".to_string(), |b| (now - b.finished).to_string());
+            format!(
+                "'{}_age'={age}s;{};{}",
+                n.host,
+                (args.warning * 3600.0) as i64,
+                (args.critical * 3600.0) as i64
+            )
+        })
+        .collect();
+    writeln!(
+        out,
+        "BUCKY {} - {summary} | {}",
+        state.label(),
+        perf.join(" ")
+    )?;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(host: &str, finished: Option<i64>, failed: u64) -> pb::NodeStatus {
+        pb::NodeStatus {
+            host: host.into(),
+            reachable: true,
+            agrees: true,
+            last_backup: finished.map(|f| pb::LastBackup {
+                finished: f,
+                failed,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn thresholds_failures_and_reachability() {
+        let now = 1_000_000;
+        let status = |nodes| pb::ClusterStatusResponse {
+            nodes,
+            ..Default::default()
+        };
+        let fresh = node("a", Some(now - 3600), 0);
+        assert_eq!(
+            evaluate(&status(vec![fresh.clone()]), now, 26.0, 50.0).0,
+            State::Ok
+        );
+        assert_eq!(
+            evaluate(
+                &status(vec![node("a", Some(now - 30 * 3600), 0)]),
+                now,
+                26.0,
+                50.0
+            )
+            .0,
+            State::Warning
+        );
+        assert_eq!(
+            evaluate(
+                &status(vec![node("a", Some(now - 51 * 3600), 0)]),
+                now,
+                26.0,
+                50.0
+            )
+            .0,
+            State::Critical
+        );
+        assert_eq!(
+            evaluate(&status(vec![node("a", None, 0)]), now, 26.0, 50.0).0,
+            State::Critical
+        );
+        let (state, reasons) = evaluate(
+            &status(vec![fresh.clone(), node("b", Some(now), 3)]),
+            now,
+            26.0,
+            50.0,
+        );
+        assert_eq!(
+            (state, reasons),
+            (State::Warning, vec!["b: 3 files failed".to_string()])
+        );
+        let mut down = fresh.clone();
+        down.reachable = false;
+        assert_eq!(
+            evaluate(&status(vec![down]), now, 26.0, 50.0).0,
+            State::Warning
+        );
+        let mut differs = fresh;
+        differs.agrees = false;
+        assert_eq!(
+            evaluate(&status(vec![differs]), now, 26.0, 50.0).0,
+            State::Critical
+        );
+        assert_eq!(State::Unknown.code(), 3);
+    }
+}

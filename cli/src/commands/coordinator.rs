@@ -1,0 +1,97 @@
+//! Reaching the coordinator: its address and the bearer token, shared by the cluster commands.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bucky_proto::v1 as pb;
+use clap::Args;
+use tonic::transport::Channel;
+
+/// Where the coordinator is.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Coordinator address, e.g. http://bucky.example:7430.
+    #[arg(long, env = "BUCKY_COORDINATOR")]
+    pub coordinator: String,
+    /// File holding the bearer token.
+    #[arg(long, env = "BUCKY_TOKEN_FILE", default_value = "/etc/bucky/token")]
+    pub token_file: PathBuf,
+}
+
+/// A connected client plus the authorization header.
+pub struct Client {
+    inner: pb::coordinator_client::CoordinatorClient<Channel>,
+    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Client {
+    /// Connects to the coordinator.
+    ///
+    /// # Errors
+    /// An unreadable token, a bad address, or the coordinator not answering.
+    pub async fn connect(args: &CoordinatorArgs) -> anyhow::Result<Client> {
+        let token = bucky_proto::auth::read_token(&args.token_file).map_err(anyhow::Error::msg)?;
+        let channel = tonic::transport::Endpoint::from_shared(args.coordinator.clone())
+            .with_context(|| format!("invalid coordinator address {}", args.coordinator))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to the coordinator at {}", args.coordinator))?;
+        Ok(Client {
+            inner: pb::coordinator_client::CoordinatorClient::new(channel),
+            authorization: format!("Bearer {token}")
+                .parse()
+                .context("the token is not valid ASCII")?,
+        })
+    }
+
+    /// A request carrying the token.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        request
+    }
+
+    /// The generated client.
+    pub fn rpc(&mut self) -> &mut pb::coordinator_client::CoordinatorClient<Channel> {
+        &mut self.inner
+    }
+}
+
+/// Runs an async command on a fresh runtime (the CLI is otherwise synchronous).
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}
+
+/// `1.2 GB`-style sizes.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// `3h12m`-style ages.
+pub fn human_age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        s => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
+    }
+}

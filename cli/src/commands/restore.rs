@@ -1,0 +1,123 @@
+//! `bucky restore`: restore one host from its own and its peers' buckets, under the ring as it
+//! is now.
+
+use std::io::{IsTerminal, Write};
+
+use bucky_proto::v1 as pb;
+use bucky_shared::layout::parse_date;
+use clap::Args;
+use futures::StreamExt;
+
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes};
+
+/// Restore one host: every metric the ring gives it, newest version first, merged with the
+/// others by safe fill.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The coordinator.
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// The host to restore.
+    #[arg(long)]
+    pub host: String,
+    /// Restore the state of this ISO-8601 time (newest manifests at or before it).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Only metrics matching this glob (repeatable).
+    #[arg(long = "metrics", value_name = "GLOB")]
+    pub globs: Vec<String>,
+    /// Also restore what the host's bucket holds but the ring now places elsewhere.
+    #[arg(long)]
+    pub all: bool,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `bucky restore`.
+///
+/// # Errors
+/// A bad date, the coordinator refusing or unreachable, or metrics failing.
+pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let at = args
+        .date
+        .as_deref()
+        .map(parse_date)
+        .transpose()?
+        .map_or(0, |v| v.0);
+    let tty = std::io::stdout().is_terminal();
+    let (plan, result) = block_on(async {
+        let mut client = Client::connect(&args.coordinator).await?;
+        let request = client.request(pb::ClusterRestoreRequest {
+            host: args.host.clone(),
+            at,
+            globs: args.globs.clone(),
+            all: args.all,
+            dry_run: args.dry_run,
+        });
+        let mut stream = client.rpc().cluster_restore(request).await?.into_inner();
+        let (mut plan, mut result) = (None, None);
+        while let Some(update) = stream.next().await {
+            let update = update?;
+            plan = plan.or(update.plan);
+            if update.result.is_some() {
+                result = update.result;
+            } else if tty && update.total > 0 && plan.is_some() {
+                eprint!("\r{}/{}", update.done, update.total);
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+        Ok((
+            plan.ok_or_else(|| anyhow::anyhow!("the coordinator sent no plan"))?,
+            result,
+        ))
+    })?;
+    writeln!(out, "restore of {}: {} metrics", args.host, plan.metrics)?;
+    for s in &plan.sources {
+        writeln!(
+            out,
+            "  from {}: {} versions, {}",
+            s.bucket,
+            s.steps,
+            human_bytes(s.bytes)
+        )?;
+    }
+    if !plan.not_owned.is_empty() {
+        let verb = if args.all {
+            "restored anyway (--all)"
+        } else {
+            "not restored (use --all)"
+        };
+        writeln!(
+            out,
+            "  {} metrics in {}'s bucket now belong elsewhere: {verb}",
+            plan.not_owned.len(),
+            args.host
+        )?;
+        for m in plan.not_owned.iter().take(20) {
+            writeln!(out, "    {m}")?;
+        }
+    }
+    if args.dry_run {
+        writeln!(out, "dry run: nothing changed")?;
+        return Ok(());
+    }
+    let result = result.ok_or_else(|| anyhow::anyhow!("the restore ended without a result"))?;
+    writeln!(
+        out,
+        "{} written, {} filled ({} points), {} failed",
+        result.written,
+        result.filled,
+        result.points_filled,
+        result.failed.len()
+    )?;
+    for f in &result.failed {
+        writeln!(out, "  failed: {}: {}", f.metric, f.error)?;
+    }
+    if !result.failed.is_empty() {
+        anyhow::bail!("{} restore steps failed", result.failed.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `bucky status`: the fleet at a glance.
+
+use std::io::Write;
+
+use bucky_proto::v1 as pb;
+use bucky_shared::layout::Version;
+use clap::Args;
+
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_age, human_bytes};
+
+/// Show every node: reachable, version, ring agreement, metrics, size, last backup, running job.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The coordinator.
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Fetches the status.
+///
+/// # Errors
+/// The coordinator cannot be reached.
+pub fn fetch(args: &CoordinatorArgs) -> anyhow::Result<pb::ClusterStatusResponse> {
+    block_on(async {
+        let mut client = Client::connect(args).await?;
+        let request = client.request(pb::ClusterStatusRequest {});
+        Ok(client.rpc().cluster_status(request).await?.into_inner())
+    })
+}
+
+fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
+    let nodes: Vec<serde_json::Value> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let info = n.info.as_ref();
+            serde_json::json!({
+                "host": n.host,
+                "reachable": n.reachable,
+                "error": (!n.error.is_empty()).then_some(&n.error),
+                "version": info.map(|i| &i.version),
+                "ring_fingerprint": info.map(|i| &i.ring_fingerprint),
+                "ring_agrees": n.agrees,
+                "metric_count": info.map(|i| i.metric_count),
+                "bytes_on_disk": info.map(|i| i.bytes_on_disk),
+                "running_job": info.and_then(|i| i.running_job.as_ref()).map(|j| serde_json::json!({"kind": j.kind, "done": j.done, "total": j.total})),
+                "bucket": n.bucket,
+                "last_backup": n.last_backup.as_ref().map(|b| serde_json::json!({
+                    "run": Version(b.run).to_string(), "finished": Version(b.finished).to_string(), "metrics": b.metrics,
+                    "new": b.new, "changed": b.changed, "unchanged": b.unchanged, "failed": b.failed, "bytes_uploaded": b.bytes_uploaded,
+                })),
+                "bucket_error": (!n.bucket_error.is_empty()).then_some(&n.bucket_error),
+            })
+        })
+        .collect();
+    serde_json::json!({"ring_fingerprint": status.ring_fingerprint, "nodes": nodes})
+}
+
+/// Runs `bucky status`.
+///
+/// # Errors
+/// The coordinator cannot be reached.
+pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let status = fetch(&args.coordinator)?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json_status(&status))?
+        )?;
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    writeln!(out, "ring {}", status.ring_fingerprint)?;
+    writeln!(
+        out,
+        "{:<16} {:<5} {:<8} {:<5} {:>9} {:>9}  {:<14} {:<28} JOB",
+        "HOST", "UP", "VERSION", "RING", "METRICS", "SIZE", "LAST BACKUP", "RESULT"
+    )?;
+    for n in &status.nodes {
+        let info = n.info.as_ref();
+        let last = n.last_backup.as_ref();
+        let result = last.map_or_else(
+            || {
+                if n.bucket_error.is_empty() {
+                    "never".to_string()
+                } else {
+                    "bucket unreadable".to_string()
+                }
+            },
+            |b| {
+                format!(
+                    "{} new {} chg {} fail {}",
+                    b.new,
+                    b.changed,
+                    b.failed,
+                    human_bytes(b.bytes_uploaded)
+                )
+            },
+        );
+        let job = info
+            .and_then(|i| i.running_job.as_ref())
+            .map_or("-".to_string(), |j| {
+                format!("{} {}/{}", j.kind, j.done, j.total)
+            });
+        writeln!(
+            out,
+            "{:<16} {:<5} {:<8} {:<5} {:>9} {:>9}  {:<14} {:<28} {job}",
+            n.host,
+            if n.reachable { "yes" } else { "NO" },
+            info.map_or("-", |i| i.version.as_str()),
+            if !n.reachable {
+                "?"
+            } else if n.agrees {
+                "ok"
+            } else {
+                "DIFF"
+            },
+            info.map_or("-".into(), |i| i.metric_count.to_string()),
+            info.map_or("-".into(), |i| human_bytes(i.bytes_on_disk)),
+            last.map_or("-".into(), |b| format!(
+                "{} ago",
+                human_age(now - b.finished)
+            )),
+            result,
+        )?;
+    }
+    for n in status.nodes.iter().filter(|n| !n.reachable) {
+        writeln!(out, "{}: {}", n.host, n.error)?;
+    }
+    Ok(())
+}
