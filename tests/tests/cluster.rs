@@ -1,0 +1,231 @@
+//! A coordinator and three agents as real processes: cluster backup, status and check, losing a
+//! node and restoring it, listing versions, a wrong token, a crashed agent.
+
+use std::path::{Path, PathBuf};
+
+use bucky_shared::metric;
+use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig};
+use bucky_shared::whisper::{self, CreateOptions, Whisper};
+use bucky_tests::{Server, bucky};
+
+const HOSTS: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+fn write_metric(root: &Path, name: &str, base: f64, now: i64) {
+    let path = metric::path_of(root, name).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = whisper::parse_retentions(&["60s:1d", "15m:30d"]).unwrap();
+    let mut file = Whisper::open(
+        whisper::create_image(&schema, &CreateOptions::default()).unwrap(),
+        &path,
+    )
+    .unwrap();
+    let points: Vec<(i64, f64)> = (0..200)
+        .map(|i| (now - 200 * 60 + i * 60, base + i as f64))
+        .collect();
+    file.update_many(&points, now).unwrap();
+    std::fs::write(&path, file.storage().bytes()).unwrap();
+}
+
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cluster_backup_status_restore_and_failures_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let destinations: Vec<String> = HOSTS.iter().map(|h| format!("{h}:2004")).collect();
+    let ring = Ring::new(&RingConfig::new(
+        Algorithm::CarbonCh,
+        Flavour::Carbon,
+        1,
+        destinations.clone(),
+    ))
+    .unwrap();
+    let ring_toml = format!(
+        "[ring]\ndestinations = [{}]\n",
+        destinations
+            .iter()
+            .map(|d| format!("\"{d}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, "e2e-token\n").unwrap();
+    let names: Vec<String> = (0..40)
+        .map(|i| format!("apps.svc{i:02}.requests"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let owner = &ring.destinations()[ring.owners(name)[0]].host;
+        write_metric(&dir.path().join("trees").join(owner), name, i as f64, now);
+    }
+    let mut agents = Vec::new();
+    for h in HOSTS {
+        let root = dir.path().join("trees").join(h);
+        std::fs::create_dir_all(&root).unwrap();
+        let config = dir.path().join(format!("{h}.toml"));
+        let text = format!(
+            "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{ring_toml}",
+            root.display(),
+            dir.path().display(),
+            token.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        agents.push(Server::start("bucky-agent", &config));
+    }
+    let coordinator_config = dir.path().join("coordinator.toml");
+    let agent_lines: String = HOSTS
+        .iter()
+        .zip(&agents)
+        .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
+        .collect();
+    std::fs::write(
+        &coordinator_config,
+        format!(
+            "token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agent_lines}",
+            token.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let coordinator = Server::start("bucky-coordinator", &coordinator_config);
+    let url = format!("http://{}", coordinator.addr);
+    let token_s = token.to_str().unwrap();
+    let common = ["--coordinator", url.as_str(), "--token-file", token_s];
+    let with = |cmd: &[&str]| -> Vec<String> {
+        cmd.iter()
+            .chain(common.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |cmd: &[&str]| {
+        let args = with(cmd);
+        bucky(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // Before any backup the check is CRITICAL.
+    let check = run(&["check"]);
+    assert_eq!(check.status.code(), Some(2), "{}", stdout(&check));
+
+    let backup = run(&["backup"]);
+    assert!(
+        backup.status.success(),
+        "{}{}",
+        stdout(&backup),
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert_eq!(
+        stdout(&backup)
+            .lines()
+            .filter(|l| l.contains(" ok "))
+            .count(),
+        3,
+        "{}",
+        stdout(&backup)
+    );
+
+    let status = run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    for node in status["nodes"].as_array().unwrap() {
+        assert_eq!(node["reachable"], true);
+        assert_eq!(node["ring_agrees"], true);
+        assert!(node["last_backup"]["run"].is_string(), "{node}");
+    }
+    let check = run(&["check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    assert!(
+        stdout(&check).starts_with("BUCKY OK - 3 nodes backed up"),
+        "{}",
+        stdout(&check)
+    );
+
+    // Lose node-b's tree; restore it from the buckets.
+    let lost = dir.path().join("trees").join("node-b");
+    let original = snapshot(&lost);
+    assert!(!original.is_empty());
+    std::fs::remove_dir_all(&lost).unwrap();
+    let plan = run(&["restore", "--host", "node-b", "--dry-run"]);
+    assert!(
+        stdout(&plan).contains(&format!("{} metrics", original.len())),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(!lost.exists(), "a dry run changes nothing");
+    let restore = run(&["restore", "--host", "node-b"]);
+    assert!(
+        restore.status.success(),
+        "{}{}",
+        stdout(&restore),
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert_eq!(snapshot(&lost), original);
+
+    let list = run(&["list", &names[0]]);
+    assert!(stdout(&list).contains("/buckets/"), "{}", stdout(&list));
+
+    // A wrong token is refused.
+    std::fs::write(dir.path().join("bad"), "nope").unwrap();
+    let bad = bucky(&[
+        "status",
+        "--coordinator",
+        &url,
+        "--token-file",
+        dir.path().join("bad").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("token"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // node-c's agent crashes: its node fails, the others back up; the check warns.
+    agents[2].kill();
+    let backup = run(&["backup"]);
+    assert!(!backup.status.success());
+    let out = stdout(&backup);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("node-c") && l.contains("failed")),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" ok ")).count(),
+        2,
+        "{out}"
+    );
+    let check = run(&["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("node-c: agent unreachable"),
+        "{}",
+        stdout(&check)
+    );
+    drop(coordinator);
+}
