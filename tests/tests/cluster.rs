@@ -53,82 +53,108 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A running cluster: agents, coordinator, and how to call bucky against it.
+struct Fleet {
+    dir: tempfile::TempDir,
+    agents: Vec<Server>,
+    coordinator: Server,
+    names: Vec<String>,
+}
+
+impl Fleet {
+    /// Three agents and a coordinator; `agent_ring(host)` may give an agent another ring.
+    fn start(agent_ring: impl Fn(&str) -> Option<String>) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let destinations: Vec<String> = HOSTS.iter().map(|h| format!("{h}:2004")).collect();
+        let ring = Ring::new(&RingConfig::new(
+            Algorithm::CarbonCh,
+            Flavour::Carbon,
+            1,
+            destinations.clone(),
+        ))
+        .unwrap();
+        let ring_toml = format!(
+            "[ring]\ndestinations = [{}]\n",
+            destinations
+                .iter()
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let token = dir.path().join("token");
+        std::fs::write(&token, "e2e-token\n").unwrap();
+        let names: Vec<String> = (0..40)
+            .map(|i| format!("apps.svc{i:02}.requests"))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let owner = &ring.destinations()[ring.owners(name)[0]].host;
+            write_metric(&dir.path().join("trees").join(owner), name, i as f64, now);
+        }
+        let mut agents = Vec::new();
+        for h in HOSTS {
+            let root = dir.path().join("trees").join(h);
+            std::fs::create_dir_all(&root).unwrap();
+            let config = dir.path().join(format!("{h}.toml"));
+            let text = format!(
+                "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{}",
+                root.display(),
+                dir.path().display(),
+                token.display(),
+                agent_ring(h).unwrap_or_else(|| ring_toml.clone())
+            );
+            std::fs::write(&config, text).unwrap();
+            agents.push(Server::start("bucky-agent", &config));
+        }
+        let coordinator_config = dir.path().join("coordinator.toml");
+        let agent_lines: String = HOSTS
+            .iter()
+            .zip(&agents)
+            .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
+            .collect();
+        std::fs::write(
+            &coordinator_config,
+            format!(
+                "token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agent_lines}",
+                token.display(),
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let coordinator = Server::start("bucky-coordinator", &coordinator_config);
+        Fleet {
+            dir,
+            agents,
+            coordinator,
+            names,
+        }
+    }
+
+    /// Runs `bucky CMD... --coordinator ... --token-file ...`.
+    fn bucky(&self, cmd: &[&str]) -> std::process::Output {
+        let url = format!("http://{}", self.coordinator.addr);
+        let token = self.dir.path().join("token");
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.extend([
+            "--coordinator",
+            url.as_str(),
+            "--token-file",
+            token.to_str().unwrap(),
+        ]);
+        bucky(&args)
+    }
+}
+
 #[test]
 fn cluster_backup_status_restore_and_failures_across_processes() {
-    let dir = tempfile::tempdir().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let destinations: Vec<String> = HOSTS.iter().map(|h| format!("{h}:2004")).collect();
-    let ring = Ring::new(&RingConfig::new(
-        Algorithm::CarbonCh,
-        Flavour::Carbon,
-        1,
-        destinations.clone(),
-    ))
-    .unwrap();
-    let ring_toml = format!(
-        "[ring]\ndestinations = [{}]\n",
-        destinations
-            .iter()
-            .map(|d| format!("\"{d}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let token = dir.path().join("token");
-    std::fs::write(&token, "e2e-token\n").unwrap();
-    let names: Vec<String> = (0..40)
-        .map(|i| format!("apps.svc{i:02}.requests"))
-        .collect();
-    for (i, name) in names.iter().enumerate() {
-        let owner = &ring.destinations()[ring.owners(name)[0]].host;
-        write_metric(&dir.path().join("trees").join(owner), name, i as f64, now);
-    }
-    let mut agents = Vec::new();
-    for h in HOSTS {
-        let root = dir.path().join("trees").join(h);
-        std::fs::create_dir_all(&root).unwrap();
-        let config = dir.path().join(format!("{h}.toml"));
-        let text = format!(
-            "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{ring_toml}",
-            root.display(),
-            dir.path().display(),
-            token.display()
-        );
-        std::fs::write(&config, text).unwrap();
-        agents.push(Server::start("bucky-agent", &config));
-    }
-    let coordinator_config = dir.path().join("coordinator.toml");
-    let agent_lines: String = HOSTS
-        .iter()
-        .zip(&agents)
-        .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
-        .collect();
-    std::fs::write(
-        &coordinator_config,
-        format!(
-            "token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agent_lines}",
-            token.display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let coordinator = Server::start("bucky-coordinator", &coordinator_config);
-    let url = format!("http://{}", coordinator.addr);
-    let token_s = token.to_str().unwrap();
-    let common = ["--coordinator", url.as_str(), "--token-file", token_s];
-    let with = |cmd: &[&str]| -> Vec<String> {
-        cmd.iter()
-            .chain(common.iter())
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let run = |cmd: &[&str]| {
-        let args = with(cmd);
-        bucky(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-
+    let mut fleet = Fleet::start(|_| None);
+    let run = |cmd: &[&str]| fleet.bucky(cmd);
+    let names = fleet.names.clone();
+    let dir = fleet.dir.path().to_path_buf();
+    let url = format!("http://{}", fleet.coordinator.addr);
     // Before any backup the check is CRITICAL.
     let check = run(&["check"]);
     assert_eq!(check.status.code(), Some(2), "{}", stdout(&check));
@@ -166,7 +192,7 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
     );
 
     // Lose node-b's tree; restore it from the buckets.
-    let lost = dir.path().join("trees").join("node-b");
+    let lost = dir.join("trees").join("node-b");
     let original = snapshot(&lost);
     assert!(!original.is_empty());
     std::fs::remove_dir_all(&lost).unwrap();
@@ -190,13 +216,13 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
     assert!(stdout(&list).contains("/buckets/"), "{}", stdout(&list));
 
     // A wrong token is refused.
-    std::fs::write(dir.path().join("bad"), "nope").unwrap();
+    std::fs::write(dir.join("bad"), "nope").unwrap();
     let bad = bucky(&[
         "status",
         "--coordinator",
         &url,
         "--token-file",
-        dir.path().join("bad").to_str().unwrap(),
+        dir.join("bad").to_str().unwrap(),
     ]);
     assert!(!bad.status.success());
     assert!(
@@ -206,7 +232,8 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
     );
 
     // node-c's agent crashes: its node fails, the others back up; the check warns.
-    agents[2].kill();
+    fleet.agents[2].kill();
+    let run = |cmd: &[&str]| fleet.bucky(cmd);
     let backup = run(&["backup"]);
     assert!(!backup.status.success());
     let out = stdout(&backup);
@@ -227,5 +254,38 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         "{}",
         stdout(&check)
     );
-    drop(coordinator);
+}
+
+/// An agent configured with another ring: the backup is refused naming it, status shows it.
+#[test]
+fn a_mismatched_ring_blocks_backup_and_shows_in_status_across_processes() {
+    let fleet = Fleet::start(|h| {
+        (h == "node-c")
+            .then(|| "[ring]\ndestinations = [\"node-a:2004\", \"node-b:2004\"]\n".to_string())
+    });
+    let backup = fleet.bucky(&["backup"]);
+    assert!(!backup.status.success());
+    let stderr = String::from_utf8_lossy(&backup.stderr);
+    assert!(
+        stderr.contains("ring mismatch")
+            && stderr.contains("node-c")
+            && !stderr.contains("node-a ("),
+        "{stderr}"
+    );
+    let status = fleet.bucky(&["status"]);
+    let table = stdout(&status);
+    let c = table.lines().find(|l| l.starts_with("node-c")).unwrap();
+    assert!(c.contains("DIFF"), "{table}");
+    assert!(
+        table
+            .lines()
+            .find(|l| l.starts_with("node-a"))
+            .unwrap()
+            .contains(" ok "),
+        "{table}"
+    );
+    assert!(
+        snapshot(&fleet.dir.path().join("buckets")).is_empty(),
+        "no object was written"
+    );
 }
