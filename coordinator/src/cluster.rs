@@ -7,6 +7,7 @@ use bucky_shared::layout::{ObjectKind, RunStats, Version};
 use bucky_shared::manifests;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures::{StreamExt, future, stream};
 
@@ -62,6 +63,8 @@ pub struct NodeStatus {
     pub bucket: String,
     /// The last completed backup, or why it could not be read.
     pub last_backup: Result<Option<LastBackup>, String>,
+    /// The host named in the bucket's owner marker, if it has one.
+    pub bucket_owner: Option<String>,
 }
 
 /// Status of every host, queried concurrently.
@@ -77,9 +80,10 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
                 reason: "no agent configured".into(),
             }),
         };
+        let bucket = Bucket::open(&host.bucket, storage);
         let last_backup = async {
-            let bucket = Bucket::open(&host.bucket, storage).map_err(|e| e.to_string())?;
-            let manifest = manifests::latest(&bucket, None)
+            let bucket = bucket.as_ref().map_err(|e| e.to_string())?;
+            let manifest = manifests::latest(bucket, None)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(manifest.map(|m| LastBackup {
@@ -90,12 +94,22 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
             }))
         }
         .await;
+        let bucket_owner = match &bucket {
+            Ok(bucket) => match bucket.get(&bucket.layout().owner_key()).await {
+                Ok(Some(bytes)) => bucky_shared::layout::OwnerMarker::decode(&bytes)
+                    .ok()
+                    .map(|m| m.node),
+                _ => None,
+            },
+            Err(_) => None,
+        };
         NodeStatus {
             host: host.name.clone(),
             agrees: info.as_ref().is_ok_and(|i| i.ring_fingerprint == expected),
             info,
             bucket: host.bucket.clone(),
             last_backup,
+            bucket_owner,
         }
     }))
     .await
@@ -149,8 +163,8 @@ pub struct NodeBackup {
     pub result: Option<pb::BackupResult>,
 }
 
-/// Backs every host up into its own bucket, `concurrency` at a time, after checking that every
-/// reachable agent has the coordinator's ring. `progress(host, done, total)` as agents report.
+/// Backs every host up into its own bucket, `concurrency` at a time, each after a random delay up
+/// to `splay`, once every reachable agent is known to have the coordinator's ring. `progress(host, done, total)` as agents report.
 ///
 /// # Errors
 /// [`Error::RingMismatch`] naming the nodes that differ; nothing is started then.
@@ -159,6 +173,7 @@ pub async fn backup<A: AgentApi>(
     agents: &[A],
     request: pb::BackupRequest,
     concurrency: usize,
+    splay: Duration,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<Vec<NodeBackup>, Error> {
     check_agreement(cluster, agents).await?;
@@ -170,6 +185,9 @@ pub async fn backup<A: AgentApi>(
         let request = request.clone();
         backups.push(Box::pin(async move {
             let host = agent.host().to_string();
+            if !splay.is_zero() {
+                tokio::time::sleep(splay.mul_f64(random_fraction(&host))).await;
+            }
             match agent
                 .backup(request, |done, total| progress(&host, done, total))
                 .await
@@ -207,6 +225,13 @@ pub async fn backup<A: AgentApi>(
         .await;
     results.sort_by(|a, b| a.host.cmp(&b.host));
     Ok(results)
+}
+
+/// A number in `[0, 1)`, different per process and host (std's randomly keyed hasher).
+fn random_fraction(host: &str) -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(host);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// How to restore a host.

@@ -42,6 +42,10 @@ pub struct CoordinatorConfig {
     /// Backups and restores run at once across the cluster; default 4.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Each node's backup starts after a random delay up to this many seconds, so a fleet does
+    /// not hit its store at once; default 0.
+    #[serde(default)]
+    pub splay_secs: u64,
     /// The ring.
     pub ring: RingSection,
     /// Each host's bucket.

@@ -98,6 +98,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .ok()
                     .and_then(|b| b.as_ref().map(last_backup)),
                 bucket_error: s.last_backup.err().unwrap_or_default(),
+                bucket_owner: s.bucket_owner.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::ClusterStatusResponse {
@@ -132,8 +133,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 }));
             };
             let concurrency = cluster.config.concurrency;
+            let splay = std::time::Duration::from_secs(cluster.config.splay_secs);
             let last =
-                match cluster::backup(&cluster, &agents, request, concurrency, &progress).await {
+                match cluster::backup(&cluster, &agents, request, concurrency, splay, &progress)
+                    .await
+                {
                     Ok(results) => Ok(pb::ClusterBackupResponse {
                         results: results
                             .into_iter()

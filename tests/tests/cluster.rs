@@ -182,6 +182,10 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         assert_eq!(node["reachable"], true);
         assert_eq!(node["ring_agrees"], true);
         assert!(node["last_backup"]["run"].is_string(), "{node}");
+        assert_eq!(
+            node["bucket_owner"], node["host"],
+            "the owner marker names the host"
+        );
     }
     let check = run(&["check"]);
     assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));

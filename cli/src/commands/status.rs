@@ -53,6 +53,7 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
                     "new": b.new, "changed": b.changed, "unchanged": b.unchanged, "failed": b.failed, "bytes_uploaded": b.bytes_uploaded,
                 })),
                 "bucket_error": (!n.bucket_error.is_empty()).then_some(&n.bucket_error),
+                "bucket_owner": (!n.bucket_owner.is_empty()).then_some(&n.bucket_owner),
             })
         })
         .collect();
@@ -132,6 +133,17 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     for n in status.nodes.iter().filter(|n| !n.reachable) {
         writeln!(out, "{}: {}", n.host, n.error)?;
+    }
+    for n in status
+        .nodes
+        .iter()
+        .filter(|n| !n.bucket_owner.is_empty() && n.bucket_owner != n.host)
+    {
+        writeln!(
+            out,
+            "{}: bucket {} is owned by {}",
+            n.host, n.bucket, n.bucket_owner
+        )?;
     }
     Ok(())
 }

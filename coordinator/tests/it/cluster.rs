@@ -163,6 +163,7 @@ async fn cluster_backup_then_restore_of_a_lost_host() {
         &agents,
         pb::BackupRequest::default(),
         2,
+        Duration::ZERO,
         &|_, _, _| {},
     )
     .await
@@ -212,6 +213,7 @@ async fn a_new_node_receives_exactly_its_share() {
         &agents(&cluster),
         pb::BackupRequest::default(),
         3,
+        Duration::ZERO,
         &|_, _, _| {},
     )
     .await
@@ -290,6 +292,7 @@ async fn a_mismatched_ring_blocks_the_backup_and_shows_in_status() {
         &agents,
         pb::BackupRequest::default(),
         3,
+        Duration::ZERO,
         &|_, _, _| {},
     )
     .await
@@ -322,6 +325,7 @@ async fn a_dead_agent_fails_its_node_only() {
         &agents,
         pb::BackupRequest::default(),
         3,
+        Duration::ZERO,
         &|_, _, _| {},
     )
     .await
