@@ -36,8 +36,13 @@ pub struct Server {
 impl Server {
     /// Starts `binary serve --listen 127.0.0.1:0 --config <config>` and waits for its address line.
     pub fn start(binary_name: &str, config: &Path) -> Server {
+        Server::start_on(binary_name, config, "127.0.0.1:0")
+    }
+
+    /// [`Server::start`] on a given address (a restart on the same port).
+    pub fn start_on(binary_name: &str, config: &Path, listen: &str) -> Server {
         let mut child = Command::new(binary(binary_name))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", listen, "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -66,6 +71,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `bucky ARGS...` without waiting for it.
+pub fn spawn_bucky(args: &[&str]) -> Child {
+    Command::new(binary("bucky"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bucky starts")
 }
 
 /// Runs `bucky ARGS...`.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use bucky_shared::metric;
 use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig};
 use bucky_shared::whisper::{self, CreateOptions, Whisper};
-use bucky_tests::{Server, bucky};
+use bucky_tests::{Server, bucky, spawn_bucky};
 
 const HOSTS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
@@ -291,5 +291,89 @@ fn a_mismatched_ring_blocks_backup_and_shows_in_status_across_processes() {
     assert!(
         snapshot(&fleet.dir.path().join("buckets")).is_empty(),
         "no object was written"
+    );
+}
+
+/// Kills node-c's agent while its backup is provably running (blocked on a file this test holds
+/// locked): node-c fails, the others succeed; restarted on the same port, a rerun completes.
+#[test]
+fn an_agent_killed_mid_backup_fails_its_node_and_a_rerun_completes() {
+    let mut fleet = Fleet::start(|_| None);
+    let c_root = fleet.dir.path().join("trees").join("node-c");
+    let victim = snapshot(&c_root)
+        .into_iter()
+        .next()
+        .expect("node-c holds metrics")
+        .0;
+    let held = std::fs::File::open(c_root.join(&victim)).unwrap();
+    held.lock().unwrap();
+
+    let url = format!("http://{}", fleet.coordinator.addr);
+    let token = fleet.dir.path().join("token");
+    let backup = spawn_bucky(&[
+        "backup",
+        "--coordinator",
+        &url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    // Wait until node-c reports a running backup (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_slice(&fleet.bucky(&["status", "--json"]).stdout).unwrap();
+        let c = status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["host"] == "node-c")
+            .unwrap()
+            .clone();
+        if c["running_job"]["kind"] == "backup" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-c never started its backup: {c}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let c_addr = fleet.agents[2].addr.clone();
+    fleet.agents[2].kill();
+    let out = backup.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("node-c") && l.contains("failed")),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" ok ")).count(),
+        2,
+        "{text}"
+    );
+
+    drop(held);
+    fleet.agents[2] = Server::start_on(
+        "bucky-agent",
+        &fleet.dir.path().join("node-c.toml"),
+        &c_addr,
+    );
+    let rerun = fleet.bucky(&["backup"]);
+    assert!(
+        rerun.status.success(),
+        "{}{}",
+        stdout(&rerun),
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert_eq!(
+        stdout(&rerun)
+            .lines()
+            .filter(|l| l.contains(" ok "))
+            .count(),
+        3,
+        "{}",
+        stdout(&rerun)
     );
 }
