@@ -33,6 +33,8 @@ pub struct AgentFile {
     pub storage: StoreOptions,
     /// The ring, so Info reports its fingerprint and the coordinator can check agreement.
     pub ring: Option<RingSection>,
+    /// Serve over TLS; default plain HTTP/2.
+    pub tls: Option<bucky_proto::tls::ServerTls>,
 }
 
 fn default_listen() -> String {
@@ -52,6 +54,8 @@ pub struct Settings {
     pub listen: String,
     /// Token file.
     pub token_file: PathBuf,
+    /// TLS, when configured.
+    pub tls: Option<bucky_proto::tls::ServerTls>,
 }
 
 /// Reads and validates `path`; `hostname` gives the node name when the file has none.
@@ -90,6 +94,7 @@ pub fn load(
         },
         listen: file.listen,
         token_file: file.token_file,
+        tls: file.tls,
     })
 }
 

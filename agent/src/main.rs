@@ -300,6 +300,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let listen = args.listen.unwrap_or(settings.listen);
             let token =
                 bucky_agent::auth::read_token(&settings.token_file).map_err(anyhow::Error::msg)?;
+            let tls = settings
+                .tls
+                .as_ref()
+                .map(|t| t.load())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let service = bucky_agent::service::AgentService::new(settings.service)?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -308,8 +314,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("listening on {addr}");
             std::io::Write::flush(&mut std::io::stdout())?;
             tracing::info!(%addr, "agent serving");
-            bucky_agent::server::run(listener, service, &token, bucky_agent::signal::shutdown())
-                .await?;
+            bucky_agent::server::run(
+                listener,
+                service,
+                &token,
+                tls,
+                bucky_agent::signal::shutdown(),
+            )
+            .await?;
             Ok(true)
         }
         Command::Purge(args) => {

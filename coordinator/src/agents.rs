@@ -62,20 +62,30 @@ pub struct GrpcAgent {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl GrpcAgent {
-    /// An agent at `address` (`http://host:port`); connects lazily, so an agent that is down
-    /// fails its own calls, not the construction.
+    /// An agent at `address` (`http://host:port`, or `https://` with `tls`); connects lazily, so
+    /// an agent that is down fails its own calls, not the construction.
     ///
     /// # Errors
     /// An invalid address or token.
-    pub fn new(host: &str, address: &str, token: &str) -> Result<Self, AgentError> {
+    pub fn new(
+        host: &str,
+        address: &str,
+        token: &str,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<Self, AgentError> {
         let bad = |reason: String| AgentError::Unreachable {
             host: host.to_string(),
             reason,
         };
-        let channel = Endpoint::from_shared(address.to_string())
+        let mut endpoint = Endpoint::from_shared(address.to_string())
             .map_err(|e| bad(format!("invalid address {address}: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .connect_lazy();
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| bad(format!("TLS: {e}")))?;
+        }
+        let channel = endpoint.connect_lazy();
         let authorization = format!("Bearer {token}")
             .parse()
             .map_err(|_| bad("the token is not valid ASCII".into()))?;

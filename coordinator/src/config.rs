@@ -46,6 +46,10 @@ pub struct CoordinatorConfig {
     /// not hit its store at once; default 0.
     #[serde(default)]
     pub splay_secs: u64,
+    /// Serve over TLS; default plain HTTP/2.
+    pub tls: Option<bucky_proto::tls::ServerTls>,
+    /// PEM CA the agents' certificates chain to, for agents at `https://` addresses.
+    pub agent_ca_file: Option<PathBuf>,
     /// The ring.
     pub ring: RingSection,
     /// Each host's bucket.

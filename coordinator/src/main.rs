@@ -73,6 +73,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = bucky_proto::auth::read_token(&cluster.config.token_file)
                 .map_err(anyhow::Error::msg)?;
             let listen = listen.unwrap_or_else(|| cluster.config.listen.clone());
+            let tls = cluster
+                .config
+                .tls
+                .as_ref()
+                .map(|t| t.load())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let service = bucky_coordinator::service::CoordinatorService::new(cluster, &token)?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -81,7 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on {addr}");
             std::io::Write::flush(&mut std::io::stdout())?;
             tracing::info!(%addr, "coordinator serving");
-            bucky_coordinator::server::run(listener, service, &token, shutdown()).await?;
+            bucky_coordinator::server::run(listener, service, &token, tls, shutdown()).await?;
             Ok(())
         }
     }

@@ -9,17 +9,23 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::service::CoordinatorService;
 
-/// Serves `service` on `listener`, every RPC checked against `token`, until `shutdown` resolves.
+/// Serves `service` on `listener` (over TLS when `tls` is given), every RPC checked against
+/// `token`, until `shutdown` resolves.
 ///
 /// # Errors
-/// The transport failed.
+/// The TLS config or the transport failed.
 pub async fn run(
     listener: TcpListener,
     service: CoordinatorService,
     token: &str,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_service(pb::coordinator_server::CoordinatorServer::with_interceptor(
             service,
             TokenCheck::new(token),

@@ -31,11 +31,30 @@ impl CoordinatorService {
     /// # Errors
     /// An agent address or the token is invalid.
     pub fn new(cluster: Cluster, token: &str) -> anyhow::Result<Self> {
+        let ca = cluster.config.agent_ca_file.clone();
+        let tls_for = |address: &str| -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+            match (&ca, address.starts_with("https://")) {
+                (Some(ca), true) => Ok(Some(
+                    bucky_proto::tls::client(ca, None).map_err(anyhow::Error::msg)?,
+                )),
+                (None, true) => {
+                    anyhow::bail!("agent {address} is https:// but no agent_ca_file is configured")
+                }
+                _ => Ok(None),
+            }
+        };
         let agents = cluster
             .hosts
             .iter()
-            .map(|h| GrpcAgent::new(&h.name, &h.agent, token))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|h| {
+                Ok(GrpcAgent::new(
+                    &h.name,
+                    &h.agent,
+                    token,
+                    tls_for(&h.agent)?,
+                )?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(CoordinatorService {
             cluster: Arc::new(cluster),
             agents: Arc::new(agents),

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod tls;
 
 /// Generated messages, clients and servers of `bucky.v1`.
 #[allow(missing_docs, clippy::all)]

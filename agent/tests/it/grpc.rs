@@ -52,9 +52,15 @@ async fn spawn_agent(metrics: usize) -> TestAgent {
         .expect("bind loopback");
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bucky_agent::server::run(listener, service, TOKEN, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(bucky_agent::server::run(
+        listener,
+        service,
+        TOKEN,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     TestAgent {
         addr,
         dir,
@@ -368,4 +374,95 @@ async fn backup_then_restore_by_plan() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+/// A CA and a `localhost` server certificate signed by it, as PEM files in `dir`.
+fn make_certs(
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (ca, cert, key) = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (ca, cert, key)
+}
+
+#[tokio::test]
+async fn tls_serves_clients_that_trust_the_ca_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path(), "good");
+    let (other_ca, _, _) = make_certs(dir.path(), "other");
+    let root = dir.path().join("whisper");
+    write_tree(&root, 1);
+    let config = AgentConfig {
+        node: "tls-node".into(),
+        whisper_root: root,
+        bucket: format!("file://{}", dir.path().join("bucket").display()),
+        store: Default::default(),
+        ring_fingerprint: String::new(),
+        lock_timeout: Duration::from_millis(200),
+    };
+    let tls = bucky_proto::tls::ServerTls {
+        cert_file: cert,
+        key_file: key,
+        client_ca_file: None,
+    }
+    .load()
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bucky_agent::server::run(
+        listener,
+        AgentService::new(config).unwrap(),
+        TOKEN,
+        Some(tls),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let info = |ca: Option<std::path::PathBuf>, scheme: &'static str| async move {
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).unwrap();
+        if let Some(ca) = ca {
+            endpoint = endpoint
+                .tls_config(bucky_proto::tls::client(&ca, Some("localhost")).unwrap())
+                .unwrap();
+        }
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(pb::InfoRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        AgentClient::new(channel)
+            .info(request)
+            .await
+            .map(|r| r.into_inner().node)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(info(Some(ca), "https").await.unwrap(), "tls-node");
+    assert!(info(None, "http").await.is_err(), "plaintext is refused");
+    assert!(
+        info(Some(other_ca), "https").await.is_err(),
+        "a server the client's CA did not sign is refused"
+    );
 }

@@ -16,6 +16,9 @@ pub struct CoordinatorArgs {
     /// File holding the bearer token.
     #[arg(long, env = "BUCKY_TOKEN_FILE", default_value = "/etc/bucky/token")]
     pub token_file: PathBuf,
+    /// PEM CA the coordinator's certificate chains to (for an https:// coordinator).
+    #[arg(long, env = "BUCKY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A connected client plus the authorization header.
@@ -31,9 +34,14 @@ impl Client {
     /// An unreadable token, a bad address, or the coordinator not answering.
     pub async fn connect(args: &CoordinatorArgs) -> anyhow::Result<Client> {
         let token = bucky_proto::auth::read_token(&args.token_file).map_err(anyhow::Error::msg)?;
-        let channel = tonic::transport::Endpoint::from_shared(args.coordinator.clone())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(args.coordinator.clone())
             .with_context(|| format!("invalid coordinator address {}", args.coordinator))?
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_timeout(std::time::Duration::from_secs(5));
+        if let Some(ca) = &args.ca_file {
+            endpoint = endpoint
+                .tls_config(bucky_proto::tls::client(ca, None).map_err(anyhow::Error::msg)?)?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("connecting to the coordinator at {}", args.coordinator))?;

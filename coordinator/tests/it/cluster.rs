@@ -105,9 +105,15 @@ async fn spawn_agent(
         .expect("bind loopback");
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bucky_agent::server::run(listener, service, TOKEN, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(bucky_agent::server::run(
+        listener,
+        service,
+        TOKEN,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (addr, stop)
 }
 
@@ -150,7 +156,7 @@ fn agents(cluster: &Cluster) -> Vec<GrpcAgent> {
     cluster
         .hosts
         .iter()
-        .map(|h| GrpcAgent::new(&h.name, &h.agent, TOKEN).unwrap())
+        .map(|h| GrpcAgent::new(&h.name, &h.agent, TOKEN, None).unwrap())
         .collect()
 }
 
