@@ -10,6 +10,42 @@ use bucky_tests::{Server, bucky, spawn_bucky};
 
 const HOSTS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
+/// Every `.wsp.gz` under `buckets` gunzips to a file of `trees` and matches its `.sha1`; returns
+/// how many were checked.
+fn check_objects(buckets: &Path, trees: &Path, names: &[String]) -> usize {
+    use sha1::Digest;
+    use std::io::Read;
+    let mut checked = 0;
+    for (path, gz) in snapshot(buckets) {
+        let Some(stamp) = path.to_str().unwrap().strip_suffix(".wsp.gz") else {
+            continue;
+        };
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut raw)
+            .unwrap();
+        let sha1 = std::fs::read_to_string(buckets.join(format!("{stamp}.sha1"))).unwrap();
+        let digest: String = sha1::Sha1::digest(&raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(sha1, digest, "{}", path.display());
+        let metric = path.iter().nth(1).unwrap().to_str().unwrap();
+        assert!(names.iter().any(|n| n == metric), "{metric}");
+        let originals: Vec<Vec<u8>> = HOSTS
+            .iter()
+            .filter_map(|h| std::fs::read(metric::path_of(&trees.join(h), metric).unwrap()).ok())
+            .collect();
+        assert!(
+            originals.contains(&raw),
+            "{} is the file of {metric}",
+            path.display()
+        );
+        checked += 1;
+    }
+    checked
+}
+
 fn write_metric(root: &Path, name: &str, base: f64, now: i64) {
     let path = metric::path_of(root, name).unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -176,6 +212,10 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         stdout(&backup)
     );
 
+    assert_eq!(
+        check_objects(&dir.join("buckets"), &dir.join("trees"), &names),
+        names.len()
+    );
     let status = run(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     for node in status["nodes"].as_array().unwrap() {
@@ -376,4 +416,99 @@ fn an_agent_killed_mid_backup_fails_its_node_and_a_rerun_completes() {
         "{}",
         stdout(&rerun)
     );
+}
+
+/// A fourth node joins the ring: restarted with the new ring, the cluster restores node-d with
+/// exactly the metrics the ring now gives it, from their previous owners' buckets.
+#[test]
+fn a_fourth_node_receives_exactly_its_share_across_processes() {
+    let mut fleet = Fleet::start(|_| None);
+    assert!(fleet.bucky(&["backup"]).status.success());
+    let dir = fleet.dir.path().to_path_buf();
+    let four: Vec<String> = ["node-a", "node-b", "node-c", "node-d"]
+        .iter()
+        .map(|h| format!("{h}:2004"))
+        .collect();
+    let ring4 = Ring::new(&RingConfig::new(
+        Algorithm::CarbonCh,
+        Flavour::Carbon,
+        1,
+        four.clone(),
+    ))
+    .unwrap();
+    let ring_toml = format!(
+        "[ring]\ndestinations = [{}]\n",
+        four.iter()
+            .map(|d| format!("\"{d}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let token = dir.join("token");
+    let mut agents = Vec::new();
+    for h in ["node-a", "node-b", "node-c", "node-d"] {
+        let root = dir.join("trees").join(h);
+        std::fs::create_dir_all(&root).unwrap();
+        let config = dir.join(format!("{h}-4.toml"));
+        let text = format!(
+            "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{ring_toml}",
+            root.display(),
+            dir.display(),
+            token.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        agents.push(Server::start("bucky-agent", &config));
+    }
+    let lines: String = ["node-a", "node-b", "node-c", "node-d"]
+        .iter()
+        .zip(&agents)
+        .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
+        .collect();
+    let config = dir.join("coordinator-4.toml");
+    std::fs::write(
+        &config,
+        format!("token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{lines}", token.display(), dir.display()),
+    )
+    .unwrap();
+    fleet.coordinator = Server::start("bucky-coordinator", &config);
+    fleet.agents = agents;
+    let restore = fleet.bucky(&["restore", "--host", "node-d"]);
+    assert!(
+        restore.status.success(),
+        "{}{}",
+        stdout(&restore),
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let mut expected: Vec<String> = fleet
+        .names
+        .iter()
+        .filter(|m| ring4.destinations()[ring4.owners(m)[0]].host == "node-d")
+        .cloned()
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    let d = dir.join("trees").join("node-d");
+    let mut got: Vec<String> = snapshot(&d)
+        .into_iter()
+        .map(|(p, _)| {
+            p.to_str()
+                .unwrap()
+                .trim_end_matches(".wsp")
+                .replace('/', ".")
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "exactly the metrics the ring now gives node-d"
+    );
+    for name in &expected {
+        let restored = std::fs::read(metric::path_of(&d, name).unwrap()).unwrap();
+        let previous = HOSTS
+            .iter()
+            .find_map(|h| {
+                std::fs::read(metric::path_of(&dir.join("trees").join(h), name).unwrap()).ok()
+            })
+            .unwrap();
+        assert_eq!(restored, previous, "{name}: the previous owner's data");
+    }
 }
