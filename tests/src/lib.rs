@@ -4,6 +4,9 @@
 //! test executable.
 
 use std::io::BufRead;
+
+use bucky_shared::metric;
+use bucky_shared::whisper::{self, CreateOptions, Whisper};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -91,4 +94,45 @@ pub fn bucky(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("bucky runs")
+}
+
+/// Writes metric `name` under `root`: schema `60s:1d,15m:30d`, `points` minute points ending at
+/// `now`, values counting up from `base`.
+pub fn write_metric(root: &Path, name: &str, base: f64, now: i64, points: i64) {
+    let path = metric::path_of(root, name).expect("a valid metric name");
+    std::fs::create_dir_all(path.parent().expect("metric paths have a directory"))
+        .expect("creating the directory");
+    let schema = whisper::parse_retentions(&["60s:1d", "15m:30d"]).expect("a valid schema");
+    let image = whisper::create_image(&schema, &CreateOptions::default()).expect("a valid schema");
+    let mut file = Whisper::open(image, &path).expect("a fresh image");
+    let series: Vec<(i64, f64)> = (0..points)
+        .map(|i| (now - points * 60 + i * 60, base + i as f64))
+        .collect();
+    file.update_many(&series, now).expect("points fit");
+    std::fs::write(&path, file.storage().bytes()).expect("writing the file");
+}
+
+/// Every file under `root` (none when it does not exist), relative path → bytes, sorted.
+pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.expect("a directory entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let bytes = std::fs::read(&p).expect("reading a file");
+                out.push((
+                    p.strip_prefix(root).expect("below root").to_path_buf(),
+                    bytes,
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
 }

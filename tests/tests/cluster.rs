@@ -1,12 +1,11 @@
 //! A coordinator and three agents as real processes: cluster backup, status and check, losing a
 //! node and restoring it, listing versions, a wrong token, a crashed agent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bucky_shared::metric;
 use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig};
-use bucky_shared::whisper::{self, CreateOptions, Whisper};
-use bucky_tests::{Server, bucky, spawn_bucky};
+use bucky_tests::{Server, bucky, snapshot, spawn_bucky, write_metric};
 
 const HOSTS: [&str; 3] = ["node-a", "node-b", "node-c"];
 
@@ -44,45 +43,6 @@ fn check_objects(buckets: &Path, trees: &Path, names: &[String]) -> usize {
         checked += 1;
     }
     checked
-}
-
-fn write_metric(root: &Path, name: &str, base: f64, now: i64) {
-    let path = metric::path_of(root, name).unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let schema = whisper::parse_retentions(&["60s:1d", "15m:30d"]).unwrap();
-    let mut file = Whisper::open(
-        whisper::create_image(&schema, &CreateOptions::default()).unwrap(),
-        &path,
-    )
-    .unwrap();
-    let points: Vec<(i64, f64)> = (0..200)
-        .map(|i| (now - 200 * 60 + i * 60, base + i as f64))
-        .collect();
-    file.update_many(&points, now).unwrap();
-    std::fs::write(&path, file.storage().bytes()).unwrap();
-}
-
-fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                out.push((
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn stdout(o: &std::process::Output) -> String {
@@ -128,7 +88,13 @@ impl Fleet {
             .collect();
         for (i, name) in names.iter().enumerate() {
             let owner = &ring.destinations()[ring.owners(name)[0]].host;
-            write_metric(&dir.path().join("trees").join(owner), name, i as f64, now);
+            write_metric(
+                &dir.path().join("trees").join(owner),
+                name,
+                i as f64,
+                now,
+                200,
+            );
         }
         let mut agents = Vec::new();
         for h in HOSTS {

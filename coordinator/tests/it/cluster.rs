@@ -10,7 +10,8 @@ use bucky_coordinator::cluster::{self, Outcome, RestoreRequest};
 use bucky_coordinator::config::{self, Cluster};
 use bucky_proto::v1 as pb;
 use bucky_shared::metric;
-use bucky_shared::whisper::{self, Access, CreateOptions, Whisper};
+use bucky_shared::whisper::{Access, Whisper};
+use bucky_tests::{snapshot, write_metric};
 
 const TOKEN: &str = "cluster-test-token";
 const NOW: i64 = 1_700_000_000;
@@ -44,46 +45,6 @@ fn cluster_config(dir: &Path, hosts: &[&str], addrs: &[(String, SocketAddr)]) ->
 
 fn tree(dir: &Path, host: &str) -> PathBuf {
     dir.join("trees").join(host)
-}
-
-fn write_metric(root: &Path, name: &str, base: f64) {
-    let path = metric::path_of(root, name).unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let schema = whisper::parse_retentions(&["60s:1d", "15m:30d"]).unwrap();
-    let mut file = Whisper::open(
-        whisper::create_image(&schema, &CreateOptions::default()).unwrap(),
-        &path,
-    )
-    .unwrap();
-    let points: Vec<(i64, f64)> = (0..300)
-        .map(|i| (NOW - 300 * 60 + i * 60, base + i as f64))
-        .collect();
-    file.update_many(&points, NOW).unwrap();
-    std::fs::write(&path, file.storage().bytes()).unwrap();
-}
-
-/// Every file of a tree, relative path → bytes.
-fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                out.push((
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 async fn spawn_agent(
@@ -125,7 +86,7 @@ async fn fleet(wrong_ring_on: Option<&str>) -> (Fleet, Cluster) {
     let names: Vec<String> = (0..60).map(|i| format!("servers.web{i:02}.cpu")).collect();
     for (i, name) in names.iter().enumerate() {
         let owner = &placement.ring.destinations()[placement.ring.owners(name)[0]].host;
-        write_metric(&tree(dir.path(), owner), name, i as f64);
+        write_metric(&tree(dir.path(), owner), name, i as f64, NOW, 300);
     }
     let mut addrs = Vec::new();
     let mut stops = Vec::new();
