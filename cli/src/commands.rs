@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod coordinator;
+pub mod demo;
 pub mod fill;
 pub mod list;
 pub mod locate;

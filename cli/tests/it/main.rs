@@ -1,5 +1,6 @@
 //! The `bucky` command driven in-process, checked against the reference vectors.
 
+mod demo;
 mod fill;
 mod process;
 mod ring;
