@@ -21,15 +21,36 @@ pub async fn run(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    builder
+    bucky_proto::tls::server_builder(tls)?
         .add_service(pb::agent_server::AgentServer::with_interceptor(
             service,
             TokenCheck::new(token),
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
+}
+
+/// Starts an agent in this process on an ephemeral loopback port (bound before this returns);
+/// it stops when the returned sender is dropped. For the demo and tests.
+///
+/// # Errors
+/// The bucket cannot be opened or the port cannot be bound.
+pub async fn spawn_loopback(
+    config: crate::service::AgentConfig,
+    token: &str,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let service = AgentService::new(config)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let token = token.to_string();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = run(listener, service, &token, None, shutdown).await {
+            tracing::error!(error = %e, "in-process agent stopped");
+        }
+    });
+    Ok((addr, stop))
 }

@@ -247,22 +247,20 @@ pub struct RestoreRequest {
     pub dry_run: bool,
 }
 
-/// Plans the restore of one host from every host's bucket and, unless `dry_run`, has the
-/// target's agent execute it.
+/// Plans the restore of one host from every host's bucket, after checking that every reachable
+/// agent has the coordinator's ring.
 ///
 /// # Errors
-/// An unknown target, a ring mismatch, an unreadable bucket, or the target agent failing.
-pub async fn restore_host<A: AgentApi>(
+/// An unknown target, a ring mismatch, an unreadable bucket.
+pub async fn plan_host<A: AgentApi>(
     cluster: &Cluster,
     agents: &[A],
     request: &RestoreRequest,
     select: impl Fn(&str) -> bool,
-    progress: impl FnMut(u64, u64) + Send,
-) -> Result<(RestorePlan, Option<pb::RestoreResult>), Error> {
-    let agent = agents
-        .iter()
-        .find(|a| a.host() == request.target)
-        .ok_or_else(|| Error::UnknownHost(request.target.clone()))?;
+) -> Result<RestorePlan, Error> {
+    if !agents.iter().any(|a| a.host() == request.target) {
+        return Err(Error::UnknownHost(request.target.clone()));
+    }
     check_agreement(cluster, agents).await?;
     let mut views = Vec::new();
     for host in &cluster.hosts {
@@ -276,10 +274,28 @@ pub async fn restore_host<A: AgentApi>(
             });
         }
     }
-    let plan = plan::plan_restore(&request.target, &cluster.ring, &views, select, request.all);
-    if request.dry_run {
-        return Ok((plan, None));
-    }
+    Ok(plan::plan_restore(
+        &request.target,
+        &cluster.ring,
+        &views,
+        select,
+        request.all,
+    ))
+}
+
+/// Has the plan's target agent execute `plan`.
+///
+/// # Errors
+/// The target has no agent, or the agent failed.
+pub async fn execute_plan<A: AgentApi>(
+    agents: &[A],
+    plan: &RestorePlan,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<pb::RestoreResult, Error> {
+    let agent = agents
+        .iter()
+        .find(|a| a.host() == plan.target)
+        .ok_or_else(|| Error::UnknownHost(plan.target.clone()))?;
     let entries = plan
         .steps
         .iter()
@@ -294,7 +310,25 @@ pub async fn restore_host<A: AgentApi>(
             } as i32,
         })
         .collect();
-    let result = agent.restore(entries, progress).await?;
+    Ok(agent.restore(entries, progress).await?)
+}
+
+/// [`plan_host`], then, unless `dry_run`, [`execute_plan`].
+///
+/// # Errors
+/// As those two.
+pub async fn restore_host<A: AgentApi>(
+    cluster: &Cluster,
+    agents: &[A],
+    request: &RestoreRequest,
+    select: impl Fn(&str) -> bool,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<(RestorePlan, Option<pb::RestoreResult>), Error> {
+    let plan = plan_host(cluster, agents, request, select).await?;
+    if request.dry_run {
+        return Ok((plan, None));
+    }
+    let result = execute_plan(agents, &plan, progress).await?;
     Ok((plan, Some(result)))
 }
 

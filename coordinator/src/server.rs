@@ -21,11 +21,7 @@ pub async fn run(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    builder
+    bucky_proto::tls::server_builder(tls)?
         .add_service(pb::coordinator_server::CoordinatorServer::with_interceptor(
             service,
             TokenCheck::new(token),

@@ -195,16 +195,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             target: req.host,
             at: (req.at != 0).then_some(Version(req.at)),
             all: req.all,
-            dry_run: true,
+            dry_run: req.dry_run,
         };
-        // Plan first, so the client sees it before anything is written.
-        let (plan, _) = cluster::restore_host(
-            &self.cluster,
-            &self.agents,
-            &request,
-            |m| selection.matches(m),
-            |_, _| {},
-        )
+        // Planned once: the client sees the plan before anything is written, and that plan is
+        // the one executed.
+        let plan = cluster::plan_host(&self.cluster, &self.agents, &request, |m| {
+            selection.matches(m)
+        })
         .await
         .map_err(to_status)?;
         let summary = pb::RestorePlanSummary {
@@ -220,16 +217,17 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 .collect(),
             not_owned: plan.not_owned.clone(),
         };
+        let total = plan.steps.len() as u64;
         let (tx, rx) = mpsc::channel(64);
         let _ = tx
             .send(Ok(pb::ClusterRestoreResponse {
                 plan: Some(summary),
-                total: plan.steps.len() as u64,
+                total,
                 ..Default::default()
             }))
             .await;
-        if !req.dry_run {
-            let (cluster, agents) = (self.cluster.clone(), self.agents.clone());
+        if !request.dry_run {
+            let agents = self.agents.clone();
             tokio::spawn(async move {
                 let progress_tx = tx.clone();
                 let progress = move |done: u64, total: u64| {
@@ -239,23 +237,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                         ..Default::default()
                     }));
                 };
-                let request = RestoreRequest {
-                    dry_run: false,
-                    ..request
-                };
-                let last = match cluster::restore_host(
-                    &cluster,
-                    &agents,
-                    &request,
-                    |m| selection.matches(m),
-                    progress,
-                )
-                .await
-                {
-                    Ok((plan, result)) => Ok(pb::ClusterRestoreResponse {
-                        done: plan.steps.len() as u64,
-                        total: plan.steps.len() as u64,
-                        result,
+                let last = match cluster::execute_plan(&agents, &plan, progress).await {
+                    Ok(result) => Ok(pb::ClusterRestoreResponse {
+                        done: total,
+                        total,
+                        result: Some(result),
                         ..Default::default()
                     }),
                     Err(e) => Err(to_status(e)),

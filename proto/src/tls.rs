@@ -47,6 +47,21 @@ impl ServerTls {
     }
 }
 
+/// A tonic server builder, serving TLS when `tls` is given (the agents' and the coordinator's
+/// servers differ only in their service).
+///
+/// # Errors
+/// The TLS config is rejected.
+pub fn server_builder(
+    tls: Option<ServerTlsConfig>,
+) -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        Some(tls) => builder.tls_config(tls),
+        None => Ok(builder),
+    }
+}
+
 /// A client config trusting `ca_file`, checking the server's name as `domain` (default: the
 /// host of the address).
 ///

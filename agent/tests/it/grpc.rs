@@ -46,21 +46,9 @@ async fn spawn_agent(metrics: usize) -> TestAgent {
         ring_fingerprint: "sha256:0011223344556677".into(),
         lock_timeout: Duration::from_millis(200),
     };
-    let service = AgentService::new(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN)
         .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bucky_agent::server::run(
-        listener,
-        service,
-        TOKEN,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+        .unwrap();
     TestAgent {
         addr,
         dir,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
-use bucky_agent::service::{AgentConfig, AgentService};
+use bucky_agent::service::AgentConfig;
 use bucky_coordinator::agents::GrpcAgent;
 use bucky_coordinator::cluster::{self, Outcome, RestoreRequest};
 use bucky_coordinator::config::{self, Cluster};
@@ -143,26 +143,15 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
     let mut stops = Vec::new();
     let mut agent_lines = String::new();
     for host in HOSTS {
-        let service = AgentService::new(AgentConfig {
+        let config = AgentConfig {
             node: host.into(),
             whisper_root: tree(root, host),
             bucket: format!("file://{}/buckets/{host}", root.display()),
             store: Default::default(),
             ring_fingerprint: ring.fingerprint().to_string(),
             lock_timeout: Duration::from_secs(5),
-        })?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(bucky_agent::server::run(
-            listener,
-            service,
-            TOKEN,
-            None,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        };
+        let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN).await?;
         stops.push(stop);
         agent_lines.push_str(&format!("{host} = \"http://{addr}\"\n"));
     }

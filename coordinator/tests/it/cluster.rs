@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bucky_agent::service::{AgentConfig, AgentService};
+use bucky_agent::service::AgentConfig;
 use bucky_coordinator::agents::GrpcAgent;
 use bucky_coordinator::cluster::{self, Outcome, RestoreRequest};
 use bucky_coordinator::config::{self, Cluster};
@@ -60,22 +60,9 @@ async fn spawn_agent(
         ring_fingerprint: fingerprint,
         lock_timeout: Duration::from_secs(1),
     };
-    let service = AgentService::new(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    bucky_agent::server::spawn_loopback(config, TOKEN)
         .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bucky_agent::server::run(
-        listener,
-        service,
-        TOKEN,
-        None,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addr, stop)
+        .unwrap()
 }
 
 /// Three agents g1..g3, 60 metrics placed on their owners by the ring.
