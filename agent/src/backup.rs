@@ -21,6 +21,7 @@ use bucky_shared::whisper::{LockMode, lock_file};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
+use crate::io_priority::IdleIo;
 use crate::tree::{self, Selection, TreeFile};
 use crate::{codec, ownership};
 use bucky_shared::bucket::{self, Bucket};
@@ -56,6 +57,8 @@ pub struct BackupOptions {
     pub purge_only: bool,
     /// Counters updated as the run goes, for whoever streams progress.
     pub progress: Arc<Progress>,
+    /// Read the tree at idle I/O priority (see [`crate::io_priority`]); default true.
+    pub idle_io: bool,
 }
 
 /// Files done and to do, readable while a job runs.
@@ -84,6 +87,7 @@ impl BackupOptions {
             keep_manifests: 60,
             purge_only: false,
             progress: Arc::default(),
+            idle_io: true,
         }
     }
 }
@@ -189,10 +193,14 @@ pub async fn backup(
     }
 
     let (root_owned, selection) = (root.to_path_buf(), options.selection.clone());
-    let files = tokio::task::spawn_blocking(move || tree::walk(&root_owned, &selection))
-        .await
-        .expect("the tree walk does not panic")
-        .map_err(Error::Tree)?;
+    let idle_io = options.idle_io;
+    let files = tokio::task::spawn_blocking(move || {
+        let _idle = IdleIo::enter(idle_io);
+        tree::walk(&root_owned, &selection)
+    })
+    .await
+    .expect("the tree walk does not panic")
+    .map_err(Error::Tree)?;
 
     options
         .progress
@@ -380,9 +388,13 @@ async fn process(
         return Ok(Outcome::Unchanged(prev.clone()));
     }
     let (path, timeout, level) = (file.path.clone(), options.lock_timeout, options.gzip_level);
+    let idle_io = options.idle_io;
     let previous_sha1 = previous.as_ref().map(|p| p.sha1.clone());
     let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let (raw, mtime_ns) = read_locked(&path, timeout)?;
+        let (raw, mtime_ns) = {
+            let _idle = IdleIo::enter(idle_io);
+            read_locked(&path, timeout)?
+        };
         let sha1 = codec::sha1_hex(&raw);
         let gz =
             (previous_sha1.as_deref() != Some(sha1.as_str())).then(|| codec::gzip(&raw, level));

@@ -21,13 +21,18 @@ pub struct AgentFile {
     /// Address to listen on; default `0.0.0.0:7431`.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// This node's own bucket URL.
+    /// This node's own bucket URL; `{host}` stands for the node name, so one file serves
+    /// every node.
     pub bucket: String,
     /// File holding the bearer token.
     pub token_file: PathBuf,
     /// Seconds to wait for a whisper file's lock; default 10.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_secs: u64,
+    /// Backups read whisper files at idle I/O priority, after carbon's I/O; default true.
+    /// Restores always run at the agent's own priority.
+    #[serde(default = "default_true")]
+    pub backup_idle_io: bool,
     /// Store options (credentials come from the environment).
     #[serde(default)]
     pub storage: StoreOptions,
@@ -39,6 +44,10 @@ pub struct AgentFile {
 
 fn default_listen() -> String {
     "0.0.0.0:7431".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_lock_timeout() -> u64 {
@@ -66,6 +75,24 @@ pub fn load(
     path: &Path,
     hostname: impl FnOnce() -> anyhow::Result<String>,
 ) -> anyhow::Result<Settings> {
+    load_node(path, None, hostname)
+}
+
+/// [`load`] for node `node`, whatever the file's `node` says (`--node`, `BUCKY_NODE`).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_as(path: &Path, node: &str) -> anyhow::Result<Settings> {
+    load_node(path, Some(node.to_string()), || {
+        unreachable!("the node is given")
+    })
+}
+
+fn load_node(
+    path: &Path,
+    override_node: Option<String>,
+    hostname: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<Settings> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file: AgentFile =
@@ -79,18 +106,20 @@ pub fn load(
             .to_string(),
         None => String::new(),
     };
-    let node = match file.node {
-        Some(node) => node,
-        None => hostname()?,
+    let node = match (override_node, file.node) {
+        (Some(node), _) | (None, Some(node)) => node,
+        (None, None) => hostname()?,
     };
+    let bucket = file.bucket.replace("{host}", &node);
     Ok(Settings {
         service: AgentConfig {
             node,
             whisper_root: file.whisper_root,
-            bucket: file.bucket,
+            bucket,
             store: file.storage,
             ring_fingerprint,
             lock_timeout: Duration::from_secs(file.lock_timeout_secs),
+            backup_idle_io: file.backup_idle_io,
         },
         listen: file.listen,
         token_file: file.token_file,
@@ -113,6 +142,14 @@ mod tests {
             ("graphite-09", "0.0.0.0:7431")
         );
         assert!(s.service.ring_fingerprint.starts_with("sha256:"));
+        std::fs::write(&path, "node = \"graphite-01\"\nwhisper_root = \"/w\"\nbucket = \"file:///srv/bucky/{host}\"\ntoken_file = \"/t\"\n").unwrap();
+        let s = load(&path, || unreachable!("the file names the node")).unwrap();
+        assert_eq!(s.service.bucket, "file:///srv/bucky/graphite-01");
+        let s = load_as(&path, "graphite-02").unwrap();
+        assert_eq!(
+            (s.service.node.as_str(), s.service.bucket.as_str()),
+            ("graphite-02", "file:///srv/bucky/graphite-02")
+        );
         std::fs::write(
             &path,
             "whisper_root = \"/w\"\nbucket = \"x\"\ntoken_file = \"/t\"\nport = 3\n",

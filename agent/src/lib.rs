@@ -5,6 +5,7 @@
 //! - [`tree`]: the whisper tree and metric selection.
 //! - [`backup`]: the backup engine; [`restore`]: the restore engine.
 //! - [`ownership`], [`manifests`], [`codec`]: owner marker, manifest discovery, object encoding.
+//! - [`io_priority`]: backups read at idle I/O priority.
 //! - [`node`], [`install`]: the tree as served over gRPC; putting a received file into it.
 //! - [`service`], [`server`], [`auth`]: the Agent gRPC service, its server, the bearer-token check.
 
@@ -12,6 +13,7 @@ pub mod backup;
 pub mod codec;
 pub mod config;
 pub mod install;
+pub mod io_priority;
 pub mod node;
 pub mod ownership;
 pub mod restore;

@@ -47,6 +47,9 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free one; the bound address is printed).
     #[arg(long)]
     listen: Option<String>,
+    /// This node's ring name, over the config's `node` (default: the host name).
+    #[arg(long, env = "BUCKY_NODE")]
+    node: Option<String>,
 }
 
 /// Where the bucket is and whose it is.
@@ -109,7 +112,7 @@ struct BackupArgs {
     #[arg(long, env = "BUCKY_WHISPER_ROOT")]
     whisper_root: PathBuf,
     /// This node's name, written into the bucket's owner marker (default: the host name).
-    #[arg(long)]
+    #[arg(long, env = "BUCKY_NODE")]
     node: Option<String>,
     /// Versions kept per metric.
     #[arg(long, default_value_t = 5)]
@@ -132,6 +135,9 @@ struct BackupArgs {
     /// Seconds to wait for a file's lock before reporting it failed.
     #[arg(long, default_value_t = 10)]
     lock_timeout: u64,
+    /// Read at the process's own I/O priority instead of the idle class.
+    #[arg(long)]
+    no_idle_io: bool,
 }
 
 #[derive(Args)]
@@ -170,7 +176,7 @@ struct PurgeArgs {
     #[arg(long, env = "BUCKY_WHISPER_ROOT")]
     whisper_root: PathBuf,
     /// This node's name (default: the host name).
-    #[arg(long)]
+    #[arg(long, env = "BUCKY_NODE")]
     node: Option<String>,
     /// Days after a metric disappears from disk before its backups are deleted.
     #[arg(long, default_value_t = 45)]
@@ -214,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 noop: args.noop,
                 lock_timeout: Duration::from_secs(args.lock_timeout),
                 selection: Selection::new(&args.select.globs, args.select.regex.as_deref())?,
+                idle_io: !args.no_idle_io,
                 ..BackupOptions::new(&node)
             };
             let report = backup::backup(&bucket, &args.whisper_root, &options, now()).await?;
@@ -296,7 +303,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(true)
         }
         Command::Serve(args) => {
-            let settings = bucky_agent::config::load(&args.config, hostname)?;
+            let settings = match args.node {
+                Some(node) => bucky_agent::config::load_as(&args.config, &node)?,
+                None => bucky_agent::config::load(&args.config, hostname)?,
+            };
             let listen = args.listen.unwrap_or(settings.listen);
             let token =
                 bucky_agent::auth::read_token(&settings.token_file).map_err(anyhow::Error::msg)?;

@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub ring_fingerprint: String,
     /// Longest wait for a whisper file's lock.
     pub lock_timeout: Duration,
+    /// Backups read at idle I/O priority.
+    pub backup_idle_io: bool,
 }
 
 #[derive(Debug)]
@@ -376,6 +378,7 @@ impl pb::agent_server::Agent for AgentService {
             verify_all: req.verify_all,
             selection,
             lock_timeout: self.config.lock_timeout,
+            idle_io: self.config.backup_idle_io,
             progress: progress.clone(),
             ..BackupOptions::new(&self.config.node)
         };

@@ -26,6 +26,14 @@ pub enum Error {
         /// `host (fingerprint)` of each disagreeing agent.
         nodes: Vec<String>,
     },
+    /// Agents that are not the host the coordinator addresses, or that back up into another
+    /// bucket than the coordinator's: a wrong address or a copied config, which would put
+    /// two trees into one bucket.
+    #[error("agent identity mismatch: {}", problems.join("; "))]
+    IdentityMismatch {
+        /// One line per disagreeing agent.
+        problems: Vec<String>,
+    },
     /// The restore target has no agent.
     #[error("no host {0} in the cluster")]
     UnknownHost(String),
@@ -119,6 +127,30 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
 async fn check_agreement<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Result<(), Error> {
     let expected = cluster.ring.fingerprint().to_string();
     let infos = future::join_all(agents.iter().map(|a| a.info())).await;
+    let problems: Vec<String> = agents
+        .iter()
+        .zip(&infos)
+        .filter_map(|(a, info)| {
+            let info = info.as_ref().ok()?;
+            let host = cluster.hosts.iter().find(|h| h.name == a.host())?;
+            if info.node != host.name {
+                Some(format!(
+                    "the agent at {} is {}, not {}",
+                    host.agent, info.node, host.name
+                ))
+            } else if info.bucket.trim_end_matches('/') != host.bucket.trim_end_matches('/') {
+                Some(format!(
+                    "{} backs up into {}, the coordinator expects {}",
+                    host.name, info.bucket, host.bucket
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::IdentityMismatch { problems });
+    }
     let nodes: Vec<String> = agents
         .iter()
         .zip(infos)

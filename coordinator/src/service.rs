@@ -64,7 +64,9 @@ impl CoordinatorService {
 
 fn to_status(err: cluster::Error) -> Status {
     match err {
-        cluster::Error::RingMismatch { .. } => Status::failed_precondition(err.to_string()),
+        cluster::Error::RingMismatch { .. } | cluster::Error::IdentityMismatch { .. } => {
+            Status::failed_precondition(err.to_string())
+        }
         cluster::Error::UnknownHost(_) => Status::not_found(err.to_string()),
         cluster::Error::Bucket(_) | cluster::Error::Agent(_) => {
             Status::unavailable(err.to_string())

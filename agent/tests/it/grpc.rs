@@ -45,6 +45,7 @@ async fn spawn_agent(metrics: usize) -> TestAgent {
         store: Default::default(),
         ring_fingerprint: "sha256:0011223344556677".into(),
         lock_timeout: Duration::from_millis(200),
+        backup_idle_io: true,
     };
     let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN)
         .await
@@ -407,6 +408,7 @@ async fn tls_serves_clients_that_trust_the_ca_only() {
         store: Default::default(),
         ring_fingerprint: String::new(),
         lock_timeout: Duration::from_millis(200),
+        backup_idle_io: true,
     };
     let tls = bucky_proto::tls::ServerTls {
         cert_file: cert,

@@ -150,6 +150,7 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
             store: Default::default(),
             ring_fingerprint: ring.fingerprint().to_string(),
             lock_timeout: Duration::from_secs(5),
+            backup_idle_io: true,
         };
         let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN).await?;
         stops.push(stop);

@@ -59,6 +59,7 @@ async fn spawn_agent(
         store: Default::default(),
         ring_fingerprint: fingerprint,
         lock_timeout: Duration::from_secs(1),
+        backup_idle_io: true,
     };
     bucky_agent::server::spawn_loopback(config, TOKEN)
         .await
@@ -265,6 +266,36 @@ async fn a_mismatched_ring_blocks_the_backup_and_shows_in_status() {
             .all(|s| s.last_backup.as_ref().unwrap().is_none()),
         "nothing was backed up"
     );
+    drop(fleet.stops);
+}
+
+/// Two agents' addresses swapped in the coordinator's config: each would back the other's tree
+/// into a bucket of the wrong name. Nothing runs, and the error says which agent is which.
+#[tokio::test]
+async fn swapped_agent_addresses_block_the_backup() {
+    let (fleet, _) = fleet(None).await;
+    let mut swapped = fleet.addrs.clone();
+    let (a, b) = (swapped[0].1, swapped[1].1);
+    (swapped[0].1, swapped[1].1) = (b, a);
+    let cluster = cluster_config(fleet.dir.path(), &["g1", "g2", "g3"], &swapped);
+    let err = cluster::backup(
+        &cluster,
+        &agents(&cluster),
+        pb::BackupRequest::default(),
+        3,
+        Duration::ZERO,
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("the agent at http://{b} is g2, not g1"))
+            && message.contains(&format!("the agent at http://{a} is g1, not g2"))
+            && !message.contains("g3"),
+        "{message}"
+    );
+    assert!(snapshot(&fleet.dir.path().join("buckets")).is_empty());
     drop(fleet.stops);
 }
 

@@ -1,4 +1,3 @@
 //! The coordinator's cluster operations against real agents served in-process on loopback.
 
 mod cluster;
-mod deploy;
