@@ -3,6 +3,8 @@
 //! buckets in a temp dir. The binaries are those `cargo test --workspace` builds beside the
 //! test executable.
 
+pub mod deploy_files;
+
 use std::io::BufRead;
 
 use bucky_shared::metric;

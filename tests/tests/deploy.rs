@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bucky_tests::deploy_files::{Cron, Unit};
+
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
@@ -25,7 +27,7 @@ fn files(sub: &str) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The agent examples' buckets, by store, for the hosts in the coordinator examples.
+/// The scheme of a bucket URL (`file`, `s3`, ...).
 fn store_of(url: &str) -> &str {
     url.split("://").next().unwrap()
 }
@@ -119,22 +121,8 @@ fn systemd_units_verify() {
     );
 }
 
-fn unit(name: &str) -> Vec<(String, String)> {
-    std::fs::read_to_string(deploy().join("systemd").join(name))
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn value<'a>(unit: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    unit.iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
+fn unit(name: &str) -> Unit {
+    Unit::parse(&std::fs::read_to_string(deploy().join("systemd").join(name)).unwrap())
 }
 
 #[test]
@@ -145,7 +133,7 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
         "bucky-backup.service",
     ] {
         let u = unit(name);
-        assert_eq!(value(&u, "User"), ["graphite"], "{name}");
+        assert_eq!(u.values("Service", "User"), ["graphite"], "{name}");
         for (key, expected) in [
             ("ProtectSystem", "strict"),
             ("NoNewPrivileges", "true"),
@@ -154,10 +142,11 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
             ("CapabilityBoundingSet", ""),
             ("SystemCallArchitectures", "native"),
         ] {
-            assert_eq!(value(&u, key), [expected], "{name}: {key}");
+            assert_eq!(u.values("Service", key), [expected], "{name}: {key}");
         }
         assert!(
-            value(&u, "SystemCallFilter").contains(&"@system-service"),
+            u.values("Service", "SystemCallFilter")
+                .contains(&"@system-service"),
             "{name}"
         );
     }
@@ -169,10 +158,15 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
     )
     .unwrap();
     let root = config.service.whisper_root.display().to_string();
-    assert!(value(&agent, "ReadWritePaths").contains(&root.as_str()));
+    assert!(
+        agent
+            .values("Service", "ReadWritePaths")
+            .contains(&root.as_str())
+    );
     // Idle-class backups set the I/O priority per thread: the filter must allow ioprio_set.
     assert!(
-        !value(&agent, "SystemCallFilter")
+        !agent
+            .values("Service", "SystemCallFilter")
             .iter()
             .any(|f| f.starts_with('~') && f.contains("@resources")),
         "ioprio_set is in @resources"
@@ -182,31 +176,24 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
         "the example keeps backups at idle I/O"
     );
     let backup = unit("bucky-backup.service");
-    assert_eq!(value(&backup, "Type"), ["oneshot"]);
-    assert_eq!(value(&backup, "IOSchedulingClass"), ["idle"]);
+    assert_eq!(backup.values("Service", "Type"), ["oneshot"]);
+    assert_eq!(backup.values("Service", "IOSchedulingClass"), ["idle"]);
     assert!(
-        !value(&backup, "TimeoutStartSec").is_empty()
-            && value(&backup, "TimeoutStartSec") != ["infinity"],
+        !backup.values("Service", "TimeoutStartSec").is_empty()
+            && backup.values("Service", "TimeoutStartSec") != ["infinity"],
         "a backup never waits forever"
     );
     let timer = unit("bucky-backup.timer");
-    assert!(!value(&timer, "OnCalendar").is_empty());
-    assert_eq!(value(&timer, "Persistent"), ["true"]);
+    assert!(!timer.values("Timer", "OnCalendar").is_empty());
+    assert_eq!(timer.values("Timer", "Persistent"), ["true"]);
 }
 
 #[test]
 fn the_cron_entry_is_one_job_as_graphite_at_idle_io_never_overlapping() {
-    let text = std::fs::read_to_string(deploy().join("cron/bucky-backup")).unwrap();
-    let jobs: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter(|l| l.split_once('=').is_none_or(|(k, _)| k.contains(' ')))
-        .collect();
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let fields: Vec<&str> = jobs[0].split_whitespace().collect();
-    assert_eq!(fields[5], "graphite");
-    let command = fields[6..].join(" ");
+    let cron = Cron::parse(&std::fs::read_to_string(deploy().join("cron/bucky-backup")).unwrap());
+    assert_eq!(cron.jobs.len(), 1, "{:?}", cron.jobs);
+    assert_eq!(cron.jobs[0].user, "graphite");
+    let command = &cron.jobs[0].command;
     assert!(
         command.starts_with("flock -n ") && command.contains("ionice -c3"),
         "{command}"

@@ -109,20 +109,28 @@ fn agents(cluster: &Cluster) -> Vec<GrpcAgent> {
         .collect()
 }
 
-#[tokio::test]
-async fn cluster_backup_then_restore_of_a_lost_host() {
-    let (fleet, cluster) = fleet(None).await;
-    let agents = agents(&cluster);
-    let results = cluster::backup(
-        &cluster,
-        &agents,
+/// A whole-cluster backup, `concurrency` nodes at once, no splay, progress ignored.
+async fn backup_all(
+    cluster: &Cluster,
+    agents: &[GrpcAgent],
+    concurrency: usize,
+) -> Result<Vec<cluster::NodeBackup>, cluster::Error> {
+    cluster::backup(
+        cluster,
+        agents,
         pb::BackupRequest::default(),
-        2,
+        concurrency,
         Duration::ZERO,
         &|_, _, _| {},
     )
     .await
-    .unwrap();
+}
+
+#[tokio::test]
+async fn cluster_backup_then_restore_of_a_lost_host() {
+    let (fleet, cluster) = fleet(None).await;
+    let agents = agents(&cluster);
+    let results = backup_all(&cluster, &agents, 2).await.unwrap();
     assert!(
         results.iter().all(|r| r.outcome == Outcome::Ok),
         "{results:?}"
@@ -163,16 +171,7 @@ async fn cluster_backup_then_restore_of_a_lost_host() {
 #[tokio::test]
 async fn a_new_node_receives_exactly_its_share() {
     let (fleet, cluster) = fleet(None).await;
-    cluster::backup(
-        &cluster,
-        &agents(&cluster),
-        pb::BackupRequest::default(),
-        3,
-        Duration::ZERO,
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap();
+    backup_all(&cluster, &agents(&cluster), 3).await.unwrap();
 
     let four_hosts = ["g1", "g2", "g3", "g4"];
     let bigger = cluster_config(fleet.dir.path(), &four_hosts, &[]);
@@ -242,16 +241,7 @@ async fn a_new_node_receives_exactly_its_share() {
 async fn a_mismatched_ring_blocks_the_backup_and_shows_in_status() {
     let (fleet, cluster) = fleet(Some("g3")).await;
     let agents = agents(&cluster);
-    let err = cluster::backup(
-        &cluster,
-        &agents,
-        pb::BackupRequest::default(),
-        3,
-        Duration::ZERO,
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap_err();
+    let err = backup_all(&cluster, &agents, 3).await.unwrap_err();
     assert!(
         err.to_string().contains("g3 (sha256:ffffffffffffffff)"),
         "{err}"
@@ -278,16 +268,9 @@ async fn swapped_agent_addresses_block_the_backup() {
     let (a, b) = (swapped[0].1, swapped[1].1);
     (swapped[0].1, swapped[1].1) = (b, a);
     let cluster = cluster_config(fleet.dir.path(), &["g1", "g2", "g3"], &swapped);
-    let err = cluster::backup(
-        &cluster,
-        &agents(&cluster),
-        pb::BackupRequest::default(),
-        3,
-        Duration::ZERO,
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap_err();
+    let err = backup_all(&cluster, &agents(&cluster), 3)
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains(&format!("the agent at http://{b} is g2, not g1"))
@@ -305,16 +288,7 @@ async fn a_dead_agent_fails_its_node_only() {
     // g2's agent goes away.
     drop(fleet.stops.remove(1));
     let agents = agents(&cluster);
-    let results = cluster::backup(
-        &cluster,
-        &agents,
-        pb::BackupRequest::default(),
-        3,
-        Duration::ZERO,
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap();
+    let results = backup_all(&cluster, &agents, 3).await.unwrap();
     let outcomes: Vec<(&str, bool)> = results
         .iter()
         .map(|r| (r.host.as_str(), r.outcome == Outcome::Ok))

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bucky_shared::layout::Version;
 use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig};
+use bucky_tests::deploy_files::{Cron, Unit};
 
 /// The nodes, as the example configs name them.
 pub const NODES: [&str; 3] = ["graphite-01", "graphite-02", "graphite-03"];
@@ -34,6 +35,8 @@ pub struct World {
     repo: PathBuf,
     binaries: PathBuf,
     ports: HashMap<String, u16>,
+    /// What [`World::map`] replaces.
+    pattern: regex::Regex,
     /// Variables `export`ed by earlier commands.
     env: Vec<(String, String)>,
     services: Vec<(String, Child)>,
@@ -66,6 +69,14 @@ impl World {
             repo,
             binaries,
             ports,
+            pattern: regex::Regex::new(concat!(
+                r"(?P<pre>^|[^A-Za-z0-9_.-])(?P<path>/etc/bucky/token|/etc/|/var/lib/graphite/whisper|",
+                r"/srv/|/tmp/|/usr/local/bin/|/run/lock/|deploy/)",
+                r"|(?P<release>(?:\$PWD/)?target/release/)",
+                r"|(?P<addr>0\.0\.0\.0:743[01]|127\.0\.0\.1:7430|bucky\.example:7430|graphite-0[1-3]:7431)",
+                r"|(?P<date>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00)",
+            ))
+            .expect("a valid pattern"),
             env: Vec::new(),
             services: Vec::new(),
             metrics: Vec::new(),
@@ -128,8 +139,7 @@ impl World {
 
     /// What whisper-backup left for `node`: a version of each of its metrics, no manifest.
     fn old_whisper_backup_bucket(&self, node: &str, now: i64) {
-        use sha1::Digest;
-        use std::io::Write;
+        use bucky_agent::codec::{gzip, sha1_hex};
         let bucket = self.root.join("srv/whisper-backup").join(node);
         let version = Version(now - 7 * 86_400);
         for (name, owners) in &self.metrics {
@@ -141,14 +151,8 @@ impl World {
             let raw = std::fs::read(path).unwrap();
             let dir = bucket.join(name);
             std::fs::create_dir_all(&dir).unwrap();
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            gz.write_all(&raw).unwrap();
-            std::fs::write(dir.join(format!("{version}.wsp.gz")), gz.finish().unwrap()).unwrap();
-            let sha1: String = sha1::Sha1::digest(&raw)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            std::fs::write(dir.join(format!("{version}.sha1")), sha1).unwrap();
+            std::fs::write(dir.join(format!("{version}.wsp.gz")), gzip(&raw, 6)).unwrap();
+            std::fs::write(dir.join(format!("{version}.sha1")), sha1_hex(&raw)).unwrap();
         }
     }
 
@@ -168,16 +172,8 @@ impl World {
 
     /// `text` with the operator's paths and addresses mapped into the world for `node`.
     pub fn map(&self, text: &str, node: &str) -> String {
-        let pattern = regex::Regex::new(concat!(
-            r"(?P<pre>^|[^A-Za-z0-9_.-])(?P<path>/etc/bucky/token|/etc/|/var/lib/graphite/whisper|",
-            r"/srv/|/tmp/|/usr/local/bin/|/run/lock/|deploy/)",
-            r"|(?P<release>(?:\$PWD/)?target/release/)",
-            r"|(?P<addr>0\.0\.0\.0:743[01]|127\.0\.0\.1:7430|bucky\.example:7430|graphite-0[1-3]:7431)",
-            r"|(?P<date>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00)",
-        ))
-        .expect("a valid pattern");
         let root = self.root.display().to_string();
-        pattern
+        self.pattern
             .replace_all(text, |c: &regex::Captures| {
                 if let Some(path) = c.name("path") {
                     let mapped = match path.as_str() {
@@ -312,12 +308,12 @@ impl World {
                 self.stop(unit_name, node);
             }
             let env = unit.environment();
-            for pre in unit.all("ExecStartPre") {
+            for pre in unit.commands("ExecStartPre") {
                 let mut command = self.command(&pre[0], node);
                 command.args(&pre[1..]).envs(env.iter().cloned());
                 run_to_end(command, origin, &pre.join(" "));
             }
-            let start = unit.all("ExecStart").pop().expect("ExecStart");
+            let start = unit.commands("ExecStart").pop().expect("ExecStart");
             let mut command = self.command(&start[0], node);
             command.args(&start[1..]).envs(env.iter().cloned());
             if unit.get("Type") == Some("oneshot") {
@@ -343,32 +339,15 @@ impl World {
         let path = self.root.join(node).join("etc/cron.d").join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|_| panic!("{file} is not installed in /etc/cron.d on {node}"));
-        let mut env = Vec::new();
-        let mut jobs = Vec::new();
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match line.split_once('=') {
-                Some((k, v)) if !k.contains(' ') => env.push((k.to_string(), v.to_string())),
-                _ => jobs.push(line.to_string()),
-            }
-        }
-        assert_eq!(jobs.len(), 1, "one job in {file}: {jobs:?}");
-        let fields: Vec<&str> = jobs[0].split_whitespace().collect();
-        assert!(
-            fields.len() > 6,
-            "minute hour day month weekday user command: {jobs:?}"
-        );
-        assert_eq!(fields[5], "graphite", "{file} runs as graphite");
-        let job = fields[6..].join(" ");
-        let shell = env
-            .iter()
-            .find(|(k, _)| k == "SHELL")
-            .map_or("/bin/sh".to_string(), |(_, v)| v.clone());
-        let mut command = self.command(shell, node);
-        command.args(["-c", &job]).envs(env);
-        run_to_end(command, &format!("cron.d/{file}"), &job);
+        let cron = Cron::parse(&text);
+        assert_eq!(cron.jobs.len(), 1, "one job in {file}: {:?}", cron.jobs);
+        let job = &cron.jobs[0];
+        assert_eq!(job.user, "graphite", "{file} runs as graphite");
+        let mut command = self.command(cron.shell(), node);
+        command
+            .args(["-c", &job.command])
+            .envs(cron.env.iter().cloned());
+        run_to_end(command, &format!("cron.d/{file}"), &job.command);
     }
 
     /// A file or directory in the world, by the path an operator would use on `node`.
@@ -386,78 +365,56 @@ impl Drop for World {
     }
 }
 
-/// A systemd unit file: section → (key, value) in order.
-struct Unit {
-    entries: Vec<(String, String, String)>,
-}
+/// The `[Service]` settings the world acts on.
+trait ServiceSettings {
+    fn service(&self, key: &str) -> Vec<&str>;
 
-impl Unit {
-    fn parse(text: &str) -> Unit {
-        let mut section = String::new();
-        let mut entries = Vec::new();
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = name.to_string();
-            } else if let Some((k, v)) = line.split_once('=') {
-                entries.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        Unit { entries }
-    }
-
-    fn has_section(&self, name: &str) -> bool {
-        self.entries.iter().any(|(s, _, _)| s == name)
-    }
-
+    /// The last `key=` of `[Service]`, as systemd takes it.
     fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(s, k, _)| s == "Service" && k == key)
-            .map(|(_, _, v)| v.as_str())
+        self.service(key).pop()
     }
 
-    fn all(&self, key: &str) -> Vec<Vec<String>> {
-        self.entries
+    /// Every `key=` command line, split into words (the units quote nothing).
+    fn commands(&self, key: &str) -> Vec<Vec<String>> {
+        self.service(key)
             .iter()
-            .filter(|(s, k, _)| s == "Service" && k == key)
-            .map(|(_, _, v)| v.split_whitespace().map(str::to_string).collect())
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
             .collect()
     }
 
     /// `Environment=` pairs, then those of each `EnvironmentFile=` (`-` prefix: optional).
     fn environment(&self) -> Vec<(String, String)> {
-        let mut env = Vec::new();
-        for (s, k, v) in &self.entries {
-            if s != "Service" {
-                continue;
-            }
-            if k == "Environment" {
-                env.extend(
-                    v.split_whitespace()
-                        .filter_map(|p| p.split_once('='))
+        let pairs = |text: &str| -> Vec<(String, String)> {
+            text.split_whitespace()
+                .filter_map(|p| p.split_once('='))
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let mut env: Vec<(String, String)> = self
+            .service("Environment")
+            .into_iter()
+            .flat_map(pairs)
+            .collect();
+        for file in self.service("EnvironmentFile") {
+            let (optional, file) = file.strip_prefix('-').map_or((false, file), |f| (true, f));
+            match std::fs::read_to_string(file) {
+                Ok(text) => env.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.starts_with('#'))
+                        .filter_map(|l| l.split_once('='))
                         .map(|(a, b)| (a.to_string(), b.to_string())),
-                );
-            } else if k == "EnvironmentFile" {
-                let (optional, file) = v
-                    .strip_prefix('-')
-                    .map_or((false, v.as_str()), |f| (true, f));
-                match std::fs::read_to_string(file) {
-                    Ok(text) => env.extend(text.lines().filter_map(|l| {
-                        let l = l.trim();
-                        (!l.starts_with('#'))
-                            .then(|| l.split_once('='))
-                            .flatten()
-                            .map(|(a, b)| (a.to_string(), b.to_string()))
-                    })),
-                    Err(e) => assert!(optional, "EnvironmentFile {file}: {e}"),
-                }
+                ),
+                Err(e) => assert!(optional, "EnvironmentFile {file}: {e}"),
             }
         }
         env
+    }
+}
+
+impl ServiceSettings for Unit {
+    fn service(&self, key: &str) -> Vec<&str> {
+        self.values("Service", key)
     }
 }
 
