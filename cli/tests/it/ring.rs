@@ -1,18 +1,13 @@
 //! `bucky locate` and `bucky ring show`, checked against the ring vectors.
 
-use std::path::PathBuf;
-
 use bucky_cli::commands::locate;
 use clap::Parser;
 use serde_json::Value;
 
-use crate::support::bucky;
+use crate::support::{bucky, vectors_dir};
 
 fn ring_vectors() -> Vec<(String, Value)> {
-    let dir = std::env::var_os("BUCKY_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
-        .join("ring");
+    let dir = vectors_dir().join("ring");
     let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -13,11 +13,22 @@ pub fn bucky<S: AsRef<str>>(args: &[S]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out).expect("utf-8 output"))
 }
 
-/// `vectors/whisper/<prefix>*` directories beside the repository (or under `$BUCKY_VECTORS`).
-pub fn cases(prefix: &str) -> Vec<PathBuf> {
+/// The reference vectors: `testdata/vectors` in the repository, or `$BUCKY_VECTORS`.
+pub fn vectors_dir() -> PathBuf {
     let root = std::env::var_os("BUCKY_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors"));
+    assert!(
+        root.is_dir(),
+        "reference vectors not found at {}: testdata/vectors belongs to the repository; BUCKY_VECTORS overrides it",
+        root.display()
+    );
+    root
+}
+
+/// `vectors/whisper/<prefix>*` directories, sorted.
+pub fn cases(prefix: &str) -> Vec<PathBuf> {
+    let root = vectors_dir();
     let mut out: Vec<PathBuf> = std::fs::read_dir(root.join("whisper"))
         .unwrap_or_else(|e| panic!("reference vectors missing at {}: {e}", root.display()))
         .map(|e| e.unwrap().path())

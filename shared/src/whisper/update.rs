@@ -1,5 +1,5 @@
 //! `update_many`: writing points and propagating them to lower archives, byte-identical to
-//! whisper.py 1.1.10, quirks included (see `../shared/vectors/whisper/README.md`).
+//! whisper.py 1.1.10, quirks included (see `testdata/vectors/whisper/README.md`).
 
 use super::file::{decode_point, encode_point, slot_offset};
 use super::header::POINT_SIZE;

@@ -4,15 +4,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// `../shared/vectors` beside the repository (or `$BUCKY_VECTORS`). Missing vectors fail the
+/// `testdata/vectors` in the repository (or `$BUCKY_VECTORS`). Missing vectors fail the
 /// test: they are the reference, not an optional extra.
 pub fn vectors_dir() -> PathBuf {
     let dir = std::env::var_os("BUCKY_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors"));
     assert!(
         dir.is_dir(),
-        "reference vectors not found at {}: check out shared/ beside the repository or set BUCKY_VECTORS",
+        "reference vectors not found at {}: testdata/vectors belongs to the repository; BUCKY_VECTORS overrides it",
         dir.display()
     );
     dir
