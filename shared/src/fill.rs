@@ -8,10 +8,12 @@
 //!   is present in dst and fills every empty slot src can supply (rules in [`safe`]).
 //!
 //! [`fill_files`] locks dst exclusively and src shared for the whole fill, works on in-memory
-//! copies, and writes back only the bytes that changed.
+//! copies, and writes back only the points that changed, safe against a writer that takes no
+//! lock and against a full disk ([`write_back`]).
 
 pub mod carbonate;
 pub mod safe;
+pub mod write_back;
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -19,9 +21,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::whisper::{self, Access, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Storage, Whisper};
-
-/// Dirty ranges closer than this are written back as one: a page is the unit of I/O anyway.
-const WRITE_BACK_MERGE_GAP: u64 = 4096;
 
 /// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +108,9 @@ pub struct FillReport {
     pub points_written: u64,
     /// Safe mode: slots filled in each dst archive, highest precision first.
     pub filled_per_archive: Vec<ArchiveFill>,
+    /// Points the fill would have written that a writer without a lock (carbon's default)
+    /// wrote first: the writer's bytes were kept. Counted in the two fields above, not written.
+    pub points_kept_live: u64,
 }
 
 /// Slots a safe fill wrote into one dst archive.
@@ -143,7 +145,7 @@ pub fn fill_images<S: Storage, D: Storage>(
             )?;
             Ok(FillReport {
                 points_written: points,
-                filled_per_archive: Vec::new(),
+                ..FillReport::default()
             })
         }
         FillMode::Safe => {
@@ -165,18 +167,20 @@ pub fn fill_images<S: Storage, D: Storage>(
             Ok(FillReport {
                 points_written: per_archive.iter().map(|a| a.points).sum(),
                 filled_per_archive: per_archive,
+                points_kept_live: 0,
             })
         }
     }
 }
 
 /// Fills the file `dst` from the file `src`. dst is locked exclusively and src shared until the
-/// fill is done; both are read whole, filled in memory, and only the changed byte range of dst is
-/// written back (then fsynced unless `options.fsync` is false).
+/// fill is done; both are read whole, filled in memory, and only the points that changed are
+/// written back ([`write_back`]), then fsynced unless `options.fsync` is false.
 ///
 /// # Errors
 /// Invalid options, src and dst being one file, a lock not obtained within
-/// `options.lock_timeout`, a corrupt or truncated file, or an I/O error; each names the path.
+/// `options.lock_timeout`, a corrupt or truncated file, or an I/O error (a full disk among them,
+/// which leaves dst untouched); each names the path and the OS's reason.
 pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillReport, Error> {
     options.validate()?;
     let dst_file = whisper::file::open_locked(dst, Access::ReadWrite, options.lock_timeout)?;
@@ -211,13 +215,19 @@ pub fn fill_file_from_image(
 
 fn fill_locked(
     src: &Whisper<Image>,
-    dst_file: File,
+    mut dst_file: File,
     dst: &Path,
     options: &FillOptions,
 ) -> Result<FillReport, Error> {
     let mut dst_image = Whisper::open(whisper::file::read_all(&dst_file, dst)?, dst)?;
-    let report = fill_images(src, &mut dst_image, options)?;
-    write_back(dst_image.into_storage(), dst_file, dst, options.fsync)?;
+    let mut report = fill_images(src, &mut dst_image, options)?;
+    let written = write_back::write_changes(dst_image.storage(), &mut dst_file, dst)?;
+    report.points_kept_live = written.kept_live;
+    if written.points > 0 && options.fsync {
+        dst_file
+            .sync_data()
+            .map_err(|e| whisper::Error::io(dst, "syncing", e))?;
+    }
     Ok(report)
 }
 
@@ -226,20 +236,4 @@ fn same_file(a: &File, b: &File) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
-}
-
-fn write_back(image: Image, mut file: File, path: &Path, fsync: bool) -> Result<(), Error> {
-    let ranges = image.dirty_ranges(WRITE_BACK_MERGE_GAP);
-    if ranges.is_empty() {
-        return Ok(());
-    }
-    for (start, end) in ranges {
-        file.write_at(&image.bytes()[start as usize..end as usize], start)
-            .map_err(|e| whisper::Error::io(path, "writing filled points", e))?;
-    }
-    if fsync {
-        file.sync_data()
-            .map_err(|e| whisper::Error::io(path, "syncing", e))?;
-    }
-    Ok(())
 }

@@ -6,16 +6,17 @@ use std::time::Duration;
 /// Something went wrong reading, writing or validating a whisper file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The operating system refused a read, a write or an open.
-    #[error("{path}: {action}", path = path.display())]
+    /// The operating system refused a read, a write or an open. The OS's words are part of the
+    /// message (not a separate source), so every caller that prints the error prints them once:
+    /// "No space left on device" must reach the operator whoever formats the error.
+    #[error("{path}: {action}: {cause}", path = path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done ("reading header", "writing points", ...).
         action: &'static str,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The header is not a whisper header.
     #[error("{path}: not a valid whisper file: {reason}", path = path.display())]
@@ -104,11 +105,19 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &std::path::Path, action: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &std::path::Path, action: &'static str, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),
             action,
-            source,
+            cause,
+        }
+    }
+
+    /// The OS error's kind, for an I/O failure (`StorageFull` for a full disk).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { cause, .. } => Some(cause.kind()),
+            _ => None,
         }
     }
 }

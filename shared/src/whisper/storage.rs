@@ -1,9 +1,12 @@
 //! Where a whisper file's bytes live: an open file (positioned reads and writes) or an in-memory
-//! image that remembers which bytes changed, so a whole fill can run in memory and write back once.
+//! image that remembers what each write replaced, so a whole fill can run in memory and then write
+//! back exactly the points it changed.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+
+use super::POINT_SIZE;
 
 /// Positioned byte access to a whisper file.
 pub trait Storage {
@@ -18,6 +21,17 @@ pub trait Storage {
     /// # Errors
     /// The underlying write failed.
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Reserves disk space for `[offset, offset + len)` without changing any byte, so that a
+    /// later write there cannot fail half way for want of space (restored files are sparse: a
+    /// point may straddle an allocated and an unallocated page). Storage without holes does
+    /// nothing.
+    ///
+    /// # Errors
+    /// No space left, or another allocation failure.
+    fn allocate(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Current length in bytes.
     ///
@@ -43,25 +57,48 @@ impl Storage for File {
         self.write_all_at(buf, offset)
     }
 
+    fn allocate(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        match fallocate(&*self, FallocateFlags::KEEP_SIZE, offset, len) {
+            Ok(()) => Ok(()),
+            // A filesystem that cannot preallocate (some network and FUSE filesystems) has to
+            // be written as it is; ENOSPC is still reported by the write itself.
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 }
 
-/// A whisper file held in memory, remembering which byte ranges writes have touched.
+/// A whisper file held in memory, remembering the bytes each write replaced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Image {
     bytes: Vec<u8>,
-    /// `[start, end)` of every write, in write order.
-    writes: Vec<(u64, u64)>,
+    /// `(offset, len)` of every write, in write order; `replaced` holds their old bytes, end to
+    /// end, in the same order.
+    writes: Vec<(u64, usize)>,
+    replaced: Vec<u8>,
+}
+
+/// One point an [`Image`] changed: where, and what was there before the first write to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangedPoint {
+    /// Byte offset of the point in the file.
+    pub offset: u64,
+    /// The point's bytes as read, before any write.
+    pub before: [u8; POINT_SIZE],
 }
 
 impl Image {
-    /// Wraps bytes read from a file; nothing is dirty yet.
+    /// Wraps bytes read from a file; nothing is changed yet.
     pub fn new(bytes: Vec<u8>) -> Self {
         Image {
             bytes,
             writes: Vec::new(),
+            replaced: Vec::new(),
         }
     }
 
@@ -75,19 +112,31 @@ impl Image {
         self.bytes
     }
 
-    /// The byte ranges `[start, end)` written since creation, sorted, with ranges less than
-    /// `merge_gap` bytes apart merged: what must be written back, in few large writes.
-    pub fn dirty_ranges(&self, merge_gap: u64) -> Vec<(u64, u64)> {
-        let mut writes = self.writes.clone();
-        writes.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(writes.len());
-        for (start, end) in writes {
-            match merged.last_mut() {
-                Some(last) if start <= last.1 + merge_gap => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
+    /// Every point whose bytes now differ from what was read, sorted by offset, each with its
+    /// original bytes. Whisper writes whole points only, so every write is cut into points from
+    /// its own offset.
+    pub fn changed_points(&self) -> Vec<ChangedPoint> {
+        let mut points = Vec::with_capacity(self.replaced.len() / POINT_SIZE);
+        let mut at = 0;
+        for &(offset, len) in &self.writes {
+            let old = &self.replaced[at..at + len];
+            at += len;
+            debug_assert_eq!(len % POINT_SIZE, 0, "whisper writes whole points");
+            for (i, chunk) in old.chunks_exact(POINT_SIZE).enumerate() {
+                points.push(ChangedPoint {
+                    offset: offset + (i * POINT_SIZE) as u64,
+                    before: chunk.try_into().expect("a whole point"),
+                });
             }
         }
-        merged
+        // Stable: the first write to a point comes first and holds what was read.
+        points.sort_by_key(|p| p.offset);
+        points.dedup_by_key(|p| p.offset);
+        points.retain(|p| {
+            let at = p.offset as usize;
+            self.bytes[at..at + POINT_SIZE] != p.before
+        });
+        points
     }
 }
 
@@ -108,8 +157,9 @@ impl Storage for Image {
         if end > self.bytes.len() {
             self.bytes.resize(end, 0);
         }
+        self.replaced.extend_from_slice(&self.bytes[start..end]);
+        self.writes.push((offset, buf.len()));
         self.bytes[start..end].copy_from_slice(buf);
-        self.writes.push((offset, end as u64));
         Ok(())
     }
 
@@ -122,20 +172,41 @@ impl Storage for Image {
 mod tests {
     use super::*;
 
+    fn point(ts: u32, v: f64) -> [u8; POINT_SIZE] {
+        let mut p = [0u8; POINT_SIZE];
+        p[..4].copy_from_slice(&ts.to_be_bytes());
+        p[4..].copy_from_slice(&v.to_be_bytes());
+        p
+    }
+
     #[test]
-    fn image_tracks_dirty_ranges_and_refuses_short_reads() {
-        let mut img = Image::new(vec![0; 10]);
-        assert!(img.dirty_ranges(0).is_empty());
-        img.write_at(&[1, 2], 6).unwrap();
-        img.write_at(&[3], 2).unwrap();
-        img.write_at(&[4], 7).unwrap();
-        assert_eq!(img.dirty_ranges(0), vec![(2, 3), (6, 8)]);
-        assert_eq!(img.dirty_ranges(3), vec![(2, 8)]);
-        let mut buf = [0u8; 4];
-        img.read_at(&mut buf, 5).unwrap();
-        assert_eq!(buf, [0, 1, 4, 0]);
-        assert!(img.read_at(&mut buf, 8).is_err());
-        img.write_at(&[9, 9], 11).unwrap();
-        assert_eq!(img.len().unwrap(), 13);
+    fn image_lists_changed_points_with_what_was_read() {
+        let mut img = Image::new(vec![0; 4 + 5 * POINT_SIZE]);
+        assert!(img.changed_points().is_empty());
+        let at = |i: usize| (4 + i * POINT_SIZE) as u64;
+        img.write_at(&point(60, 1.0), at(3)).unwrap();
+        img.write_at(&[point(0, 0.0), point(120, 2.0)].concat(), at(0))
+            .unwrap();
+        // Written twice: the first write's old bytes are what was read.
+        img.write_at(&point(60, 5.0), at(3)).unwrap();
+        let changed = img.changed_points();
+        // Point 0 was written with the bytes it already held: not a change.
+        assert_eq!(
+            changed,
+            vec![
+                ChangedPoint {
+                    offset: at(1),
+                    before: [0; POINT_SIZE]
+                },
+                ChangedPoint {
+                    offset: at(3),
+                    before: [0; POINT_SIZE]
+                },
+            ]
+        );
+        let mut buf = [0u8; POINT_SIZE];
+        img.read_at(&mut buf, at(3)).unwrap();
+        assert_eq!(buf, point(60, 5.0));
+        assert!(img.read_at(&mut buf, at(5)).is_err());
     }
 }

@@ -6,3 +6,4 @@ mod support;
 mod vectors_fill;
 mod vectors_ring;
 mod vectors_update_many;
+mod write_back;
