@@ -4,6 +4,7 @@
 mod backup;
 mod faults;
 mod grpc;
+mod live;
 mod process;
 mod restore;
 mod s3;
