@@ -70,7 +70,11 @@ async fn carbon_writing_without_a_lock_loses_no_point_during_a_restore() {
                     }
                     let t = minute(MINUTES - 2 - 2 * round);
                     let value = -1.0 - round as f64;
-                    let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(path)
+                        .unwrap();
                     let mut file = Whisper::open(file, path).unwrap();
                     file.update_many(&[(t, value)], NOW).unwrap();
                     wrote.push((f, t, value));
@@ -89,7 +93,10 @@ async fn carbon_writing_without_a_lock_loses_no_point_during_a_restore() {
         (FILES as u64, 0),
         "{report:?}"
     );
-    assert!(!wrote.is_empty(), "the writer wrote nothing: the test raced nothing");
+    assert!(
+        !wrote.is_empty(),
+        "the writer wrote nothing: the test raced nothing"
+    );
 
     let mut by_file: Vec<Vec<Option<f64>>> = Vec::with_capacity(FILES);
     for path in &paths {

@@ -2,6 +2,7 @@
 
 mod demo;
 mod fill;
+mod full_disk;
 mod process;
 mod ring;
 mod support;
