@@ -33,6 +33,9 @@ pub struct RestoreOptions {
     pub lock_timeout: Duration,
     /// The clock for safe fill (Unix seconds).
     pub now: i64,
+    /// Largest whisper file decoded from an object; a larger one fails its metric only.
+    /// Default [`codec::DEFAULT_MAX_FILE_BYTES`].
+    pub max_file_bytes: u64,
 }
 
 impl RestoreOptions {
@@ -44,6 +47,7 @@ impl RestoreOptions {
             workers: 4,
             lock_timeout: Duration::from_secs(10),
             now,
+            max_file_bytes: codec::DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -199,8 +203,8 @@ async fn restore_one(
     let downloaded = (object.len() + expected.len()) as u64;
     let options = options.clone();
     tokio::task::spawn_blocking(move || {
-        let raw = codec::decode(&object, encoding)
-            .map_err(|e| format!("{data_key}: corrupt object: {e}"))?;
+        let raw = codec::decode(&object, encoding, options.max_file_bytes)
+            .map_err(|e| format!("{data_key}: {e}"))?;
         let expected = String::from_utf8_lossy(&expected)
             .trim()
             .to_ascii_lowercase();
@@ -320,8 +324,8 @@ async fn apply_entry(
         options.clone(),
     );
     tokio::task::spawn_blocking(move || {
-        let raw =
-            codec::decode(&object, encoding).map_err(|e| format!("{key}: corrupt object: {e}"))?;
+        let raw = codec::decode(&object, encoding, options.max_file_bytes)
+            .map_err(|e| format!("{key}: {e}"))?;
         let actual = codec::sha1_hex(&raw);
         if actual != expected {
             return Err(format!(

@@ -6,26 +6,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bucky_proto::v1 as pb;
 use bucky_shared::layout::Version;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::backup::{self, BackupOptions, Progress};
-use crate::install::Installed;
 use crate::node::Node;
 use crate::restore::{self, RestoreOptions};
 use crate::tree::Selection;
-use crate::{codec, wire};
+use crate::wire;
 use bucky_shared::bucket::{Bucket, StoreOptions};
 
-/// Largest whisper file accepted by WriteMetric/FillMetric (compressed bytes).
-const MAX_UPLOAD: usize = 1 << 30;
-/// Bytes per ReadMetric chunk.
-const CHUNK: usize = 64 * 1024;
-/// Metrics per ListMetrics message.
-const LIST_BATCH: usize = 1000;
 /// How often a running job's progress is streamed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -83,7 +76,7 @@ impl AgentService {
     /// The bucket URL cannot be opened.
     pub fn new(config: AgentConfig) -> anyhow::Result<Self> {
         let bucket = Bucket::open(&config.bucket, &config.store)?;
-        let node = Node::new(&config.whisper_root, config.lock_timeout);
+        let node = Node::new(&config.whisper_root);
         Ok(AgentService {
             config: Arc::new(config),
             node,
@@ -146,77 +139,10 @@ impl AgentService {
         });
         Box::pin(ReceiverStream::new(rx))
     }
-
-    async fn receive_upload(
-        &self,
-        mut stream: Streaming<impl UploadPart + Send + 'static>,
-    ) -> Result<(String, Installed), Status> {
-        let header = match stream.next().await {
-            Some(Ok(part)) => part
-                .header()
-                .ok_or_else(|| Status::invalid_argument("the first message must be the header"))?,
-            Some(Err(e)) => return Err(e),
-            None => return Err(Status::invalid_argument("empty upload")),
-        };
-        let mut gz = Vec::new();
-        while let Some(part) = stream.next().await {
-            let chunk = part?
-                .chunk()
-                .ok_or_else(|| Status::invalid_argument("a second header"))?;
-            if gz.len() + chunk.len() > MAX_UPLOAD {
-                return Err(Status::invalid_argument(format!(
-                    "{}: upload larger than {MAX_UPLOAD} bytes",
-                    header.metric
-                )));
-            }
-            gz.extend_from_slice(&chunk);
-        }
-        let node = self.node.clone();
-        let metric = header.metric.clone();
-        let installed = tokio::task::spawn_blocking(move || {
-            let raw = codec::decode(&gz, bucky_shared::layout::Encoding::Gzip).map_err(|e| {
-                Status::invalid_argument(format!("{}: not gzip: {e}", header.metric))
-            })?;
-            node.receive(&header.metric, raw, &header.sha1, now())
-                .map_err(wire::to_status)
-        })
-        .await
-        .map_err(internal)??;
-        Ok((metric, installed))
-    }
 }
-
-/// The two upload message types share a shape.
-trait UploadPart {
-    fn header(self) -> Option<pb::MetricUpload>;
-    fn chunk(self) -> Option<Vec<u8>>;
-}
-
-macro_rules! upload_part {
-    ($ty:ty, $part:ident) => {
-        impl UploadPart for $ty {
-            fn header(self) -> Option<pb::MetricUpload> {
-                match self.part {
-                    Some(pb::$part::Part::Header(h)) => Some(h),
-                    _ => None,
-                }
-            }
-            fn chunk(self) -> Option<Vec<u8>> {
-                match self.part {
-                    Some(pb::$part::Part::GzipChunk(c)) => Some(c),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-upload_part!(pb::WriteMetricRequest, write_metric_request);
-upload_part!(pb::FillMetricRequest, fill_metric_request);
 
 #[tonic::async_trait]
 impl pb::agent_server::Agent for AgentService {
-    type ListMetricsStream = BoxStream<pb::ListMetricsResponse>;
-    type ReadMetricStream = BoxStream<pb::ReadMetricResponse>;
     type BackupStream = BoxStream<pb::BackupResponse>;
     type RestoreStream = BoxStream<pb::RestoreResponse>;
 
@@ -251,116 +177,6 @@ impl pb::agent_server::Agent for AgentService {
             running_job,
             bucket: self.config.bucket.clone(),
         }))
-    }
-
-    #[instrument(skip_all)]
-    async fn list_metrics(
-        &self,
-        req: Request<pb::ListMetricsRequest>,
-    ) -> Result<Response<Self::ListMetricsStream>, Status> {
-        let req = req.into_inner();
-        let regex = (!req.regex.is_empty()).then_some(req.regex.as_str());
-        let selection = Selection::new(&req.globs, regex)
-            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
-        let node = self.node.clone();
-        let files = tokio::task::spawn_blocking(move || node.list(&selection))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        let batches: Vec<Result<pb::ListMetricsResponse, Status>> = files
-            .chunks(LIST_BATCH)
-            .map(|batch| {
-                Ok(pb::ListMetricsResponse {
-                    metrics: batch
-                        .iter()
-                        .map(|f| pb::MetricInfo {
-                            name: f.name.clone(),
-                            size: f.size,
-                            mtime_ns: f.mtime_ns,
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
-    }
-
-    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
-    async fn read_metric(
-        &self,
-        req: Request<pb::ReadMetricRequest>,
-    ) -> Result<Response<Self::ReadMetricStream>, Status> {
-        let (node, metric) = (self.node.clone(), req.into_inner().metric);
-        let (gz, sha1, size) = tokio::task::spawn_blocking(move || {
-            node.read(&metric)
-                .map(|(raw, sha1)| (codec::gzip(&raw, 6), sha1, raw.len() as u64))
-        })
-        .await
-        .map_err(internal)?
-        .map_err(wire::to_status)?;
-        let mut parts: Vec<Result<pb::ReadMetricResponse, Status>> = gz
-            .chunks(CHUNK)
-            .map(|c| {
-                Ok(pb::ReadMetricResponse {
-                    part: Some(pb::read_metric_response::Part::GzipChunk(c.to_vec())),
-                })
-            })
-            .collect();
-        parts.push(Ok(pb::ReadMetricResponse {
-            part: Some(pb::read_metric_response::Part::Trailer(
-                pb::ReadMetricTrailer { sha1, size },
-            )),
-        }));
-        Ok(Response::new(Box::pin(futures::stream::iter(parts))))
-    }
-
-    #[instrument(skip_all)]
-    async fn write_metric(
-        &self,
-        req: Request<Streaming<pb::WriteMetricRequest>>,
-    ) -> Result<Response<pb::WriteMetricResponse>, Status> {
-        let (_, installed) = self.receive_upload(req.into_inner()).await?;
-        Ok(Response::new(match installed {
-            Installed::Created => pb::WriteMetricResponse {
-                created: true,
-                points_filled: 0,
-            },
-            Installed::Filled(points) => pb::WriteMetricResponse {
-                created: false,
-                points_filled: points,
-            },
-        }))
-    }
-
-    #[instrument(skip_all)]
-    async fn fill_metric(
-        &self,
-        req: Request<Streaming<pb::FillMetricRequest>>,
-    ) -> Result<Response<pb::FillMetricResponse>, Status> {
-        let (_, installed) = self.receive_upload(req.into_inner()).await?;
-        Ok(Response::new(match installed {
-            Installed::Created => pb::FillMetricResponse {
-                created: true,
-                points_filled: 0,
-            },
-            Installed::Filled(points) => pb::FillMetricResponse {
-                created: false,
-                points_filled: points,
-            },
-        }))
-    }
-
-    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
-    async fn delete_metric(
-        &self,
-        req: Request<pb::DeleteMetricRequest>,
-    ) -> Result<Response<pb::DeleteMetricResponse>, Status> {
-        let (node, metric) = (self.node.clone(), req.into_inner().metric);
-        let deleted = tokio::task::spawn_blocking(move || node.delete(&metric))
-            .await
-            .map_err(internal)?
-            .map_err(wire::to_status)?;
-        Ok(Response::new(pb::DeleteMetricResponse { deleted }))
     }
 
     #[instrument(skip_all)]

@@ -4,7 +4,6 @@ use bucky_proto::v1 as pb;
 use tonic::Status;
 
 use crate::backup::{BackupReport, FileFailure};
-use crate::node;
 use crate::restore::{PlanEntry, RestoreReport};
 
 fn failures(failed: &[FileFailure]) -> Vec<pb::MetricFailure> {
@@ -54,16 +53,4 @@ pub(crate) fn plan(request: pb::RestoreRequest) -> Result<Vec<PlanEntry>, Status
             Ok(PlanEntry { metric: e.metric, bucket: e.source_bucket, key: e.object_key, sha1: e.sha1 })
         })
         .collect()
-}
-
-/// The one code table: bad input → InvalidArgument, missing → NotFound, locked → Unavailable.
-pub(crate) fn to_status(err: node::Error) -> Status {
-    match err {
-        node::Error::InvalidName(_)
-        | node::Error::ChecksumMismatch { .. }
-        | node::Error::Corrupt { .. } => Status::invalid_argument(err.to_string()),
-        node::Error::NotFound(_) => Status::not_found(err.to_string()),
-        node::Error::Locked(_) => Status::unavailable(err.to_string()),
-        node::Error::Io(_) => Status::internal(err.to_string()),
-    }
 }

@@ -150,6 +150,14 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
             "{name}"
         );
     }
+    for name in ["bucky-agent.service", "bucky-coordinator.service"] {
+        let u = unit(name);
+        assert_eq!(
+            u.values("Service", "MemoryMax").len(),
+            1,
+            "{name} has a memory limit"
+        );
+    }
     let agent = unit("bucky-agent.service");
     // The agent may write the whisper tree the example config names, and nothing else of note.
     let config = bucky_agent::config::load_as(

@@ -1,21 +1,17 @@
 //! The Agent gRPC service in-process on a loopback port, driven by a tonic client.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bucky_agent::codec;
 use bucky_agent::service::{AgentConfig, AgentService};
 use bucky_proto::v1 as pb;
-use bucky_shared::metric;
-use bucky_shared::whisper::{Access, Whisper};
 use futures::StreamExt;
 use pb::agent_client::AgentClient;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::support::{NOW, snapshot, write_metric, write_tree};
+use crate::support::{snapshot, write_tree};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -77,31 +73,6 @@ async fn client(agent: &TestAgent, token: Option<&'static str>) -> Client {
     AgentClient::with_interceptor(channel, auth)
 }
 
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
-fn upload(metric: &str, raw: &[u8], sha1: &str) -> Vec<pb::WriteMetricRequest> {
-    let mut parts = vec![pb::WriteMetricRequest {
-        part: Some(pb::write_metric_request::Part::Header(pb::MetricUpload {
-            metric: metric.into(),
-            sha1: sha1.into(),
-        })),
-    }];
-    parts.extend(
-        codec::gzip(raw, 6)
-            .chunks(1000)
-            .map(|c| pb::WriteMetricRequest {
-                part: Some(pb::write_metric_request::Part::GzipChunk(c.to_vec())),
-            }),
-    );
-    parts
-}
-
 #[tokio::test]
 async fn a_missing_or_wrong_token_is_refused_and_changes_nothing() {
     let agent = spawn_agent(2).await;
@@ -111,188 +82,24 @@ async fn a_missing_or_wrong_token_is_refused_and_changes_nothing() {
             c.info(pb::InfoRequest {}).await.unwrap_err().code(),
             Code::Unauthenticated
         );
-        let err = c
-            .delete_metric(pb::DeleteMetricRequest {
-                metric: "app.m000.requests".into(),
-            })
-            .await
-            .unwrap_err();
+        let err = c.backup(pb::BackupRequest::default()).await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated);
     }
+    let bucket = agent.dir.path().join("bucket");
     assert!(
-        metric::path_of(&agent.root(), "app.m000.requests")
-            .unwrap()
-            .exists()
+        !bucket.exists() || snapshot(&bucket).is_empty(),
+        "a refused backup wrote into the bucket"
     );
 }
 
 #[tokio::test]
-async fn info_and_list_describe_the_node() {
+async fn info_describes_the_node() {
     let agent = spawn_agent(3).await;
     let mut c = client(&agent, Some(TOKEN)).await;
     let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert_eq!((info.node.as_str(), info.metric_count), ("graphite-01", 3));
     assert_eq!(info.ring_fingerprint, "sha256:0011223344556677");
     assert!(info.bytes_on_disk > 0 && info.running_job.is_none());
-    let mut stream = c
-        .list_metrics(pb::ListMetricsRequest {
-            globs: vec!["app.m00[02].*".into()],
-            regex: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut names = Vec::new();
-    while let Some(batch) = stream.next().await {
-        names.extend(batch.unwrap().metrics.into_iter().map(|m| m.name));
-    }
-    assert_eq!(names, ["app.m000.requests", "app.m002.requests"]);
-}
-
-#[tokio::test]
-async fn read_streams_the_file_and_its_sha1() {
-    let agent = spawn_agent(1).await;
-    let mut c = client(&agent, Some(TOKEN)).await;
-    let mut stream = c
-        .read_metric(pb::ReadMetricRequest {
-            metric: "app.m000.requests".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let (mut gz, mut trailer) = (Vec::new(), None);
-    while let Some(part) = stream.next().await {
-        match part.unwrap().part.unwrap() {
-            pb::read_metric_response::Part::GzipChunk(c) => gz.extend(c),
-            pb::read_metric_response::Part::Trailer(t) => trailer = Some(t),
-        }
-    }
-    let raw = gunzip(&gz);
-    assert_eq!(
-        raw,
-        std::fs::read(metric::path_of(&agent.root(), "app.m000.requests").unwrap()).unwrap()
-    );
-    let trailer = trailer.unwrap();
-    assert_eq!(
-        (trailer.sha1, trailer.size),
-        (codec::sha1_hex(&raw), raw.len() as u64)
-    );
-    let err = c
-        .read_metric(pb::ReadMetricRequest {
-            metric: "no.such".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-}
-
-#[tokio::test]
-async fn write_creates_then_fills_and_bad_uploads_write_nothing() {
-    let agent = spawn_agent(1).await;
-    let mut c = client(&agent, Some(TOKEN)).await;
-    // A file from elsewhere: same metric written on another node with other values.
-    let other = tempfile::tempdir().unwrap();
-    write_metric(other.path(), "app.new.metric", 500.0, 0);
-    let raw = std::fs::read(metric::path_of(other.path(), "app.new.metric").unwrap()).unwrap();
-    let sha1 = codec::sha1_hex(&raw);
-
-    let created = c
-        .write_metric(futures::stream::iter(upload("app.new.metric", &raw, &sha1)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(created.created);
-    let path = metric::path_of(&agent.root(), "app.new.metric").unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), raw);
-
-    // Into an existing file: a safe fill; the node's own points stay.
-    let local = metric::path_of(&agent.root(), "app.m000.requests").unwrap();
-    let before = Whisper::open_file(&local, Access::Read)
-        .unwrap()
-        .fetch(NOW - 86_000, None, NOW)
-        .unwrap()
-        .unwrap();
-    let filled = c
-        .write_metric(futures::stream::iter(upload(
-            "app.m000.requests",
-            &raw,
-            &sha1,
-        )))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!filled.created);
-    let after = Whisper::open_file(&local, Access::Read)
-        .unwrap()
-        .fetch(NOW - 86_000, None, NOW)
-        .unwrap()
-        .unwrap();
-    for (b, a) in before.values.iter().zip(&after.values) {
-        if b.is_some() {
-            assert_eq!(a, b);
-        }
-    }
-
-    let tree = snapshot(&agent.root());
-    let err = c
-        .write_metric(futures::stream::iter(upload(
-            "app.x",
-            &raw,
-            &"0".repeat(40),
-        )))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("SHA-1"), "{}", err.message());
-    for evil in ["../evil", "a/b", "..", "a..b"] {
-        let err = c
-            .write_metric(futures::stream::iter(upload(evil, &raw, &sha1)))
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "{evil}");
-    }
-    let err = c
-        .write_metric(futures::stream::iter(upload(
-            "app.notwhisper",
-            b"hello",
-            &codec::sha1_hex(b"hello"),
-        )))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(
-        snapshot(&agent.root()),
-        tree,
-        "refused uploads wrote nothing"
-    );
-    assert!(!agent.dir.path().join("evil.wsp").exists());
-}
-
-#[tokio::test]
-async fn delete_removes_one_file() {
-    let agent = spawn_agent(2).await;
-    let mut c = client(&agent, Some(TOKEN)).await;
-    let r = c
-        .delete_metric(pb::DeleteMetricRequest {
-            metric: "app.m001.requests".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.deleted);
-    let r = c
-        .delete_metric(pb::DeleteMetricRequest {
-            metric: "app.m001.requests".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!r.deleted);
-    assert!(
-        metric::path_of(&agent.root(), "app.m000.requests")
-            .unwrap()
-            .exists()
-    );
 }
 
 /// Backup over RPC, then the tree is lost and a restore plan built from the bucket brings it back.

@@ -176,12 +176,13 @@ async fn a_version_without_its_sha1_is_skipped(backend: Backend) {
     assert_eq!(snapshot(&target), snapshot(&root));
 }
 
-/// A corrupt object and a checksum mismatch fail their metric with a clear error; the others
-/// are restored and nothing is written for the failed ones.
+/// A corrupt object, a checksum mismatch and a decompression bomb (a valid file followed by
+/// megabytes of zeros) fail their metric with a clear error; the others are restored and nothing
+/// is written for the failed ones.
 async fn corrupt_objects_fail_their_metric_only(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("w");
-    write_tree(&root, 3);
+    write_tree(&root, 4);
     let (bucket, _) = counted_bucket(backend.store(), Faults::None);
     backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
         .await
@@ -201,6 +202,15 @@ async fn corrupt_objects_fail_their_metric_only(backend: Backend) {
         )
         .await
         .unwrap();
+    let mut bomb = std::fs::read(metric::path_of(&root, "app.m002.requests").unwrap()).unwrap();
+    bomb.resize(16 << 20, 0);
+    bucket
+        .put(
+            &layout.data_key("app.m002.requests", at(0)),
+            codec::gzip(&bomb, 1),
+        )
+        .await
+        .unwrap();
     let target = tmp.path().join("r");
     let report = restore(&bucket, &target, &RestoreOptions::new(NOW))
         .await
@@ -212,19 +222,23 @@ async fn corrupt_objects_fail_their_metric_only(backend: Backend) {
         .map(|f| (f.metric.clone(), f.error.clone()))
         .collect();
     failed.sort();
-    assert_eq!(failed.len(), 2);
+    assert_eq!(failed.len(), 3);
     assert!(failed[0].1.contains("corrupt object"), "{failed:?}");
     assert!(failed[1].1.contains("does not match"), "{failed:?}");
+    assert!(
+        failed[2]
+            .1
+            .contains("decompresses past the 51880 bytes its whisper header gives"),
+        "{failed:?}"
+    );
     assert!(
         !metric::path_of(&target, "app.m000.requests")
             .unwrap()
             .exists()
     );
-    assert!(
-        !metric::path_of(&target, "app.m001.requests")
-            .unwrap()
-            .exists()
-    );
+    for failed in ["app.m001.requests", "app.m002.requests"] {
+        assert!(!metric::path_of(&target, failed).unwrap().exists());
+    }
 }
 
 crate::on_every_store!(

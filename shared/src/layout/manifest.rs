@@ -13,6 +13,13 @@ use super::Version;
 /// The format this code writes and reads.
 pub const FORMAT: u32 = 1;
 
+/// A manifest's JSON is at most this many times its gzip size (bucky's compress 10-20 to one);
+/// past it the object is a decompression bomb, not a manifest, and is refused before memory
+/// follows it.
+pub const MAX_EXPANSION: u64 = 100;
+/// ... and may always expand to this many bytes, however small it is.
+const MIN_EXPANDED_LIMIT: u64 = 16 << 20;
+
 /// A manifest that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -113,10 +120,18 @@ impl Manifest {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::Format`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, Error> {
+        let limit = (bytes.len() as u64 * MAX_EXPANSION).max(MIN_EXPANDED_LIMIT);
         let mut json = Vec::new();
         GzDecoder::new(bytes)
+            .take(limit + 1)
             .read_to_end(&mut json)
             .map_err(|e| Error::Corrupt(format!("not gzip: {e}")))?;
+        if json.len() as u64 > limit {
+            return Err(Error::Corrupt(format!(
+                "{} compressed bytes expand past {limit}: not a manifest bucky wrote",
+                bytes.len()
+            )));
+        }
         let manifest: Manifest =
             serde_json::from_slice(&json).map_err(|e| Error::Corrupt(e.to_string()))?;
         if manifest.format > FORMAT {
@@ -189,6 +204,11 @@ mod tests {
             Manifest::decode(&future.encode()),
             Err(Error::Format(99))
         ));
+        let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
+        bomb.write_all(&vec![b' '; 17 << 20]).unwrap();
+        let bomb = bomb.finish().unwrap();
+        let err = Manifest::decode(&bomb).unwrap_err().to_string();
+        assert!(err.contains("expand past 16777216"), "{err}");
         let mut unsorted = manifest();
         unsorted.metrics.reverse();
         assert!(matches!(
