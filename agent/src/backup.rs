@@ -22,7 +22,7 @@ use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
 use crate::io_priority::IdleIo;
-use crate::tree::{self, Selection, TreeFile};
+use crate::tree::{self, Found, Selection, TreeFile};
 use crate::{codec, ownership};
 use bucky_shared::bucket::{self, Bucket};
 use bucky_shared::manifests;
@@ -59,6 +59,12 @@ pub struct BackupOptions {
     pub progress: Arc<Progress>,
     /// Read the tree at idle I/O priority (see [`crate::io_priority`]); default true.
     pub idle_io: bool,
+    /// Largest share of the metrics the last run saw that may go missing in one run; past it
+    /// the run is refused (a disk that did not mount looks like a tree that was deleted).
+    /// Default 0.5.
+    pub max_missing_share: f64,
+    /// Run even when more than `max_missing_share` of the metrics went missing.
+    pub allow_shrink: bool,
 }
 
 /// Files done and to do, readable while a job runs.
@@ -88,6 +94,8 @@ impl BackupOptions {
             purge_only: false,
             progress: Arc::default(),
             idle_io: true,
+            max_missing_share: 0.5,
+            allow_shrink: false,
         }
     }
 }
@@ -124,6 +132,14 @@ pub struct BackupReport {
     pub purged: Vec<String>,
     /// Metrics missing from disk but still kept.
     pub missing: u64,
+    /// `.wsp` files at paths carbon cannot write for their name: not backed up.
+    pub not_carbon: Found,
+    /// Symlinks followed in the tree.
+    pub links_followed: u64,
+    /// Symlinks not followed: loops and dangling links.
+    pub links_skipped: Found,
+    /// Files a killed restore left behind (`.bucky-restore-*`, older than an hour) removed.
+    pub restore_leftovers_removed: u64,
     /// With `noop`: what the run would do.
     pub planned: Vec<String>,
 }
@@ -140,7 +156,27 @@ pub enum Error {
     /// The whisper tree could not be walked.
     #[error("whisper tree: {0:#}")]
     Tree(anyhow::Error),
+    /// Too many metrics went missing at once; nothing was written.
+    #[error(
+        "refusing to back up {root}: {missing} of the {known} metrics the last backup saw are gone \
+         from the tree (more than {share:.0}%); a disk that did not mount? If they were removed on \
+         purpose, run again with --allow-shrink",
+        root = root.display(), share = share * 100.0
+    )]
+    Shrink {
+        /// The whisper root.
+        root: std::path::PathBuf,
+        /// Metrics of the last manifest not found now.
+        missing: u64,
+        /// Metrics of the last manifest present then.
+        known: u64,
+        /// The allowed share.
+        share: f64,
+    },
 }
+
+/// A temp file of a restore older than this was left by a killed run.
+const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// How one file went.
 enum Outcome {
@@ -194,23 +230,47 @@ pub async fn backup(
 
     let (root_owned, selection) = (root.to_path_buf(), options.selection.clone());
     let idle_io = options.idle_io;
-    let files = tokio::task::spawn_blocking(move || {
+    let walk = tokio::task::spawn_blocking(move || {
         let _idle = IdleIo::enter(idle_io);
         tree::walk(&root_owned, &selection)
     })
     .await
     .expect("the tree walk does not panic")
     .map_err(Error::Tree)?;
-
+    check_shrink(&known, &walk, root, options)?;
+    let mut report = BackupReport {
+        run: Some(run),
+        not_carbon: walk.not_carbon,
+        links_followed: walk.links_followed,
+        links_skipped: walk.links_skipped,
+        ..BackupReport::default()
+    };
+    if !options.noop {
+        report.restore_leftovers_removed = remove_leftovers(&walk.restore_leftovers);
+    }
+    for c in walk.collisions {
+        let error = format!(
+            "{} and {} are both metric {}: neither is backed up until one is removed",
+            c.paths[0].display(),
+            c.paths[1].display(),
+            c.metric
+        );
+        warn!(metric = c.metric, error, "not backed up");
+        report.failed.push(FileFailure {
+            metric: c.metric,
+            error,
+        });
+    }
+    let files = walk.files;
     options
         .progress
         .total
         .store(files.len() as u64, Ordering::Relaxed);
-    let mut report = BackupReport {
-        run: Some(run),
-        ..BackupReport::default()
-    };
-    let mut current: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+    let mut current: BTreeMap<String, ManifestEntry> = report
+        .failed
+        .iter()
+        .filter_map(|f| known.get(&f.metric).map(|e| (f.metric.clone(), e.clone())))
+        .collect();
     let mut deletes: Vec<String> = Vec::new();
     let mut since_checkpoint = 0;
     let mut outcomes = stream::iter(files.into_iter().map(|file| {
@@ -361,6 +421,61 @@ pub async fn backup(
         "backup done"
     );
     Ok(report)
+}
+
+/// Refuses the run when more than the allowed share of the metrics the last manifest saw on disk
+/// (and the selection covers) are not in the tree now.
+fn check_shrink(
+    known: &BTreeMap<String, ManifestEntry>,
+    walk: &tree::Walk,
+    root: &Path,
+    options: &BackupOptions,
+) -> Result<(), Error> {
+    if options.allow_shrink {
+        return Ok(());
+    }
+    let mut present = 0u64;
+    let mut missing = 0u64;
+    for (name, entry) in known {
+        if entry.missing_since.is_some() || !options.selection.matches(name) {
+            continue;
+        }
+        present += 1;
+        let found = walk
+            .files
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .is_ok()
+            || walk.collisions.iter().any(|c| &c.metric == name);
+        missing += u64::from(!found);
+    }
+    if present > 0 && missing as f64 > options.max_missing_share * present as f64 {
+        return Err(Error::Shrink {
+            root: root.to_path_buf(),
+            missing,
+            known: present,
+            share: options.max_missing_share,
+        });
+    }
+    Ok(())
+}
+
+/// Removes temp files of restores killed more than [`LEFTOVER_AGE`] ago; returns how many.
+fn remove_leftovers(paths: &[std::path::PathBuf]) -> u64 {
+    let mut removed = 0;
+    for path in paths {
+        let old = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > LEFTOVER_AGE));
+        if old {
+            match std::fs::remove_file(path) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "could not remove a restore leftover")
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// Decides what one file needs and does it.

@@ -33,6 +33,15 @@ pub struct AgentFile {
     /// Restores always run at the agent's own priority.
     #[serde(default = "default_true")]
     pub backup_idle_io: bool,
+    /// A backup is refused when more than this share of the metrics the last one saw are gone
+    /// from the tree (a disk that did not mount); `bucky backup --allow-shrink` overrides it
+    /// once. Default 0.5.
+    #[serde(default = "default_max_missing_share")]
+    pub max_missing_share: f64,
+    /// Mode of the files a restore creates, before the umask: default 0o666, as carbon (0644
+    /// under the usual umask 022, so graphite-web, running as another user, can read them).
+    #[serde(default = "default_file_mode")]
+    pub file_mode: u32,
     /// Store options (credentials come from the environment).
     #[serde(default)]
     pub storage: StoreOptions,
@@ -48,6 +57,14 @@ fn default_listen() -> String {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_max_missing_share() -> f64 {
+    0.5
+}
+
+fn default_file_mode() -> u32 {
+    crate::install::DEFAULT_FILE_MODE
 }
 
 fn default_lock_timeout() -> u64 {
@@ -120,6 +137,8 @@ fn load_node(
             ring_fingerprint,
             lock_timeout: Duration::from_secs(file.lock_timeout_secs),
             backup_idle_io: file.backup_idle_io,
+            max_missing_share: file.max_missing_share,
+            file_mode: file.file_mode,
         },
         listen: file.listen,
         token_file: file.token_file,

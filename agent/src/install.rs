@@ -1,15 +1,20 @@
 //! Putting a whisper file into the tree: created atomically when absent (temp name, only non-zero
 //! 4 KiB blocks written so zero blocks stay holes, fsync, linked into place without replacing
 //! anything, directory fsynced), safe-filled under an exclusive lock when present, so no point
-//! the node holds is ever changed.
+//! the node holds is ever changed. New files get carbon's mode (0666 less the umask), not the
+//! 0600 of a temp file: graphite-web reads them as another user.
 
+use std::fs::Permissions;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
 use bucky_shared::fill::{self, FillMode, FillOptions};
 use bucky_shared::whisper::{Image, Whisper};
+
+/// The mode carbon creates whisper files with, before the umask.
+pub const DEFAULT_FILE_MODE: u32 = 0o666;
 
 /// What [`install`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +34,10 @@ pub fn install(
     image: &Whisper<Image>,
     lock_timeout: Duration,
     now: i64,
+    file_mode: u32,
 ) -> Result<Installed, String> {
     if !path.exists() {
-        match write_new(path, image.storage().bytes()) {
+        match write_new(path, image.storage().bytes(), file_mode) {
             Ok(()) => return Ok(Installed::Created),
             // Created meanwhile (carbon wrote it): fill it instead.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -46,12 +52,13 @@ pub fn install(
     Ok(Installed::Filled(report.points_written))
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_new(path: &Path, bytes: &[u8], file_mode: u32) -> std::io::Result<()> {
     const BLOCK: usize = 4096;
     let dir = path.parent().expect("a metric path has a directory");
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".bucky-restore-")
+        .prefix(crate::tree::RESTORE_TEMP_PREFIX)
+        .permissions(Permissions::from_mode(file_mode))
         .tempfile_in(dir)?;
     let file = tmp.as_file_mut();
     file.set_len(bytes.len() as u64)?;

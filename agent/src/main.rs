@@ -138,6 +138,13 @@ struct BackupArgs {
     /// Read at the process's own I/O priority instead of the idle class.
     #[arg(long)]
     no_idle_io: bool,
+    /// Refuse the run when more than this share of the metrics the last backup saw are gone
+    /// from the tree (a disk that did not mount).
+    #[arg(long, default_value_t = 0.5)]
+    max_missing_share: f64,
+    /// Run even when more than --max-missing-share of the metrics are gone (removed on purpose).
+    #[arg(long)]
+    allow_shrink: bool,
 }
 
 #[derive(Args)]
@@ -221,6 +228,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 lock_timeout: Duration::from_secs(args.lock_timeout),
                 selection: Selection::new(&args.select.globs, args.select.regex.as_deref())?,
                 idle_io: !args.no_idle_io,
+                max_missing_share: args.max_missing_share,
+                allow_shrink: args.allow_shrink,
                 ..BackupOptions::new(&node)
             };
             let report = backup::backup(&bucket, &args.whisper_root, &options, now()).await?;
@@ -247,6 +256,29 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     .failed
                     .iter()
                     .for_each(|f| eprintln!("failed: {}: {}", f.metric, f.error));
+                for (what, found) in [
+                    (
+                        "whisper files at paths carbon cannot write for their name",
+                        &report.not_carbon,
+                    ),
+                    (
+                        "symlinks not followed (loops, dangling)",
+                        &report.links_skipped,
+                    ),
+                ] {
+                    if found.count > 0 {
+                        eprintln!(
+                            "skipped: {} {what}, first: {}",
+                            found.count,
+                            found
+                                .first
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                }
             }
             Ok(report.failed.is_empty())
         }

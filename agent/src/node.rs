@@ -28,7 +28,7 @@ impl Node {
     /// # Errors
     /// The tree cannot be walked.
     pub fn usage(&self) -> anyhow::Result<(u64, u64)> {
-        let files = tree::walk(&self.root, &Selection::default())?;
+        let files = tree::walk(&self.root, &Selection::default())?.files;
         Ok((files.len() as u64, files.iter().map(|f| f.size).sum()))
     }
 }

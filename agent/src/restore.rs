@@ -33,6 +33,8 @@ pub struct RestoreOptions {
     pub lock_timeout: Duration,
     /// The clock for safe fill (Unix seconds).
     pub now: i64,
+    /// Mode of created files before the umask; default carbon's 0o666.
+    pub file_mode: u32,
     /// Largest whisper file decoded from an object; a larger one fails its metric only.
     /// Default [`codec::DEFAULT_MAX_FILE_BYTES`].
     pub max_file_bytes: u64,
@@ -48,6 +50,7 @@ impl RestoreOptions {
             lock_timeout: Duration::from_secs(10),
             now,
             max_file_bytes: codec::DEFAULT_MAX_FILE_BYTES,
+            file_mode: crate::install::DEFAULT_FILE_MODE,
         }
     }
 }
@@ -215,7 +218,13 @@ async fn restore_one(
             ));
         }
         let image = Whisper::open(Image::new(raw), &data_key).map_err(|e| e.to_string())?;
-        let installed = install(&path, &image, options.lock_timeout, options.now)?;
+        let installed = install(
+            &path,
+            &image,
+            options.lock_timeout,
+            options.now,
+            options.file_mode,
+        )?;
         let points_filled = match installed {
             Installed::Created => None,
             Installed::Filled(points) => Some(points),
@@ -333,7 +342,13 @@ async fn apply_entry(
             ));
         }
         let image = Whisper::open(Image::new(raw), &key).map_err(|e| e.to_string())?;
-        let points_filled = match install(&path, &image, options.lock_timeout, options.now)? {
+        let points_filled = match install(
+            &path,
+            &image,
+            options.lock_timeout,
+            options.now,
+            options.file_mode,
+        )? {
             Installed::Created => None,
             Installed::Filled(points) => Some(points),
         };

@@ -39,6 +39,28 @@ pub struct AgentConfig {
     pub lock_timeout: Duration,
     /// Backups read at idle I/O priority.
     pub backup_idle_io: bool,
+    /// Largest share of the metrics the last backup saw that may go missing before a backup
+    /// is refused (see [`crate::backup::BackupOptions::max_missing_share`]).
+    pub max_missing_share: f64,
+    /// Mode of restored files before the umask, as carbon creates them (0o666).
+    pub file_mode: u32,
+}
+
+impl AgentConfig {
+    /// `node` serving `whisper_root` with `bucket`, every other setting at its default.
+    pub fn new(node: &str, whisper_root: &std::path::Path, bucket: &str) -> Self {
+        AgentConfig {
+            node: node.to_string(),
+            whisper_root: whisper_root.to_path_buf(),
+            bucket: bucket.to_string(),
+            store: StoreOptions::default(),
+            ring_fingerprint: String::new(),
+            lock_timeout: Duration::from_secs(10),
+            backup_idle_io: true,
+            max_missing_share: 0.5,
+            file_mode: crate::install::DEFAULT_FILE_MODE,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -192,6 +214,8 @@ impl pb::agent_server::Agent for AgentService {
         let options = BackupOptions {
             noop: req.noop,
             verify_all: req.verify_all,
+            allow_shrink: req.allow_shrink,
+            max_missing_share: self.config.max_missing_share,
             selection,
             lock_timeout: self.config.lock_timeout,
             idle_io: self.config.backup_idle_io,
@@ -230,6 +254,7 @@ impl pb::agent_server::Agent for AgentService {
         );
         let options = RestoreOptions {
             lock_timeout: self.config.lock_timeout,
+            file_mode: self.config.file_mode,
             ..RestoreOptions::new(now())
         };
         let job_progress = progress.clone();

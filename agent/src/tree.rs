@@ -1,10 +1,21 @@
-//! The node's whisper tree: which metrics it holds, selected by glob or regex.
+//! The node's whisper tree as carbon sees it: which metrics it holds, selected by glob or regex.
+//!
+//! One rule for every operation (backup reads, restore and fill write): symlinks are followed,
+//! as carbon follows them when it opens `a/b/c.wsp` (operators link subtrees to other disks). A
+//! link back to a directory being walked is a loop and is not followed again. A `.wsp` file at a
+//! path carbon could never have written for its name (`d.e/f.wsp` is metric `d.e.f`, which carbon
+//! writes to `d/e/f.wsp`) would restore somewhere else, so it is skipped, counted and named.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bucky_shared::metric;
 pub use bucky_shared::selection::Selection;
+use tracing::warn;
+
+/// Paths of each kind kept by name in a [`Walk`]; the counts go on.
+pub const NAMED_PATHS: usize = 20;
 
 /// One whisper file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,33 +30,124 @@ pub struct TreeFile {
     pub mtime_ns: i64,
 }
 
-/// Every selected `.wsp` file under `root`, sorted by name. Symlinks are not followed (a link
-/// out of the tree is not this node's data); files whose names are not valid metrics are skipped.
+/// Paths of one kind found by a walk: how many, and the first [`NAMED_PATHS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    /// How many.
+    pub count: u64,
+    /// The first ones, for the operator to look at.
+    pub first: Vec<PathBuf>,
+}
+
+impl Found {
+    fn add(&mut self, path: PathBuf) {
+        self.count += 1;
+        if self.first.len() < NAMED_PATHS {
+            self.first.push(path);
+        }
+    }
+}
+
+/// Two files that are one metric for carbon; neither is backed up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Collision {
+    /// The metric.
+    pub metric: String,
+    /// The two files.
+    pub paths: [PathBuf; 2],
+}
+
+/// What a walk found.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    /// The selected metrics' files, sorted by name, one per metric.
+    pub files: Vec<TreeFile>,
+    /// `.wsp` files at paths carbon could not have written for their name.
+    pub not_carbon: Found,
+    /// Symlinks followed (to files and to directories).
+    pub links_followed: u64,
+    /// Links not followed: loops back to a directory being walked, and dangling links.
+    pub links_skipped: Found,
+    /// Files left behind by a restore that was killed (`.bucky-restore-*`).
+    pub restore_leftovers: Vec<PathBuf>,
+    /// Metrics found at two paths.
+    pub collisions: Vec<Collision>,
+}
+
+/// Prefix of the temp files a restore writes before renaming them into place.
+pub const RESTORE_TEMP_PREFIX: &str = ".bucky-restore-";
+
+/// Walks `root` as described in the module doc.
 ///
 /// # Errors
 /// A directory that cannot be read, named.
-pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Vec<TreeFile>> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
+pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Walk> {
+    let mut walk = Walk::default();
+    let root_meta =
+        std::fs::metadata(root).map_err(|e| anyhow::anyhow!("reading {}: {e}", root.display()))?;
+    // Each pending directory carries the (device, inode) of itself and its ancestors.
+    let mut dirs = vec![(root.to_path_buf(), Arc::new(vec![id(&root_meta)]))];
+    while let Some((dir, ancestors)) = dirs.pop() {
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
-            let kind = entry.file_type()?;
             let path = entry.path();
+            let mut kind = entry.file_type()?;
+            let link = kind.is_symlink();
+            let mut meta = None;
+            if link {
+                match std::fs::metadata(&path) {
+                    Ok(m) => {
+                        kind = m.file_type();
+                        meta = Some(m);
+                    }
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "dangling symlink skipped");
+                        walk.links_skipped.add(path);
+                        continue;
+                    }
+                }
+            }
             if kind.is_dir() {
-                dirs.push(path);
+                let m = match meta {
+                    Some(m) => m,
+                    None => entry.metadata()?,
+                };
+                if ancestors.contains(&id(&m)) {
+                    warn!(path = %path.display(), "symlink loop not followed");
+                    walk.links_skipped.add(path);
+                    continue;
+                }
+                walk.links_followed += u64::from(link);
+                let mut chain = Vec::with_capacity(ancestors.len() + 1);
+                chain.extend_from_slice(&ancestors);
+                chain.push(id(&m));
+                dirs.push((path, Arc::new(chain)));
             } else if kind.is_file() {
+                walk.links_followed += u64::from(link);
+                let file_name = entry.file_name();
+                let file_name = file_name.to_string_lossy();
+                if file_name.starts_with(RESTORE_TEMP_PREFIX) {
+                    walk.restore_leftovers.push(path);
+                    continue;
+                }
+                if !file_name.ends_with(".wsp") {
+                    continue;
+                }
                 let relative = path.strip_prefix(root).expect("walked below root");
                 let Some(name) = metric::name_of(relative) else {
+                    walk.not_carbon.add(path);
                     continue;
                 };
                 if !selection.matches(&name) {
                     continue;
                 }
-                let meta = entry.metadata()?;
-                out.push(TreeFile {
+                let meta = match meta {
+                    Some(m) => m,
+                    None => entry.metadata()?,
+                };
+                walk.files.push(TreeFile {
                     name,
                     path,
                     size: meta.len(),
@@ -54,13 +156,55 @@ pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Vec<TreeFile>>
             }
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    walk.files.sort_by(|a, b| a.name.cmp(&b.name));
+    walk.collisions = take_collisions(&mut walk.files);
+    if walk.not_carbon.count > 0 {
+        warn!(
+            count = walk.not_carbon.count,
+            first = %walk.not_carbon.first[0].display(),
+            "whisper files at paths carbon cannot write for their name (a '.' in a directory or file name) skipped"
+        );
+    }
+    Ok(walk)
+}
+
+fn id(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+/// Removes every metric found at more than one path from `files` (sorted by name).
+fn take_collisions(files: &mut Vec<TreeFile>) -> Vec<Collision> {
+    let mut collisions = Vec::new();
+    let mut i = 1;
+    while i < files.len() {
+        if files[i].name == files[i - 1].name {
+            collisions.push(Collision {
+                metric: files[i].name.clone(),
+                paths: [files[i - 1].path.clone(), files[i].path.clone()],
+            });
+            let name = files[i].name.clone();
+            let start = i - 1;
+            let mut end = i + 1;
+            while end < files.len() && files[end].name == name {
+                end += 1;
+            }
+            files.drain(start..end);
+            i = start.max(1);
+        } else {
+            i += 1;
+        }
+    }
+    collisions
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn names(walk: &Walk) -> Vec<&str> {
+        walk.files.iter().map(|f| f.name.as_str()).collect()
+    }
 
     #[test]
     fn walks_sorted_and_skips_foreign_files() {
@@ -69,9 +213,91 @@ mod tests {
         std::fs::write(dir.path().join("b/c/d.wsp"), b"x").unwrap();
         std::fs::write(dir.path().join("a.wsp"), b"xy").unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"").unwrap();
-        let files = walk(dir.path(), &Selection::default()).unwrap();
-        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["a", "b.c.d"]);
-        assert_eq!(files[0].size, 2);
+        let walk = walk(dir.path(), &Selection::default()).unwrap();
+        assert_eq!(names(&walk), ["a", "b.c.d"]);
+        assert_eq!(walk.files[0].size, 2);
+        assert_eq!(walk.not_carbon.count, 0);
+    }
+
+    #[test]
+    fn paths_carbon_cannot_write_are_skipped_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["a/b.wsp", "a.b.wsp", "d.e/f.wsp", "x.wsp/y.wsp", "ok/m.wsp"] {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let walk = walk(dir.path(), &Selection::default()).unwrap();
+        assert_eq!(names(&walk), ["a.b", "ok.m"]);
+        assert_eq!(walk.files[0].path, dir.path().join("a/b.wsp"));
+        assert_eq!(walk.not_carbon.count, 3);
+        let mut skipped = walk.not_carbon.first.clone();
+        skipped.sort();
+        assert_eq!(
+            skipped,
+            ["a.b.wsp", "d.e/f.wsp", "x.wsp/y.wsp"].map(|p| dir.path().join(p))
+        );
+        assert!(walk.collisions.is_empty());
+    }
+
+    #[test]
+    fn links_are_followed_and_loops_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, disk2) = (dir.path().join("w"), dir.path().join("disk2"));
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(disk2.join("sub")).unwrap();
+        std::fs::write(root.join("a/m.wsp"), b"x").unwrap();
+        std::fs::write(disk2.join("sub/n.wsp"), b"xyz").unwrap();
+        std::fs::write(disk2.join("f.wsp"), b"xy").unwrap();
+        symlink(&disk2, root.join("big")).unwrap();
+        symlink(disk2.join("f.wsp"), root.join("a/linked.wsp")).unwrap();
+        symlink(&root, disk2.join("sub/back")).unwrap();
+        symlink(root.join("gone"), root.join("a/dangling.wsp")).unwrap();
+        let walk = walk(&root, &Selection::default()).unwrap();
+        assert_eq!(names(&walk), ["a.linked", "a.m", "big.f", "big.sub.n"]);
+        assert_eq!(
+            walk.files[0].size, 2,
+            "a linked file is read through its link"
+        );
+        assert_eq!(walk.links_followed, 2);
+        assert_eq!(
+            walk.links_skipped.count, 2,
+            "the loop and the dangling link"
+        );
+    }
+
+    #[test]
+    fn two_paths_of_one_metric_are_reported_and_neither_is_kept() {
+        let mut files: Vec<TreeFile> = ["a", "b", "b", "c", "c", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| TreeFile {
+                name: n.to_string(),
+                path: PathBuf::from(format!("/{i}")),
+                size: 0,
+                mtime_ns: 0,
+            })
+            .collect();
+        let collisions = take_collisions(&mut files);
+        let kept: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(kept, ["a", "d"]);
+        assert_eq!(collisions.len(), 2);
+        assert_eq!(
+            collisions[0].paths,
+            [PathBuf::from("/1"), PathBuf::from("/2")]
+        );
+    }
+
+    #[test]
+    fn restore_leftovers_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/.bucky-restore-x1Yz"), b"half").unwrap();
+        let walk = walk(dir.path(), &Selection::default()).unwrap();
+        assert!(walk.files.is_empty());
+        assert_eq!(
+            walk.restore_leftovers,
+            [dir.path().join("a/.bucky-restore-x1Yz")]
+        );
     }
 }

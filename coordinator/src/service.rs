@@ -139,6 +139,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             regex: req.regex,
             noop: req.noop,
             verify_all: req.verify_all,
+            allow_shrink: req.allow_shrink,
         };
         let (tx, rx) = mpsc::channel(64);
         let (cluster, agents) = (self.cluster.clone(), self.agents.clone());

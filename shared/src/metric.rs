@@ -58,7 +58,9 @@ pub fn path_of(root: &Path, name: &str) -> Result<PathBuf, InvalidName> {
     Ok(path)
 }
 
-/// The metric name of a `.wsp` file at `relative` (to the whisper root), if it is one.
+/// The metric name of a `.wsp` file at `relative` (to the whisper root), if carbon could have
+/// written it there: a `.` inside a directory or file name (`d.e/f.wsp`, `a.b.wsp`) gives a name
+/// whose file carbon writes elsewhere (`d/e/f.wsp`, `a/b.wsp`), so it is none.
 pub fn name_of(relative: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for c in relative.components() {
@@ -69,6 +71,9 @@ pub fn name_of(relative: &Path) -> Option<String> {
     }
     let last = parts.pop()?.strip_suffix(".wsp")?;
     parts.push(last);
+    if parts.iter().any(|p| p.contains('.')) {
+        return None;
+    }
     let name = parts.join(".");
     validate(&name).ok()?;
     Some(name)
@@ -88,6 +93,9 @@ mod tests {
         );
         assert_eq!(name_of(Path::new("servers/web01/cpu.txt")), None);
         assert_eq!(name_of(Path::new("../x.wsp")), None);
+        for elsewhere in ["a.b.wsp", "d.e/f.wsp", "x.wsp/y.wsp"] {
+            assert_eq!(name_of(Path::new(elsewhere)), None, "{elsewhere}");
+        }
     }
 
     #[test]

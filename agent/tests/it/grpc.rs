@@ -35,13 +35,13 @@ async fn spawn_agent(metrics: usize) -> TestAgent {
     let root = dir.path().join("whisper");
     write_tree(&root, metrics);
     let config = AgentConfig {
-        node: "graphite-01".into(),
-        whisper_root: root,
-        bucket: format!("file://{}", dir.path().join("bucket").display()),
-        store: Default::default(),
         ring_fingerprint: "sha256:0011223344556677".into(),
         lock_timeout: Duration::from_millis(200),
-        backup_idle_io: true,
+        ..AgentConfig::new(
+            "graphite-01",
+            &root,
+            &format!("file://{}", dir.path().join("bucket").display()),
+        )
     };
     let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN)
         .await
@@ -209,13 +209,12 @@ async fn tls_serves_clients_that_trust_the_ca_only() {
     let root = dir.path().join("whisper");
     write_tree(&root, 1);
     let config = AgentConfig {
-        node: "tls-node".into(),
-        whisper_root: root,
-        bucket: format!("file://{}", dir.path().join("bucket").display()),
-        store: Default::default(),
-        ring_fingerprint: String::new(),
         lock_timeout: Duration::from_millis(200),
-        backup_idle_io: true,
+        ..AgentConfig::new(
+            "tls-node",
+            &root,
+            &format!("file://{}", dir.path().join("bucket").display()),
+        )
     };
     let tls = bucky_proto::tls::ServerTls {
         cert_file: cert,

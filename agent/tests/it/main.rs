@@ -9,3 +9,4 @@ mod process;
 mod restore;
 mod s3;
 mod support;
+mod tree;

@@ -23,6 +23,10 @@ pub struct BackupArgs {
     /// Read every file, even unchanged ones.
     #[arg(long)]
     pub verify_all: bool,
+    /// Back up nodes even where more than the agent's max_missing_share of the metrics the last
+    /// backup saw are gone (removed on purpose, not a disk that did not mount).
+    #[arg(long)]
+    pub allow_shrink: bool,
 }
 
 /// Runs `bucky backup`; fails when any node did not back up completely.
@@ -38,6 +42,7 @@ pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
             regex: String::new(),
             noop: args.noop,
             verify_all: args.verify_all,
+            allow_shrink: args.allow_shrink,
         });
         let mut stream = client.rpc().cluster_backup(request).await?.into_inner();
         while let Some(update) = stream.next().await {

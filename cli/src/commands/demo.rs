@@ -144,13 +144,13 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
     let mut agent_lines = String::new();
     for host in HOSTS {
         let config = AgentConfig {
-            node: host.into(),
-            whisper_root: tree(root, host),
-            bucket: format!("file://{}/buckets/{host}", root.display()),
-            store: Default::default(),
             ring_fingerprint: ring.fingerprint().to_string(),
             lock_timeout: Duration::from_secs(5),
-            backup_idle_io: true,
+            ..AgentConfig::new(
+                host,
+                &tree(root, host),
+                &format!("file://{}/buckets/{host}", root.display()),
+            )
         };
         let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN).await?;
         stops.push(stop);

@@ -53,13 +53,13 @@ async fn spawn_agent(
     fingerprint: String,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let config = AgentConfig {
-        node: host.into(),
-        whisper_root: tree(dir, host),
-        bucket: format!("file://{}/buckets/{host}", dir.display()),
-        store: Default::default(),
         ring_fingerprint: fingerprint,
         lock_timeout: Duration::from_secs(1),
-        backup_idle_io: true,
+        ..AgentConfig::new(
+            host,
+            &tree(dir, host),
+            &format!("file://{}/buckets/{host}", dir.display()),
+        )
     };
     bucky_agent::server::spawn_loopback(config, TOKEN)
         .await
