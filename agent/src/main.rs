@@ -296,13 +296,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 print_json(&report)?;
             } else {
                 println!(
-                    "restore of {} into {}: {} written, {} filled ({} points), {} without a version before the date, {} failed; {} bytes downloaded",
+                    "restore of {} into {}: {} written, {} filled ({} points), {} without a version before the date, {} only in uncommitted runs, {} failed; {} bytes downloaded",
                     bucket.url(),
                     args.whisper_root.display(),
                     report.written,
                     report.filled,
                     report.points_filled,
                     report.no_version,
+                    report.uncommitted,
                     report.failed.len(),
                     report.bytes_downloaded
                 );
@@ -316,7 +317,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::List(args) => {
             let bucket = args.bucket.open()?;
             let selection = Selection::new(&args.select.globs, args.select.regex.as_deref())?;
-            let catalog = restore::catalog(&bucket).await?;
+            let (catalog, unreadable) = restore::catalog(&bucket).await?;
+            for reason in &unreadable {
+                eprintln!("unreadable key: {reason}");
+            }
             let selected = catalog.iter().filter(|(name, _)| selection.matches(name));
             if args.bucket.json {
                 for (name, versions) in selected {
@@ -332,7 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     println!("{name} {}", versions.join(" "));
                 }
             }
-            Ok(true)
+            Ok(unreadable.is_empty())
         }
         Command::Serve(args) => {
             let settings = match args.node {

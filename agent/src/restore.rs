@@ -1,8 +1,11 @@
 //! Restoring a node's whisper tree from a bucket: for each metric the newest version strictly
 //! before the restore date is downloaded, decompressed and checked against its `.sha1`; a file
 //! that does not exist is written whole (temp name, fsync, rename, zero blocks left sparse), a
-//! file that exists is safe-filled, so no point it holds is changed. Works on buckets written by
-//! whisper-backup (no manifest) because it reads the bucket's listing.
+//! file that exists is safe-filled, so no point it holds is changed.
+//!
+//! A bucket bucky wrote is restored as its newest committed manifest (before the date)
+//! describes it: versions a run uploaded before it died, which no manifest lists, are never
+//! restored. A bucket without manifests (whisper-backup's) is restored from its listing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +22,7 @@ use crate::codec;
 use crate::install::{Installed, install};
 use crate::tree::Selection;
 use bucky_shared::bucket::{self, Bucket};
+use bucky_shared::manifests;
 
 /// What a restore does.
 #[derive(Debug, Clone)]
@@ -68,7 +72,11 @@ pub struct RestoreReport {
     pub no_version: u64,
     /// Bytes downloaded.
     pub bytes_downloaded: u64,
-    /// Metrics that could not be restored (corrupt object, checksum mismatch, bad name...).
+    /// Metrics whose stored versions no committed manifest lists (uploaded by a run that died,
+    /// or written by someone else): not restored.
+    pub uncommitted: u64,
+    /// Metrics that could not be restored (corrupt object, checksum mismatch, bad name, a key
+    /// that is not a valid object path...).
     pub failed: Vec<FileFailure>,
 }
 
@@ -84,13 +92,15 @@ pub struct Stored {
     pub sha1: bool,
 }
 
-/// Lists the bucket into a catalog of metrics and versions.
+/// Lists the bucket into a catalog of metrics and versions, and the keys that are not valid
+/// object paths (each with the reason).
 ///
 /// # Errors
 /// The listing failed.
-pub async fn catalog(bucket: &Bucket) -> Result<Catalog, bucket::Error> {
+pub async fn catalog(bucket: &Bucket) -> Result<(Catalog, Vec<String>), bucket::Error> {
     let mut out = Catalog::new();
-    for meta in bucket.list(bucket.layout().prefix()).await? {
+    let listing = bucket.list(bucket.layout().prefix()).await?;
+    for meta in listing.objects {
         let Some(object) = bucket.layout().parse_key(meta.location.as_ref()) else {
             continue;
         };
@@ -104,7 +114,7 @@ pub async fn catalog(bucket: &Bucket) -> Result<Catalog, bucket::Error> {
             ObjectKind::Sha1 => stored.sha1 = true,
         }
     }
-    Ok(out)
+    Ok((out, listing.unreadable))
 }
 
 /// Restores `bucket` into `root`.
@@ -116,19 +126,45 @@ pub async fn restore(
     root: &Path,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, bucket::Error> {
-    let catalog = catalog(bucket).await?;
+    let (catalog, unreadable) = catalog(bucket).await?;
     let mut report = RestoreReport::default();
+    for reason in unreadable {
+        warn!(
+            bucket = bucket.url(),
+            reason, "a key that is not a valid object path"
+        );
+        report.failed.push(FileFailure {
+            metric: "(unreadable key)".into(),
+            error: reason,
+        });
+    }
+    let committed =
+        manifests::latest(bucket, options.before.map(|before| Version(before.0 - 1))).await?;
     let mut chosen = Vec::new();
     for (name, versions) in &catalog {
         if !options.selection.matches(name) {
             continue;
         }
+        let listed = match &committed {
+            None => None,
+            Some(manifest) => match manifest.entry(name) {
+                Some(entry) => Some(&entry.versions),
+                None => {
+                    report.uncommitted += 1;
+                    continue;
+                }
+            },
+        };
         // A version is complete with its .sha1; data alone is an upload that died half way.
         let pick = versions.iter().rev().find(|(v, s)| {
-            s.data.is_some() && s.sha1 && options.before.is_none_or(|before| **v < before)
+            s.data.is_some()
+                && s.sha1
+                && options.before.is_none_or(|before| **v < before)
+                && listed.is_none_or(|listed| listed.contains(v))
         });
         match pick {
             Some((v, s)) => chosen.push((name.clone(), *v, *s)),
+            None if listed.is_some() => report.uncommitted += 1,
             None => report.no_version += 1,
         }
     }

@@ -378,7 +378,11 @@ pub async fn list_versions(
         let bucket = Bucket::open(&host.bucket, &cluster.config.storage)?;
         let mut data = std::collections::BTreeSet::new();
         let mut sha1 = std::collections::BTreeSet::new();
-        for meta in bucket.list(&bucket.layout().metric_prefix(metric)).await? {
+        for meta in bucket
+            .list(&bucket.layout().metric_prefix(metric))
+            .await?
+            .objects
+        {
             if let Some(object) = bucket.layout().parse_key(meta.location.as_ref())
                 && object.metric == metric
             {

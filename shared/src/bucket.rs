@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::layout::Layout;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -83,6 +83,9 @@ pub struct Bucket {
     layout: Layout,
     url: String,
     timeout: Duration,
+    /// The directory of a `file://` bucket, listed by [`list_local`]: object_store's own local
+    /// listing ends at the first file name that is not a valid object path.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl Bucket {
@@ -93,6 +96,7 @@ impl Bucket {
             layout: Layout::new(prefix),
             url: url.to_string(),
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            local_dir: None,
         }
     }
 
@@ -139,7 +143,10 @@ impl Bucket {
                 .map_err(|e| open_err(format!("creating {}: {e}", dir.display())))?;
             let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                 .map_err(|e| open_err(e.to_string()))?;
-            return Ok(Bucket::new(Arc::new(store), "", url));
+            return Ok(Bucket {
+                local_dir: Some(dir),
+                ..Bucket::new(Arc::new(store), "", url)
+            });
         }
         // Credentials and settings from the environment, as object_store names them
         // (AWS_ACCESS_KEY_ID, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_NAME, ...).
@@ -242,19 +249,113 @@ impl Bucket {
         .await
     }
 
-    /// Every object under `prefix` (a key prefix ending in `/`, or empty for the bucket).
+    /// Every object under `prefix` (a key prefix ending in `/`, or empty for the bucket),
+    /// read as a stream with the deadline applying to each item (so to each page the store
+    /// sends), not to the whole listing: a large bucket takes as long as it takes, a stuck one
+    /// fails within one deadline. A key the store holds that is not a valid object path (a tab
+    /// or newline in a directory name of a `file://` bucket) is reported in
+    /// [`Listing::unreadable`], not fatal.
     ///
     /// # Errors
-    /// The store failed the listing.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
-        let path = (!prefix.is_empty()).then(|| self.path(prefix.trim_end_matches('/')));
-        self.bounded("listing", prefix, async {
-            self.store
-                .list(path.as_ref())
-                .try_collect()
+    /// The store failed the listing or did not answer within the deadline.
+    pub async fn list(&self, prefix: &str) -> Result<Listing, Error> {
+        if let Some(dir) = &self.local_dir {
+            let (dir, owned) = (dir.clone(), prefix.to_string());
+            return tokio::task::spawn_blocking(move || list_local(&dir, &owned))
                 .await
-                .map_err(self.request_err("listing", prefix))
-        })
-        .await
+                .expect("a directory walk does not panic")
+                .map_err(|e| {
+                    self.request_err("listing", prefix)(object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    })
+                });
+        }
+        let path = (!prefix.is_empty()).then(|| self.path(prefix.trim_end_matches('/')));
+        let mut stream = self.store.list(path.as_ref());
+        let mut listing = Listing::default();
+        loop {
+            let next = tokio::time::timeout(self.timeout, stream.next())
+                .await
+                .map_err(|_| Error::Timeout {
+                    bucket: self.url.clone(),
+                    action: "listing",
+                    key: prefix.to_string(),
+                    after: self.timeout,
+                })?;
+            match next {
+                None => return Ok(listing),
+                Some(Ok(meta)) => listing.objects.push(meta),
+                Some(Err(object_store::Error::InvalidPath { source })) => {
+                    listing.unreadable.push(source.to_string());
+                }
+                Some(Err(e)) => return Err(self.request_err("listing", prefix)(e)),
+            }
+        }
     }
+}
+
+/// Lists a `file://` bucket's directory as object_store would, except that a file whose name is
+/// not a valid object path is reported instead of ending the listing. Files object_store is
+/// still writing (`name#123`) are not objects yet.
+fn list_local(dir: &std::path::Path, prefix: &str) -> std::io::Result<Listing> {
+    let mut listing = Listing::default();
+    let start = dir.join(prefix.trim_end_matches('/'));
+    if !start.is_dir() {
+        return Ok(listing);
+    }
+    let mut dirs = vec![start];
+    while let Some(current) = dirs.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(dir)
+                .expect("walked below the bucket directory");
+            let Some(key) = relative.to_str() else {
+                listing
+                    .unreadable
+                    .push(format!("{}: not UTF-8", relative.display()));
+                continue;
+            };
+            if key
+                .rsplit_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                continue;
+            }
+            match StorePath::parse(key) {
+                Ok(location) => {
+                    let meta = entry.metadata()?;
+                    listing.objects.push(ObjectMeta {
+                        location,
+                        last_modified: meta.modified()?.into(),
+                        size: meta.len(),
+                        e_tag: None,
+                        version: None,
+                    });
+                }
+                Err(e) => listing.unreadable.push(format!("{key:?}: {e}")),
+            }
+        }
+    }
+    listing.objects.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(listing)
+}
+
+/// What a listing found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The objects.
+    pub objects: Vec<ObjectMeta>,
+    /// Keys the store holds that are not valid object paths, each with the reason.
+    pub unreadable: Vec<String>,
 }

@@ -15,6 +15,7 @@ pub async fn runs(bucket: &Bucket) -> Result<Vec<Version>, bucket::Error> {
     let mut runs: Vec<Version> = bucket
         .list(&layout.manifests_prefix())
         .await?
+        .objects
         .iter()
         .filter_map(|m| layout.parse_manifest_key(m.location.as_ref()))
         .collect();

@@ -118,7 +118,7 @@ async fn retention_keeps_five_versions_and_purge_waits_for_the_grace_period(back
             .await
             .unwrap();
     }
-    let catalog = bucky_agent::restore::catalog(&bucket).await.unwrap();
+    let (catalog, _) = bucky_agent::restore::catalog(&bucket).await.unwrap();
     assert_eq!(
         catalog["app.m000.requests"].len(),
         5,
@@ -149,7 +149,7 @@ async fn retention_keeps_five_versions_and_purge_waits_for_the_grace_period(back
         .await
         .unwrap();
     assert_eq!(report.purged, vec!["app.m001.requests".to_string()]);
-    let catalog = bucky_agent::restore::catalog(&bucket).await.unwrap();
+    let (catalog, _) = bucky_agent::restore::catalog(&bucket).await.unwrap();
     assert!(!catalog.contains_key("app.m001.requests"));
     assert_eq!(catalog["app.m000.requests"].len(), 5);
 }

@@ -126,7 +126,7 @@ async fn backup_then_restore_by_plan() {
     std::fs::remove_dir_all(agent.root()).unwrap();
     let bucket =
         bucky_agent::bucket::Bucket::open(&agent.bucket_url(), &Default::default()).unwrap();
-    let catalog = bucky_agent::restore::catalog(&bucket).await.unwrap();
+    let (catalog, _) = bucky_agent::restore::catalog(&bucket).await.unwrap();
     let mut entries = Vec::new();
     for (name, versions) in &catalog {
         let (version, _) = versions.iter().next_back().unwrap();

@@ -4,6 +4,7 @@
 mod backup;
 mod faults;
 mod grpc;
+mod hostile;
 mod live;
 mod process;
 mod restore;

@@ -32,7 +32,7 @@ async fn backup_and_restore_through_s3() {
             .await
             .unwrap();
     }
-    let catalog = bucky_agent::restore::catalog(&bucket).await.unwrap();
+    let (catalog, _) = bucky_agent::restore::catalog(&bucket).await.unwrap();
     assert_eq!(catalog["app.m000.requests"].len(), 5);
 
     let target = tmp.path().join("r");
