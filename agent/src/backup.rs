@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::io_priority::IdleIo;
 use crate::tree::{self, Found, Selection, TreeFile};
-use crate::{codec, ownership};
+use crate::{codec, lease, ownership};
 use bucky_shared::bucket::{self, Bucket};
 use bucky_shared::manifests;
 
@@ -150,6 +150,9 @@ pub enum Error {
     /// The bucket belongs to another host, or its marker is unreadable.
     #[error(transparent)]
     Ownership(#[from] ownership::Error),
+    /// Another run holds the bucket's lease.
+    #[error(transparent)]
+    Lease(#[from] lease::Error),
     /// The store failed a request the run cannot do without.
     #[error(transparent)]
     Bucket(#[from] bucket::Error),
@@ -206,6 +209,25 @@ pub async fn backup(
     now: Version,
 ) -> Result<BackupReport, Error> {
     ownership::ensure_owner(bucket, &options.node, !options.noop, now).await?;
+    // A noop run writes nothing, so it needs no lease and may look while another run writes.
+    let lease = match options.noop {
+        true => None,
+        false => Some(lease::acquire(bucket, &options.node, lease::DEFAULT_TTL).await?),
+    };
+    let result = run(bucket, root, options, now).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    result
+}
+
+/// The run itself, under the lease.
+async fn run(
+    bucket: &Bucket,
+    root: &Path,
+    options: &BackupOptions,
+    now: Version,
+) -> Result<BackupReport, Error> {
     let previous = manifests::latest(bucket, None).await?;
     let run = previous
         .as_ref()

@@ -4,7 +4,8 @@
 //! - [`bucket`]: the node's bucket (object_store) and its layout.
 //! - [`tree`]: the whisper tree and metric selection.
 //! - [`backup`]: the backup engine; [`restore`]: the restore engine.
-//! - [`ownership`], [`manifests`], [`codec`]: owner marker, manifest discovery, object encoding.
+//! - [`ownership`], [`lease`], [`manifests`], [`codec`]: owner marker, one run per bucket,
+//!   manifest discovery, object encoding.
 //! - [`io_priority`]: backups read at idle I/O priority.
 //! - [`node`], [`install`]: the tree as served over gRPC; putting a received file into it.
 //! - [`service`], [`server`], [`auth`]: the Agent gRPC service, its server, the bearer-token check.
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod install;
 pub mod io_priority;
+pub mod lease;
 pub mod node;
 pub mod ownership;
 pub mod restore;

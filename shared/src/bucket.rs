@@ -10,7 +10,7 @@ use crate::layout::Layout;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// A bucket operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +233,30 @@ impl Bucket {
                 .map_err(self.request_err("writing", key))
         })
         .await
+    }
+
+    /// Writes `bytes` at `key` only if no object is there: `false` when one is. On a store
+    /// without conditional writes this is a read then a write, which two writers can race.
+    ///
+    /// # Errors
+    /// The store failed the request.
+    pub async fn create(&self, key: &str, bytes: Vec<u8>) -> Result<bool, Error> {
+        let payload = PutPayload::from(bytes.clone());
+        let create = self.bounded("creating", key, async {
+            let options = PutOptions::from(PutMode::Create);
+            match self.store.put_opts(&self.path(key), payload, options).await {
+                Ok(_) => Ok(Some(true)),
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => Ok(Some(false)),
+                Err(object_store::Error::NotImplemented { .. }) => Ok(None),
+                Err(e) => Err(self.request_err("creating", key)(e)),
+            }
+        });
+        match create.await? {
+            Some(created) => Ok(created),
+            None if self.get(key).await?.is_some() => Ok(false),
+            None => self.put(key, bytes).await.map(|()| true),
+        }
     }
 
     /// Deletes `key`; an object already gone is not an error.

@@ -6,6 +6,7 @@
 //! <prefix>.bucky/owner.json              the host that owns this bucket
 //! <prefix>.bucky/manifests/<TS>.json.gz  one per completed run: its commit point
 //! <prefix>.bucky/checkpoint.json.gz      progress of a running backup
+//! <prefix>.bucky/lease.json               the running backup, while one runs
 //! ```
 //!
 //! `TS` is `YYYY-MM-DDTHH:MM:SS+00:00` (UTC). The `.bucky/` prefix can never be a metric: a
@@ -105,6 +106,11 @@ impl Layout {
     /// Key of the owner marker.
     pub fn owner_key(&self) -> String {
         format!("{}{RESERVED_DIR}owner.json", self.prefix)
+    }
+
+    /// Key of the lease a running backup holds, so two runs never write one bucket at once.
+    pub fn lease_key(&self) -> String {
+        format!("{}{RESERVED_DIR}lease.json", self.prefix)
     }
 
     /// Key of the checkpoint: the entries a running backup has committed so far, so a run that

@@ -62,22 +62,22 @@ async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts(backend: Bac
         backup(&bucket, &root, &options, at(0)).await.unwrap();
         assert_eq!(
             counts.puts(),
-            1 + 2 * files + 1,
-            "owner marker, 2 per file, manifest"
+            1 + 1 + 2 * files + 1,
+            "owner marker, lease, 2 per file, manifest"
         );
         let before = counts.total();
         let report = backup(&bucket, &root, &options, at(60)).await.unwrap();
         assert_eq!(report.unchanged, files as u64);
         rerun_requests.push(counts.total() - before);
 
-        // Change 3 files: 2 PUTs each, plus the manifest.
+        // Change 3 files: 2 PUTs each, plus the lease and the manifest.
         let puts_before = counts.puts();
         for i in 0..3 {
             write_metric(&root, &format!("app.m{i:03}.requests"), 1000.0, 60);
         }
         let report = backup(&bucket, &root, &options, at(120)).await.unwrap();
         assert_eq!((report.changed, report.unchanged), (3, files as u64 - 3));
-        assert_eq!(counts.puts() - puts_before, 3 * 2 + 1);
+        assert_eq!(counts.puts() - puts_before, 3 * 2 + 2);
     }
     assert_eq!(
         rerun_requests[0], rerun_requests[1],

@@ -1,7 +1,7 @@
 //! Buckets that are not what bucky wrote: a key that is not a valid object path, versions no
 //! manifest committed.
 
-use bucky_agent::backup::{BackupOptions, backup};
+use bucky_agent::backup::{BackupOptions, Error, backup};
 use bucky_agent::restore::{RestoreOptions, restore};
 use bucky_shared::metric;
 
@@ -76,3 +76,74 @@ async fn a_restore_reads_committed_versions_only() {
     );
     assert!(!metric::path_of(&target, "app.zz.new").unwrap().exists());
 }
+
+/// Two backups into one bucket at once: one runs, the other is refused at once with the first's
+/// identity; a lease whose run is gone (lapsed, or on another machine past its time) is taken.
+#[tokio::test]
+async fn one_backup_per_bucket_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 20);
+    let (bucket, _) = counted_bucket(Backend::file().store(), Faults::None);
+    let options = BackupOptions::new("g1");
+    let (a, b) = tokio::join!(
+        backup(&bucket, &root, &options, at(0)),
+        backup(&bucket, &root, &options, at(0))
+    );
+    let (ok, refused) = match (a, b) {
+        (Ok(ok), Err(refused)) | (Err(refused), Ok(ok)) => (ok, refused),
+        other => panic!("one run and one refusal expected: {other:?}"),
+    };
+    assert_eq!(ok.new, 20);
+    assert!(matches!(refused, Error::Lease(_)), "{refused}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("is busy: a backup of g1")
+            && text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+
+    // A run on another machine holds the lease: refused, but a noop run may look.
+    let key = bucket.layout().lease_key();
+    let far = |expires: i64| {
+        serde_json::json!({"node": "g1", "host": "elsewhere", "pid": 1, "run_id": "x",
+                           "started": 0, "expires": expires})
+        .to_string()
+        .into_bytes()
+    };
+    let in_an_hour = unix_now() + 3600;
+    bucket.put(&key, far(in_an_hour)).await.unwrap();
+    let err = backup(&bucket, &root, &options, at(60)).await.unwrap_err();
+    assert!(err.to_string().contains("on elsewhere"), "{err}");
+    let noop = BackupOptions {
+        noop: true,
+        ..BackupOptions::new("g1")
+    };
+    backup(&bucket, &root, &noop, at(60)).await.unwrap();
+
+    // Its lease lapsed: the next run takes it, and removes it when done.
+    bucket.put(&key, far(unix_now() - 1)).await.unwrap();
+    let report = backup(&bucket, &root, &options, at(120)).await.unwrap();
+    assert_eq!(report.unchanged, 20);
+    assert!(bucket.get(&key).await.unwrap().is_none());
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The lease rests on a create that refuses an existing object, on every store.
+async fn a_create_refuses_an_existing_object(backend: Backend) {
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
+    assert!(bucket.create(".bucky/lease.json", b"first".to_vec()).await.unwrap());
+    assert!(!bucket.create(".bucky/lease.json", b"second".to_vec()).await.unwrap());
+    assert_eq!(
+        bucket.get(".bucky/lease.json").await.unwrap().unwrap().as_ref(),
+        b"first"
+    );
+}
+
+crate::on_every_store!(a_create_refuses_an_existing_object);

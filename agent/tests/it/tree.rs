@@ -83,7 +83,17 @@ async fn a_tree_that_mostly_vanished_is_refused_until_allowed() {
     for name in &names[..6] {
         std::fs::remove_file(metric::path_of(&root, name).unwrap()).unwrap();
     }
-    let puts = counts.puts();
+    let keys = |listing: bucky_agent::bucket::Listing| {
+        let mut keys: Vec<String> = listing
+            .objects
+            .iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let before = keys(bucket.list("").await.unwrap());
+    let (puts, deletes) = (counts.puts(), counts.deletes());
     let err = backup(&bucket, &root, &BackupOptions::new("g1"), at(60))
         .await
         .unwrap_err();
@@ -103,7 +113,16 @@ async fn a_tree_that_mostly_vanished_is_refused_until_allowed() {
         text.contains("6 of the 10 metrics") && text.contains("--allow-shrink"),
         "{text}"
     );
-    assert_eq!(counts.puts(), puts, "a refused run writes nothing");
+    assert_eq!(
+        keys(bucket.list("").await.unwrap()),
+        before,
+        "a refused run leaves nothing"
+    );
+    assert_eq!(
+        (counts.puts() - puts, counts.deletes() - deletes),
+        (1, 1),
+        "only its lease, taken and removed"
+    );
 
     let options = BackupOptions {
         allow_shrink: true,
