@@ -42,6 +42,11 @@ pub struct AgentFile {
     /// under the usual umask 022, so graphite-web, running as another user, can read them).
     #[serde(default = "default_file_mode")]
     pub file_mode: u32,
+    /// Bucket URLs a restore may read from, `{host}` standing for any host name; default this
+    /// node's bucket and its peers' as the `bucket` template names them (or, for a literal
+    /// bucket, that URL with this node's name standing for any host).
+    #[serde(default)]
+    pub restore_sources: Vec<String>,
     /// Store options (credentials come from the environment).
     #[serde(default)]
     pub storage: StoreOptions,
@@ -82,6 +87,41 @@ pub struct Settings {
     pub token_file: PathBuf,
     /// TLS, when configured.
     pub tls: Option<bucky_proto::tls::ServerTls>,
+}
+
+/// What [`check_on_host`] found: the token, and what to warn about.
+#[derive(Debug)]
+pub struct HostCheck {
+    /// The bearer token.
+    pub token: String,
+    /// Risks worth a warning at start-up, each a sentence.
+    pub warnings: Vec<String>,
+}
+
+/// What `serve` checks on the machine before binding: the whisper root is a directory (a disk
+/// that did not mount is not an empty node), the token file is the server's alone, and a
+/// plaintext listener on a non-loopback address is worth a warning.
+///
+/// # Errors
+/// A missing whisper root, an unreadable token file or one others can write.
+pub fn check_on_host(settings: &Settings) -> anyhow::Result<HostCheck> {
+    let root = &settings.service.whisper_root;
+    if !root.is_dir() {
+        anyhow::bail!(
+            "whisper_root {} is not a directory: refusing to serve a node without its tree (a disk that did not mount?)",
+            root.display()
+        );
+    }
+    let (token, warning) =
+        bucky_proto::auth::read_server_token(&settings.token_file).map_err(anyhow::Error::msg)?;
+    let mut warnings: Vec<String> = warning.into_iter().collect();
+    if settings.tls.is_none() && !bucky_proto::tls::is_loopback(&settings.listen) {
+        warnings.push(format!(
+            "serving plain-text gRPC on {}: the token crosses the network in clear; configure [tls] or listen on loopback",
+            settings.listen
+        ));
+    }
+    Ok(HostCheck { token, warnings })
 }
 
 /// Reads and validates `path`; `hostname` gives the node name when the file has none.
@@ -127,7 +167,20 @@ fn load_node(
         (Some(node), _) | (None, Some(node)) => node,
         (None, None) => hostname()?,
     };
+    if node.trim().is_empty() {
+        anyhow::bail!(
+            "{}: node is empty; set it to this host's name in the ring, or leave it out to use the host name",
+            path.display()
+        );
+    }
     let bucket = file.bucket.replace("{host}", &node);
+    let mut restore_sources = file.restore_sources.clone();
+    if restore_sources.is_empty() {
+        restore_sources = crate::sources::Sources::for_bucket(&bucket, &node);
+        if file.bucket.contains("{host}") && !restore_sources.contains(&file.bucket) {
+            restore_sources.push(file.bucket.clone());
+        }
+    }
     Ok(Settings {
         service: AgentConfig {
             node,
@@ -139,6 +192,7 @@ fn load_node(
             backup_idle_io: file.backup_idle_io,
             max_missing_share: file.max_missing_share,
             file_mode: file.file_mode,
+            restore_sources,
         },
         listen: file.listen,
         token_file: file.token_file,
@@ -178,6 +232,68 @@ mod tests {
         assert!(
             err.contains("agent.toml") && err.contains("unknown field `port`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn configs_that_point_at_the_wrong_place_are_refused_at_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, root, token) = (
+            dir.path().join("agent.toml"),
+            dir.path().join("whisper"),
+            dir.path().join("token"),
+        );
+        let write = |node: &str, listen: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "{node}whisper_root = \"{}\"\nbucket = \"file:///srv/bucky/{{host}}\"\ntoken_file = \"{}\"\nlisten = \"{listen}\"\n",
+                    root.display(),
+                    token.display()
+                ),
+            )
+            .unwrap();
+        };
+        write("node = \"\"\n", "127.0.0.1:7431");
+        let err = format!("{:#}", load(&path, || Ok("h".into())).unwrap_err());
+        assert!(err.contains("node is empty"), "{err}");
+
+        write("node = \"g1\"\n", "127.0.0.1:7431");
+        let settings = load(&path, || unreachable!()).unwrap();
+        assert_eq!(
+            settings.service.restore_sources,
+            ["file:///srv/bucky/g1", "file:///srv/bucky/{host}"]
+        );
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let err = format!("{:#}", check_on_host(&settings).unwrap_err());
+        assert!(
+            err.contains("is not a directory") && err.contains("whisper"),
+            "{err}"
+        );
+
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let err = format!("{:#}", check_on_host(&settings).unwrap_err());
+        assert!(
+            err.contains("writable by others") && err.contains("chmod 600"),
+            "{err}"
+        );
+
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let checked = check_on_host(&settings).unwrap();
+        assert_eq!(checked.token, "t0ken");
+        assert_eq!(checked.warnings.len(), 1);
+        assert!(checked.warnings[0].contains("readable by every user"));
+
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_on_host(&settings).unwrap().warnings.is_empty());
+        write("node = \"g1\"\n", "0.0.0.0:7431");
+        let settings = load(&path, || unreachable!()).unwrap();
+        let warnings = check_on_host(&settings).unwrap().warnings;
+        assert!(
+            warnings[0].contains("plain-text gRPC on 0.0.0.0:7431"),
+            "{warnings:?}"
         );
     }
 }

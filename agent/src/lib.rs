@@ -22,6 +22,7 @@ pub mod restore;
 pub mod server;
 pub mod service;
 pub mod signal;
+pub mod sources;
 pub mod tree;
 mod wire;
 

@@ -343,9 +343,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Some(node) => bucky_agent::config::load_as(&args.config, &node)?,
                 None => bucky_agent::config::load(&args.config, hostname)?,
             };
-            let listen = args.listen.unwrap_or(settings.listen);
-            let token =
-                bucky_agent::auth::read_token(&settings.token_file).map_err(anyhow::Error::msg)?;
+            let mut settings = settings;
+            if let Some(listen) = args.listen {
+                settings.listen = listen;
+            }
+            let checked = bucky_agent::config::check_on_host(&settings)
+                .with_context(|| format!("starting with {}", args.config.display()))?;
+            for warning in &checked.warnings {
+                tracing::warn!("{warning}");
+            }
+            let (listen, token) = (settings.listen.clone(), checked.token);
             let tls = settings
                 .tls
                 .as_ref()

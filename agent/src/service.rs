@@ -10,11 +10,12 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::instrument;
+use tracing::{instrument, warn};
 
 use crate::backup::{self, BackupOptions, Progress};
 use crate::node::Node;
 use crate::restore::{self, RestoreOptions};
+use crate::sources::Sources;
 use crate::tree::Selection;
 use crate::wire;
 use bucky_shared::bucket::{Bucket, StoreOptions};
@@ -44,6 +45,8 @@ pub struct AgentConfig {
     pub max_missing_share: f64,
     /// Mode of restored files before the umask, as carbon creates them (0o666).
     pub file_mode: u32,
+    /// Bucket URL templates a Restore may read from (`{host}` for any host name).
+    pub restore_sources: Vec<String>,
 }
 
 impl AgentConfig {
@@ -59,6 +62,7 @@ impl AgentConfig {
             backup_idle_io: true,
             max_missing_share: 0.5,
             file_mode: crate::install::DEFAULT_FILE_MODE,
+            restore_sources: Sources::for_bucket(bucket, node),
         }
     }
 }
@@ -246,6 +250,14 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::RestoreRequest>,
     ) -> Result<Response<Self::RestoreStream>, Status> {
         let plan = wire::plan(req.into_inner())?;
+        let sources = Sources::new(&self.config.restore_sources);
+        if let Some(entry) = plan.iter().find(|e| !sources.allows(&e.bucket)) {
+            warn!(
+                bucket = entry.bucket,
+                "restore refused: not an allowed source"
+            );
+            return Err(Status::permission_denied(sources.refusal(&entry.bucket)));
+        }
         let progress = self.start_job("restore")?;
         let (own, store, root) = (
             self.bucket.clone(),

@@ -70,9 +70,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { config, listen } => {
             let cluster = bucky_coordinator::config::load(&config)?;
-            let token = bucky_proto::auth::read_token(&cluster.config.token_file)
+            let (token, warning) = bucky_proto::auth::read_server_token(&cluster.config.token_file)
                 .map_err(anyhow::Error::msg)?;
             let listen = listen.unwrap_or_else(|| cluster.config.listen.clone());
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+            if cluster.config.tls.is_none() && !bucky_proto::tls::is_loopback(&listen) {
+                tracing::warn!(
+                    "serving plain-text gRPC on {listen}: the token crosses the network in clear; configure [tls] or listen on loopback"
+                );
+            }
             let tls = cluster
                 .config
                 .tls

@@ -41,6 +41,35 @@ pub fn read_token(path: &Path) -> Result<String, String> {
     Ok(token.to_string())
 }
 
+/// Reads a server's token file as [`read_token`] does, after checking who else may touch it:
+/// a file others can write is refused (whoever rewrites it controls every backup and restore);
+/// a file others can read gives back a warning to log.
+///
+/// # Errors
+/// As [`read_token`], or a file writable by its group or by anyone.
+pub fn read_server_token(path: &Path) -> Result<(String, Option<String>), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("reading the token file {}: {e}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the token file {} is writable by others (mode {mode:04o}): whoever changes it can run \
+             backups and restores; chmod 600 {0}",
+            path.display()
+        ));
+    }
+    let warning = (mode & 0o004 != 0).then(|| {
+        format!(
+            "the token file {} is readable by every user (mode {mode:04o}); chmod 640 or 600 it",
+            path.display()
+        )
+    });
+    Ok((read_token(path)?, warning))
+}
+
 /// Equal in time independent of where the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -76,3 +76,12 @@ pub fn client(ca_file: &Path, domain: Option<&str>) -> Result<ClientTlsConfig, S
     }
     Ok(config)
 }
+
+/// Whether `listen` (`ip:port`, `[ip]:port` or `localhost:port`) is a loopback address, where
+/// plain text is no risk.
+pub fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen.starts_with("localhost:"),
+    }
+}

@@ -136,6 +136,13 @@ impl Bucket {
         };
         let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
         if parsed.scheme() == "file" {
+            // The url crate reads `file:relative/dir` as `/relative/dir`: refuse anything that
+            // does not spell its absolute path out.
+            if !(url.starts_with("file:///") || url.starts_with("file://localhost/")) {
+                return Err(open_err(
+                    "a file: URL must be absolute, file:///path/to/dir (a relative one would be read from /)".into(),
+                ));
+            }
             let dir = parsed
                 .to_file_path()
                 .map_err(|()| open_err("not an absolute local path".into()))?;
@@ -382,4 +389,20 @@ pub struct Listing {
     pub objects: Vec<ObjectMeta>,
     /// Keys the store holds that are not valid object paths, each with the reason.
     pub unreadable: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_file_url_is_refused() {
+        for url in ["file:relative/dir", "file:/x", "file://host/dir"] {
+            let err = Bucket::open(url, &StoreOptions::default()).unwrap_err();
+            assert!(err.to_string().contains("must be absolute"), "{url}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("b").display());
+        assert!(Bucket::open(&url, &StoreOptions::default()).is_ok());
+    }
 }

@@ -170,6 +170,25 @@ async fn backup_then_restore_by_plan() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A source that is neither this node's bucket nor a peer's by the bucket pattern is refused
+    // before anything is opened: no directory appears.
+    let elsewhere = agent.dir.path().join("elsewhere");
+    let err = c
+        .restore(pb::RestoreRequest {
+            entries: vec![pb::RestoreEntry {
+                metric: "app.m000.requests".into(),
+                source_bucket: format!("file://{}", elsewhere.display()),
+                object_key: "app.m000.requests/2023-11-14T22:13:20+00:00.wsp.gz".into(),
+                sha1: "0".repeat(40),
+                action: pb::RestoreAction::Write as i32,
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("restore_sources"), "{err:?}");
+    assert!(!elsewhere.exists());
 }
 
 /// A CA and a `localhost` server certificate signed by it, as PEM files in `dir`.

@@ -138,10 +138,25 @@ fn unix_now() -> i64 {
 /// The lease rests on a create that refuses an existing object, on every store.
 async fn a_create_refuses_an_existing_object(backend: Backend) {
     let (bucket, _) = counted_bucket(backend.store(), Faults::None);
-    assert!(bucket.create(".bucky/lease.json", b"first".to_vec()).await.unwrap());
-    assert!(!bucket.create(".bucky/lease.json", b"second".to_vec()).await.unwrap());
+    assert!(
+        bucket
+            .create(".bucky/lease.json", b"first".to_vec())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !bucket
+            .create(".bucky/lease.json", b"second".to_vec())
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        bucket.get(".bucky/lease.json").await.unwrap().unwrap().as_ref(),
+        bucket
+            .get(".bucky/lease.json")
+            .await
+            .unwrap()
+            .unwrap()
+            .as_ref(),
         b"first"
     );
 }
