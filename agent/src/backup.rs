@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bucky_shared::layout::{Manifest, ManifestEntry, RunStats, Version, manifest};
+use bucky_shared::layout::{Manifest, ManifestEntry, OwnerMarker, RunStats, Version, manifest};
 use bucky_shared::whisper::{LockMode, lock_file};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
@@ -140,6 +140,8 @@ pub struct BackupReport {
     pub links_skipped: Found,
     /// Files a killed restore left behind (`.bucky-restore-*`, older than an hour) removed.
     pub restore_leftovers_removed: u64,
+    /// Purge only: objects of versions no manifest lists (uploads of a run that died) removed.
+    pub orphans_deleted: u64,
     /// With `noop`: what the run would do.
     pub planned: Vec<String>,
 }
@@ -423,11 +425,19 @@ async fn run(
         .await?;
     // Committed. What follows only removes what no manifest needs any more.
     let retried = previous.map(|p| p.pending_deletes).unwrap_or_default();
-    for key in deletes.iter().chain(&retried) {
-        match bucket.delete(key).await {
-            Ok(()) => report.objects_deleted += u64::from(deletes.contains(key)),
-            Err(e) => warn!(error = %e, "delete failed; the next run retries it"),
+    for (keys, counted) in [(deletes, true), (retried, false)] {
+        match bucket.delete_many(keys).await {
+            Ok((deleted, failed)) => {
+                report.objects_deleted += if counted { deleted } else { 0 };
+                for e in failed {
+                    warn!(error = %e, "delete failed; the next run retries it");
+                }
+            }
+            Err(e) => warn!(error = %e, "deletes failed; the next run retries them"),
         }
+    }
+    if options.purge_only {
+        report.orphans_deleted = collect_orphans(bucket, &manifest).await;
     }
     if let Err(e) = bucket.delete(&bucket.layout().checkpoint_key()).await {
         warn!(error = %e, "could not remove the checkpoint");
@@ -479,6 +489,73 @@ fn check_shrink(
         });
     }
     Ok(())
+}
+
+/// Deletes the metric objects of versions `manifest` (just committed, the newest) does not list:
+/// uploads of runs that died before their commit, deletes that failed. Only objects bucky wrote
+/// (versions from the owner marker's creation on, so a migrated whisper-backup history stays)
+/// and older than [`LEFTOVER_AGE`]. Skipped when a newer manifest exists that could not be read.
+/// Returns how many were deleted.
+async fn collect_orphans(bucket: &Bucket, manifest: &Manifest) -> u64 {
+    let layout = bucket.layout();
+    let newest = manifests::runs(bucket)
+        .await
+        .ok()
+        .and_then(|r| r.last().copied());
+    if newest != Some(manifest.started) {
+        warn!(
+            bucket = bucket.url(),
+            "a newer manifest is unreadable; orphans are kept"
+        );
+        return 0;
+    }
+    let claimed = match bucket.get(&layout.owner_key()).await {
+        Ok(Some(bytes)) => match OwnerMarker::decode(&bytes) {
+            Ok(marker) => marker.created,
+            Err(_) => return 0,
+        },
+        _ => return 0,
+    };
+    let listing = match bucket.list(layout.prefix()).await {
+        Ok(listing) => listing,
+        Err(e) => {
+            warn!(error = %e, "could not list the bucket for orphans");
+            return 0;
+        }
+    };
+    let cutoff = in_flight_cutoff();
+    let orphans: Vec<String> = listing
+        .objects
+        .iter()
+        .filter(|meta| meta.last_modified.timestamp() < cutoff)
+        .filter_map(|meta| {
+            let object = layout.parse_key(meta.location.as_ref())?;
+            let listed = manifest
+                .entry(&object.metric)
+                .is_some_and(|e| e.versions.contains(&object.version));
+            (!listed && object.version >= claimed).then(|| meta.location.to_string())
+        })
+        .collect();
+    match bucket.delete_many(orphans).await {
+        Ok((deleted, failed)) => {
+            for e in failed {
+                warn!(error = %e, "could not delete an orphan; the next purge retries");
+            }
+            deleted
+        }
+        Err(e) => {
+            warn!(error = %e, "could not delete orphans");
+            0
+        }
+    }
+}
+
+/// Unix seconds before which an object is old enough to be nobody's upload in flight.
+fn in_flight_cutoff() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        - LEFTOVER_AGE.as_secs() as i64
 }
 
 /// Removes temp files of restores killed more than [`LEFTOVER_AGE`] ago; returns how many.

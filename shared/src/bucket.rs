@@ -280,6 +280,39 @@ impl Bucket {
         .await
     }
 
+    /// Deletes `keys` in bulk (the store's batch delete where it has one), each answer under the
+    /// deadline; objects already gone count as deleted. Returns how many were deleted and the
+    /// failures, which a later run retries.
+    ///
+    /// # Errors
+    /// The store stopped answering within the deadline.
+    pub async fn delete_many(&self, keys: Vec<String>) -> Result<(u64, Vec<Error>), Error> {
+        if keys.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let paths: Vec<object_store::Result<StorePath>> =
+            keys.iter().map(|k| Ok(self.path(k))).collect();
+        let mut answers = self
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
+        let (mut deleted, mut failed) = (0, Vec::new());
+        loop {
+            let next = tokio::time::timeout(self.timeout, answers.next())
+                .await
+                .map_err(|_| Error::Timeout {
+                    bucket: self.url.clone(),
+                    action: "deleting",
+                    key: format!("{} objects", keys.len()),
+                    after: self.timeout,
+                })?;
+            match next {
+                None => return Ok((deleted, failed)),
+                Some(Ok(_)) | Some(Err(object_store::Error::NotFound { .. })) => deleted += 1,
+                Some(Err(e)) => failed.push(self.request_err("deleting", "")(e)),
+            }
+        }
+    }
+
     /// Every object under `prefix` (a key prefix ending in `/`, or empty for the bucket),
     /// read as a stream with the deadline applying to each item (so to each page the store
     /// sends), not to the whole listing: a large bucket takes as long as it takes, a stuck one

@@ -1,12 +1,12 @@
 //! Buckets that are not what bucky wrote: a key that is not a valid object path, versions no
-//! manifest committed.
+//! manifest committed, two runs at once, a dead run's uploads.
 
 use bucky_agent::backup::{BackupOptions, Error, backup};
 use bucky_agent::restore::{RestoreOptions, restore};
 use bucky_shared::metric;
 
 use crate::support::{
-    Backend, Faults, NOW, at, counted_bucket, snapshot, write_metric, write_tree,
+    Backend, Faults, NOW, at, counted_bucket, counted_bucket_at, snapshot, write_metric, write_tree,
 };
 
 /// A tab in a directory name of a `file://` bucket used to fail the whole listing, so nothing
@@ -162,3 +162,76 @@ async fn a_create_refuses_an_existing_object(backend: Backend) {
 }
 
 crate::on_every_store!(a_create_refuses_an_existing_object);
+
+/// Purge collects the uploads of a run that died (versions no manifest lists) once they are old
+/// enough to be nobody's upload in flight; history older than the bucket's owner marker (a
+/// whisper-backup bucket bucky took over) is never touched.
+#[tokio::test]
+async fn purge_collects_a_dead_runs_uploads_and_keeps_older_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, dir) = (tmp.path().join("w"), tmp.path().join("bucket"));
+    write_tree(&root, 2);
+    let committed = snapshot(&root);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bucket = bucky_agent::bucket::Bucket::open(
+        &format!("file://{}", dir.display()),
+        &Default::default(),
+    )
+    .unwrap();
+    // whisper-backup's history, from before bucky claimed the bucket.
+    let old = bucket.layout().data_key("app.m000.requests", at(-86_400));
+    bucket
+        .put(&old, b"whisper-backup's".to_vec())
+        .await
+        .unwrap();
+    let options = BackupOptions {
+        workers: 1,
+        ..BackupOptions::new("g1")
+    };
+    backup(&bucket, &root, &options, at(0)).await.unwrap();
+
+    write_metric(&root, "app.m000.requests", 500.0, 60);
+    let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap();
+    let (dying, _) = counted_bucket_at(std::sync::Arc::new(store), "", Faults::DieAfterPuts(3));
+    let died = backup(&dying, &root, &options, at(60)).await;
+    assert!(died.is_err(), "{died:?}");
+    let dead_run = bucket.layout().data_key("app.m000.requests", at(60));
+    assert!(
+        bucket.get(&dead_run).await.unwrap().is_some(),
+        "the dead run uploaded"
+    );
+
+    let purge = BackupOptions {
+        purge_only: true,
+        ..BackupOptions::new("g1")
+    };
+    // Fresh objects may be an upload in flight: kept.
+    let report = backup(&bucket, &root, &purge, at(120)).await.unwrap();
+    assert_eq!(report.orphans_deleted, 0);
+    age_every_file(&dir, 7200);
+    let report = backup(&bucket, &root, &purge, at(180)).await.unwrap();
+    assert_eq!(report.orphans_deleted, 2, "the dead run's data and .sha1");
+    assert!(bucket.get(&dead_run).await.unwrap().is_none());
+    assert!(
+        bucket.get(&old).await.unwrap().is_some(),
+        "older history is kept"
+    );
+
+    let target = tmp.path().join("r");
+    restore(&bucket, &target, &RestoreOptions::new(NOW + 240))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&target), committed);
+}
+
+fn age_every_file(dir: &std::path::Path, seconds: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+    for (path, _) in snapshot(dir) {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(path))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+}
