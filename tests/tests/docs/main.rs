@@ -11,13 +11,14 @@ use std::path::Path;
 use world::{NODES, World};
 
 /// Pages in reading order; every page of docs/ must be here.
-const PAGES: [&str; 6] = [
+const PAGES: [&str; 7] = [
     "deploy/README.md",
     "README.md",
     "docs/concepts.md",
     "docs/operations.md",
     "docs/migrating.md",
     "docs/comparison.md",
+    "docs/safety.md",
 ];
 
 #[test]
