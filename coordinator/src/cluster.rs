@@ -54,6 +54,8 @@ pub struct LastBackup {
     pub finished: Version,
     /// Metrics in the manifest.
     pub metrics: usize,
+    /// Of those, metrics that were not on disk.
+    pub missing: usize,
     /// What the run did.
     pub stats: Option<RunStats>,
 }
@@ -98,6 +100,11 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
                 run: m.started,
                 finished: m.finished,
                 metrics: m.metrics.len(),
+                missing: m
+                    .metrics
+                    .iter()
+                    .filter(|e| e.missing_since.is_some())
+                    .count(),
                 stats: m.stats,
             }))
         }

@@ -85,6 +85,7 @@ fn last_backup(b: &cluster::LastBackup) -> pb::LastBackup {
         unchanged: stats.unchanged,
         failed: stats.failed,
         bytes_uploaded: stats.bytes_uploaded,
+        missing: b.missing as u64,
     }
 }
 

@@ -104,6 +104,18 @@ pub fn evaluate(
                         &mut state,
                     );
                 }
+                // Past half the manifest the tree looks lost, not pruned (backups of it would
+                // have been refused without --allow-shrink).
+                if b.missing * 2 > b.metrics {
+                    raise(
+                        State::Warning,
+                        format!(
+                            "{}: {} of {} metrics missing from disk",
+                            n.host, b.missing, b.metrics
+                        ),
+                        &mut state,
+                    );
+                }
                 if b.failed > 0 {
                     raise(
                         State::Warning,
@@ -153,11 +165,16 @@ pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
                 .last_backup
                 .as_ref()
                 .map_or("U".to_string(), |b| (now - b.finished).to_string());
+            let missing = n
+                .last_backup
+                .as_ref()
+                .map_or("U".to_string(), |b| b.missing.to_string());
             format!(
-                "'{}_age'={age}s;{};{}",
+                "'{}_age'={age}s;{};{} '{}_missing'={missing}",
                 n.host,
                 (args.warning * 3600.0) as i64,
-                (args.critical * 3600.0) as i64
+                (args.critical * 3600.0) as i64,
+                n.host
             )
         })
         .collect();
@@ -233,6 +250,22 @@ mod tests {
         assert_eq!(
             (state, reasons),
             (State::Warning, vec!["b: 3 files failed".to_string()])
+        );
+        let mut emptied = node("c", Some(now), 0);
+        let last = emptied.last_backup.as_mut().unwrap();
+        (last.metrics, last.missing) = (10, 6);
+        assert_eq!(
+            evaluate(&status(vec![emptied.clone()]), now, 26.0, 50.0),
+            (
+                State::Warning,
+                vec!["c: 6 of 10 metrics missing from disk".to_string()]
+            )
+        );
+        emptied.last_backup.as_mut().unwrap().missing = 4;
+        assert_eq!(
+            evaluate(&status(vec![emptied]), now, 26.0, 50.0).0,
+            State::Ok,
+            "a few metrics removed is housekeeping"
         );
         let mut down = fresh.clone();
         down.reachable = false;

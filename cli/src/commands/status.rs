@@ -50,7 +50,7 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
                 "bucket": n.bucket,
                 "last_backup": n.last_backup.as_ref().map(|b| serde_json::json!({
                     "run": Version(b.run).to_string(), "finished": Version(b.finished).to_string(), "metrics": b.metrics,
-                    "new": b.new, "changed": b.changed, "unchanged": b.unchanged, "failed": b.failed, "bytes_uploaded": b.bytes_uploaded,
+                    "new": b.new, "changed": b.changed, "unchanged": b.unchanged, "failed": b.failed, "bytes_uploaded": b.bytes_uploaded, "missing": b.missing,
                 })),
                 "bucket_error": (!n.bucket_error.is_empty()).then_some(&n.bucket_error),
                 "bucket_owner": (!n.bucket_owner.is_empty()).then_some(&n.bucket_owner),
@@ -95,8 +95,12 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 }
             },
             |b| {
+                let missing = match b.missing {
+                    0 => String::new(),
+                    n => format!(" {n} MISSING"),
+                };
                 format!(
-                    "{} new {} chg {} fail {}",
+                    "{} new {} chg {} fail {}{missing}",
                     b.new,
                     b.changed,
                     b.failed,
