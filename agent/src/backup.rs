@@ -140,7 +140,8 @@ pub struct BackupReport {
     pub links_skipped: Found,
     /// Files a killed restore left behind (`.bucky-restore-*`, older than an hour) removed.
     pub restore_leftovers_removed: u64,
-    /// Purge only: objects of versions no manifest lists (uploads of a run that died) removed.
+    /// Purge only: objects of versions no manifest lists (uploads of a run that died) removed,
+    /// and, in a `file://` bucket, temp files of uploads cut off by a kill.
     pub orphans_deleted: u64,
     /// With `noop`: what the run would do.
     pub planned: Vec<String>,
@@ -524,6 +525,7 @@ async fn collect_orphans(bucket: &Bucket, manifest: &Manifest) -> u64 {
         }
     };
     let cutoff = in_flight_cutoff();
+    let partial = remove_leftovers(&listing.partial_uploads);
     let orphans: Vec<String> = listing
         .objects
         .iter()
@@ -536,18 +538,19 @@ async fn collect_orphans(bucket: &Bucket, manifest: &Manifest) -> u64 {
             (!listed && object.version >= claimed).then(|| meta.location.to_string())
         })
         .collect();
-    match bucket.delete_many(orphans).await {
-        Ok((deleted, failed)) => {
-            for e in failed {
-                warn!(error = %e, "could not delete an orphan; the next purge retries");
+    partial
+        + match bucket.delete_many(orphans).await {
+            Ok((deleted, failed)) => {
+                for e in failed {
+                    warn!(error = %e, "could not delete an orphan; the next purge retries");
+                }
+                deleted
             }
-            deleted
+            Err(e) => {
+                warn!(error = %e, "could not delete orphans");
+                0
+            }
         }
-        Err(e) => {
-            warn!(error = %e, "could not delete orphans");
-            0
-        }
-    }
 }
 
 /// Unix seconds before which an object is old enough to be nobody's upload in flight.
@@ -558,7 +561,8 @@ fn in_flight_cutoff() -> i64 {
         - LEFTOVER_AGE.as_secs() as i64
 }
 
-/// Removes temp files of restores killed more than [`LEFTOVER_AGE`] ago; returns how many.
+/// Removes temp files (of restores, of `file://` uploads) left more than [`LEFTOVER_AGE`] ago;
+/// returns how many.
 fn remove_leftovers(paths: &[std::path::PathBuf]) -> u64 {
     let mut removed = 0;
     for path in paths {

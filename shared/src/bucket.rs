@@ -394,6 +394,7 @@ fn list_local(dir: &std::path::Path, prefix: &str) -> std::io::Result<Listing> {
                 .rsplit_once('#')
                 .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             {
+                listing.partial_uploads.push(path);
                 continue;
             }
             match StorePath::parse(key) {
@@ -422,6 +423,9 @@ pub struct Listing {
     pub objects: Vec<ObjectMeta>,
     /// Keys the store holds that are not valid object paths, each with the reason.
     pub unreadable: Vec<String>,
+    /// `file://` buckets: object_store's temp files (`name#123`) of uploads in flight, or of a
+    /// process killed while uploading.
+    pub partial_uploads: Vec<std::path::PathBuf>,
 }
 
 #[cfg(test)]

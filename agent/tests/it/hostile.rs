@@ -208,9 +208,16 @@ async fn purge_collects_a_dead_runs_uploads_and_keeps_older_history() {
     // Fresh objects may be an upload in flight: kept.
     let report = backup(&bucket, &root, &purge, at(120)).await.unwrap();
     assert_eq!(report.orphans_deleted, 0);
+    // object_store's temp file of an upload cut off by kill -9.
+    let partial = dir.join("app.m001.requests/2023-11-14T22:14:20+00:00.wsp.gz#17");
+    std::fs::write(&partial, b"half an upload").unwrap();
     age_every_file(&dir, 7200);
     let report = backup(&bucket, &root, &purge, at(180)).await.unwrap();
-    assert_eq!(report.orphans_deleted, 2, "the dead run's data and .sha1");
+    assert_eq!(
+        report.orphans_deleted, 3,
+        "the dead run's data and .sha1, and the cut-off upload"
+    );
+    assert!(!partial.exists());
     assert!(bucket.get(&dead_run).await.unwrap().is_none());
     assert!(
         bucket.get(&old).await.unwrap().is_some(),
