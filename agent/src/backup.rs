@@ -21,6 +21,7 @@ use bucky_shared::whisper::{LockMode, lock_file};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
+pub use crate::failures::{Failures, FileFailure};
 use crate::io_priority::IdleIo;
 use crate::tree::{self, Found, Selection, TreeFile};
 use crate::{codec, lease, ownership};
@@ -100,15 +101,6 @@ impl BackupOptions {
     }
 }
 
-/// A file the run could not back up; its previous backup is kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FileFailure {
-    /// The metric.
-    pub metric: String,
-    /// Why.
-    pub error: String,
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BackupReport {
@@ -120,8 +112,8 @@ pub struct BackupReport {
     pub changed: u64,
     /// Metrics whose stored version is current.
     pub unchanged: u64,
-    /// Files that could not be backed up.
-    pub failed: Vec<FileFailure>,
+    /// Files that could not be backed up (their previous backup is kept).
+    pub failed: Failures,
     /// Bytes read from disk.
     pub bytes_read: u64,
     /// Bytes uploaded (compressed).
@@ -273,6 +265,7 @@ async fn run(
     if !options.noop {
         report.restore_leftovers_removed = remove_leftovers(&walk.restore_leftovers);
     }
+    let mut current: BTreeMap<String, ManifestEntry> = BTreeMap::new();
     for c in walk.collisions {
         let error = format!(
             "{} and {} are both metric {}: neither is backed up until one is removed",
@@ -281,6 +274,9 @@ async fn run(
             c.metric
         );
         warn!(metric = c.metric, error, "not backed up");
+        if let Some(entry) = known.get(&c.metric) {
+            current.insert(c.metric.clone(), entry.clone());
+        }
         report.failed.push(FileFailure {
             metric: c.metric,
             error,
@@ -291,11 +287,6 @@ async fn run(
         .progress
         .total
         .store(files.len() as u64, Ordering::Relaxed);
-    let mut current: BTreeMap<String, ManifestEntry> = report
-        .failed
-        .iter()
-        .filter_map(|f| known.get(&f.metric).map(|e| (f.metric.clone(), e.clone())))
-        .collect();
     let mut deletes: Vec<String> = Vec::new();
     let mut since_checkpoint = 0;
     let mut outcomes = stream::iter(files.into_iter().map(|file| {
@@ -417,7 +408,7 @@ async fn run(
             new: report.new,
             changed: report.changed,
             unchanged: report.unchanged,
-            failed: report.failed.len() as u64,
+            failed: report.failed.len(),
             bytes_uploaded: report.bytes_uploaded,
         }),
     };

@@ -13,6 +13,7 @@
 pub mod backup;
 pub mod codec;
 pub mod config;
+pub mod failures;
 pub mod install;
 pub mod io_priority;
 pub mod lease;

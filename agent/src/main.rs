@@ -207,6 +207,15 @@ fn hostname() -> anyhow::Result<String> {
     Ok(name.trim().to_string())
 }
 
+fn print_failures(failed: &bucky_agent::failures::Failures) {
+    for f in failed.first() {
+        eprintln!("failed: {}: {}", f.metric, f.error);
+    }
+    if failed.unnamed() > 0 {
+        eprintln!("failed: ... and {} more", failed.unnamed());
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -252,10 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     report.bytes_uploaded,
                     report.objects_deleted
                 );
-                report
-                    .failed
-                    .iter()
-                    .for_each(|f| eprintln!("failed: {}: {}", f.metric, f.error));
+                print_failures(&report.failed);
                 for (what, found) in [
                     (
                         "whisper files at paths carbon cannot write for their name",
@@ -307,10 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     report.failed.len(),
                     report.bytes_downloaded
                 );
-                report
-                    .failed
-                    .iter()
-                    .for_each(|f| eprintln!("failed: {}: {}", f.metric, f.error));
+                print_failures(&report.failed);
             }
             Ok(report.failed.is_empty())
         }

@@ -17,8 +17,8 @@ use bucky_shared::whisper::{Image, Whisper};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
 
-use crate::backup::FileFailure;
 use crate::codec;
+use crate::failures::{Failures, FileFailure};
 use crate::install::{Installed, install};
 use crate::tree::Selection;
 use bucky_shared::bucket::{self, Bucket};
@@ -77,7 +77,7 @@ pub struct RestoreReport {
     pub uncommitted: u64,
     /// Metrics that could not be restored (corrupt object, checksum mismatch, bad name, a key
     /// that is not a valid object path...).
-    pub failed: Vec<FileFailure>,
+    pub failed: Failures,
 }
 
 /// The versions a bucket holds: metric → version → what is stored for it.
@@ -287,43 +287,111 @@ pub struct PlanEntry {
     pub sha1: String,
 }
 
-/// Executes a plan into `root`: entries of one metric in the order given (the first creates the
-/// file, the others fill it), metrics in parallel. `open` gives the bucket of a URL.
+/// One item of a plan as it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanItem {
+    /// An entry to apply.
+    Entry(PlanEntry),
+    /// An entry that cannot be applied (incomplete, or from a bucket this agent may not read);
+    /// it fails alone.
+    Invalid {
+        /// Its metric, as given.
+        metric: String,
+        /// Why.
+        error: String,
+    },
+    /// The plan stopped arriving (the sender went away): nothing after it is applied.
+    Broken(String),
+}
+
+/// What the executor works on: all the entries of one metric, or a failure to record.
+enum Work {
+    Metric(Vec<PlanEntry>),
+    Failed(FileFailure),
+}
+
+/// Cuts a plan stream into the entries of one metric each (they are consecutive in a plan).
+fn by_metric(
+    items: impl futures::Stream<Item = PlanItem> + Send + Unpin,
+) -> impl futures::Stream<Item = Work> + Send {
+    stream::unfold(
+        (items, None::<PlanItem>, false),
+        |(mut items, mut pending, done)| async move {
+            if done {
+                return None;
+            }
+            let mut group: Vec<PlanEntry> = Vec::new();
+            loop {
+                let item = match pending.take() {
+                    Some(item) => Some(item),
+                    None => items.next().await,
+                };
+                match item {
+                    Some(PlanItem::Entry(e)) if group.is_empty() || group[0].metric == e.metric => {
+                        group.push(e);
+                    }
+                    None if group.is_empty() => return None,
+                    None => return Some((Work::Metric(group), (items, None, true))),
+                    Some(item) if !group.is_empty() => {
+                        return Some((Work::Metric(group), (items, Some(item), false)));
+                    }
+                    Some(PlanItem::Invalid { metric, error }) => {
+                        let failed = Work::Failed(FileFailure { metric, error });
+                        return Some((failed, (items, None, false)));
+                    }
+                    Some(PlanItem::Broken(why)) => {
+                        let failed = Work::Failed(FileFailure {
+                            metric: "(plan)".into(),
+                            error: format!("the plan stopped arriving: {why}"),
+                        });
+                        return Some((failed, (items, None, true)));
+                    }
+                    Some(PlanItem::Entry(_)) => unreachable!("an entry joins or ends a group"),
+                }
+            }
+        },
+    )
+}
+
+/// Executes a plan into `root` as it arrives: the entries of one metric in the order given (the
+/// first creates the file, the others fill it), metrics in parallel, `options.workers` at a time;
+/// only those in flight are held. `open` gives the bucket of a URL (each opened once).
 pub async fn execute_plan(
-    entries: Vec<PlanEntry>,
+    items: impl futures::Stream<Item = PlanItem> + Send + Unpin,
     root: &Path,
-    open: impl Fn(&str) -> Result<Bucket, bucket::Error>,
+    open: impl Fn(&str) -> Result<Bucket, bucket::Error> + Sync,
     options: &RestoreOptions,
     progress: &crate::backup::Progress,
 ) -> RestoreReport {
     use std::sync::atomic::Ordering;
-    progress
-        .total
-        .store(entries.len() as u64, Ordering::Relaxed);
-    let mut buckets: BTreeMap<String, Result<Bucket, String>> = BTreeMap::new();
-    for e in &entries {
+    let buckets: std::sync::Mutex<BTreeMap<String, Result<Bucket, String>>> = Default::default();
+    let bucket_of = |url: &str| {
+        let mut buckets = buckets.lock().expect("the bucket cache is never poisoned");
         buckets
-            .entry(e.bucket.clone())
-            .or_insert_with(|| open(&e.bucket).map_err(|e| e.to_string()));
-    }
-    let mut by_metric: BTreeMap<String, Vec<PlanEntry>> = BTreeMap::new();
-    for e in entries {
-        by_metric.entry(e.metric.clone()).or_default().push(e);
-    }
-    let buckets = &buckets;
-    let mut results = stream::iter(by_metric.into_values().map(|steps| async move {
-        let mut outcomes = Vec::new();
-        for step in steps {
-            let outcome = match &buckets[&step.bucket] {
-                Ok(bucket) => apply_entry(bucket, root, &step, options).await,
-                Err(e) => Err(e.clone()),
+            .entry(url.to_string())
+            .or_insert_with(|| open(url).map_err(|e| e.to_string()))
+            .clone()
+    };
+    let bucket_of = &bucket_of;
+    let results = by_metric(items)
+        .map(|work| async move {
+            let steps = match work {
+                Work::Failed(failure) => return vec![(failure.metric, Err(failure.error))],
+                Work::Metric(steps) => steps,
             };
-            progress.done.fetch_add(1, Ordering::Relaxed);
-            outcomes.push((step.metric, outcome));
-        }
-        outcomes
-    }))
-    .buffer_unordered(options.workers.max(1));
+            let mut outcomes = Vec::with_capacity(steps.len());
+            for step in steps {
+                let outcome = match bucket_of(&step.bucket) {
+                    Ok(bucket) => apply_entry(&bucket, root, &step, options).await,
+                    Err(e) => Err(e),
+                };
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                outcomes.push((step.metric, outcome));
+            }
+            outcomes
+        })
+        .buffer_unordered(options.workers.max(1));
+    let mut results = std::pin::pin!(results);
     let mut report = RestoreReport::default();
     while let Some(outcomes) = results.next().await {
         for (metric, outcome) in outcomes {

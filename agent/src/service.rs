@@ -7,14 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bucky_proto::v1 as pb;
 use bucky_shared::layout::Version;
 use futures::Stream;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::{instrument, warn};
 
 use crate::backup::{self, BackupOptions, Progress};
 use crate::node::Node;
-use crate::restore::{self, RestoreOptions};
+use crate::restore::{self, PlanItem, RestoreOptions};
 use crate::sources::Sources;
 use crate::tree::Selection;
 use crate::wire;
@@ -247,18 +248,51 @@ impl pb::agent_server::Agent for AgentService {
     #[instrument(skip_all)]
     async fn restore(
         &self,
-        req: Request<pb::RestoreRequest>,
+        req: Request<Streaming<pb::RestoreRequest>>,
     ) -> Result<Response<Self::RestoreStream>, Status> {
-        let plan = wire::plan(req.into_inner())?;
+        let mut batches = req.into_inner();
+        let first = batches
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty restore plan"))?;
         let sources = Sources::new(&self.config.restore_sources);
-        if let Some(entry) = plan.iter().find(|e| !sources.allows(&e.bucket)) {
-            warn!(
-                bucket = entry.bucket,
-                "restore refused: not an allowed source"
-            );
-            return Err(Status::permission_denied(sources.refusal(&entry.bucket)));
+        // The first batch is checked whole before anything starts, so a plan that is wrong from
+        // the start is refused, not half run; later bad entries fail alone.
+        let mut head = Vec::with_capacity(first.entries.len());
+        for entry in first.entries {
+            let entry = wire::plan_entry(entry).map_err(|(_, e)| Status::invalid_argument(e))?;
+            if !sources.allows(&entry.bucket) {
+                warn!(
+                    bucket = entry.bucket,
+                    "restore refused: not an allowed source"
+                );
+                return Err(Status::permission_denied(sources.refusal(&entry.bucket)));
+            }
+            head.push(PlanItem::Entry(entry));
         }
         let progress = self.start_job("restore")?;
+        progress
+            .total
+            .store(first.total, std::sync::atomic::Ordering::Relaxed);
+        let rest = batches.flat_map(move |batch| {
+            let items: Vec<PlanItem> = match batch {
+                Ok(batch) => batch
+                    .entries
+                    .into_iter()
+                    .map(|e| match wire::plan_entry(e) {
+                        Ok(entry) if sources.allows(&entry.bucket) => PlanItem::Entry(entry),
+                        Ok(entry) => PlanItem::Invalid {
+                            error: sources.refusal(&entry.bucket),
+                            metric: entry.metric,
+                        },
+                        Err((metric, error)) => PlanItem::Invalid { metric, error },
+                    })
+                    .collect(),
+                Err(status) => vec![PlanItem::Broken(status.message().to_string())],
+            };
+            futures::stream::iter(items)
+        });
+        let items = futures::stream::iter(head).chain(rest);
         let (own, store, root) = (
             self.bucket.clone(),
             self.config.store.clone(),
@@ -278,7 +312,8 @@ impl pb::agent_server::Agent for AgentService {
                     Bucket::open(url, &store)
                 }
             };
-            let report = restore::execute_plan(plan, &root, open, &options, &job_progress).await;
+            let items = Box::pin(items);
+            let report = restore::execute_plan(items, &root, open, &options, &job_progress).await;
             Ok(wire::restore_result(&report))
         };
         Ok(Response::new(self.stream_job(

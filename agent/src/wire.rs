@@ -1,13 +1,14 @@
 //! Conversions between the agent's domain values and `bucky.v1` messages, and its error table.
 
 use bucky_proto::v1 as pb;
-use tonic::Status;
 
-use crate::backup::{BackupReport, FileFailure};
+use crate::backup::BackupReport;
+use crate::failures::Failures;
 use crate::restore::{PlanEntry, RestoreReport};
 
-fn failures(failed: &[FileFailure]) -> Vec<pb::MetricFailure> {
+fn failures(failed: &Failures) -> Vec<pb::MetricFailure> {
     failed
+        .first()
         .iter()
         .map(|f| pb::MetricFailure {
             metric: f.metric.clone(),
@@ -23,6 +24,7 @@ pub(crate) fn backup_result(report: &BackupReport) -> pb::BackupResult {
         changed: report.changed,
         unchanged: report.unchanged,
         failed: failures(&report.failed),
+        failed_count: report.failed.len(),
         bytes_uploaded: report.bytes_uploaded,
         missing: report.missing,
         purged: report.purged.len() as u64,
@@ -35,22 +37,27 @@ pub(crate) fn restore_result(report: &RestoreReport) -> pb::RestoreResult {
         filled: report.filled,
         points_filled: report.points_filled,
         failed: failures(&report.failed),
+        failed_count: report.failed.len(),
     }
 }
 
-/// The plan of a request; every entry must name a metric, a bucket, a key and a SHA-1.
-pub(crate) fn plan(request: pb::RestoreRequest) -> Result<Vec<PlanEntry>, Status> {
-    request
-        .entries
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            if e.metric.is_empty() || e.source_bucket.is_empty() || e.object_key.is_empty() || e.sha1.len() != 40 {
-                return Err(Status::invalid_argument(format!(
-                    "restore entry {i}: metric, source_bucket, object_key and a 40-character sha1 are required"
-                )));
-            }
-            Ok(PlanEntry { metric: e.metric, bucket: e.source_bucket, key: e.object_key, sha1: e.sha1 })
-        })
-        .collect()
+/// One entry of a plan: it must name a metric, a bucket, a key and a SHA-1.
+pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, String)> {
+    if e.metric.is_empty()
+        || e.source_bucket.is_empty()
+        || e.object_key.is_empty()
+        || e.sha1.len() != 40
+    {
+        return Err((
+            e.metric,
+            "a restore entry needs a metric, a source_bucket, an object_key and a 40-character sha1"
+                .into(),
+        ));
+    }
+    Ok(PlanEntry {
+        metric: e.metric,
+        bucket: e.source_bucket,
+        key: e.object_key,
+        sha1: e.sha1,
+    })
 }

@@ -58,6 +58,9 @@ pub struct GrpcAgent {
     authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
+/// Entries per Restore message: a few hundred KB, far below gRPC's 4 MiB.
+pub const RESTORE_BATCH: usize = 1000;
+
 /// How long connecting to an agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -177,7 +180,16 @@ impl AgentApi for GrpcAgent {
         entries: Vec<pb::RestoreEntry>,
         mut progress: impl FnMut(u64, u64) + Send,
     ) -> Result<pb::RestoreResult, AgentError> {
-        let request = self.request(pb::RestoreRequest { entries });
+        let total = entries.len() as u64;
+        let mut batches = Vec::with_capacity(entries.len().div_ceil(RESTORE_BATCH));
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            batches.push(pb::RestoreRequest {
+                entries: entries.by_ref().take(RESTORE_BATCH).collect(),
+                total: if batches.is_empty() { total } else { 0 },
+            });
+        }
+        let request = self.request(futures::stream::iter(batches));
         let mut stream = self
             .client()
             .restore(request)

@@ -18,6 +18,9 @@ use crate::config::Cluster;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Names a summary lists before it says "and N more": messages stay small on any cluster.
+const NAMED: usize = 100;
+
 /// The tonic service over a validated cluster.
 #[derive(Debug, Clone)]
 pub struct CoordinatorService {
@@ -219,7 +222,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     bytes: t.bytes,
                 })
                 .collect(),
-            not_owned: plan.not_owned.clone(),
+            not_owned: plan.not_owned.iter().take(NAMED).cloned().collect(),
+            not_owned_count: plan.not_owned.len() as u64,
         };
         let total = plan.steps.len() as u64;
         let (tx, rx) = mpsc::channel(64);

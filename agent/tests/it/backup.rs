@@ -184,7 +184,7 @@ async fn a_locked_file_is_reported_and_backed_up_by_the_next_run(backend: Backen
     assert_eq!(report.new, 2);
     assert_eq!(report.failed.len(), 1);
     assert!(
-        report.failed[0].error.contains("lock"),
+        report.failed.first()[0].error.contains("lock"),
         "{:?}",
         report.failed
     );

@@ -120,6 +120,7 @@ async fn a_stuck_store_times_out_and_loses_nothing(backend: Backend) {
             Ok(report) => {
                 timeouts += report
                     .failed
+                    .first()
                     .iter()
                     .filter(|f| f.error.contains("no answer"))
                     .count()

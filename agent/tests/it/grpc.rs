@@ -144,7 +144,10 @@ async fn backup_then_restore_by_plan() {
         });
     }
     let mut stream = c
-        .restore(pb::RestoreRequest { entries })
+        .restore(futures::stream::iter([pb::RestoreRequest {
+            total: entries.len() as u64,
+            entries,
+        }]))
         .await
         .unwrap()
         .into_inner();
@@ -161,12 +164,13 @@ async fn backup_then_restore_by_plan() {
     assert_eq!(snapshot(&agent.root()), original);
 
     let err = c
-        .restore(pb::RestoreRequest {
+        .restore(futures::stream::iter([pb::RestoreRequest {
             entries: vec![pb::RestoreEntry {
                 metric: "a".into(),
                 ..Default::default()
             }],
-        })
+            total: 1,
+        }]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -175,7 +179,7 @@ async fn backup_then_restore_by_plan() {
     // before anything is opened: no directory appears.
     let elsewhere = agent.dir.path().join("elsewhere");
     let err = c
-        .restore(pb::RestoreRequest {
+        .restore(futures::stream::iter([pb::RestoreRequest {
             entries: vec![pb::RestoreEntry {
                 metric: "app.m000.requests".into(),
                 source_bucket: format!("file://{}", elsewhere.display()),
@@ -183,7 +187,8 @@ async fn backup_then_restore_by_plan() {
                 sha1: "0".repeat(40),
                 action: pb::RestoreAction::Write as i32,
             }],
-        })
+            total: 1,
+        }]))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
@@ -279,5 +284,51 @@ async fn tls_serves_clients_that_trust_the_ca_only() {
     assert!(
         info(Some(other_ca), "https").await.is_err(),
         "a server the client's CA did not sign is refused"
+    );
+}
+
+/// A restore plan of 100,000 entries (a real node's is millions) goes to the agent in batches and
+/// its result comes back bounded: no message grows with the plan. The objects do not exist, so
+/// every entry fails, which is also the largest result a plan can produce.
+#[tokio::test]
+async fn a_plan_of_100_000_entries_streams_and_its_result_stays_bounded() {
+    const ENTRIES: usize = 100_000;
+    let agent = spawn_agent(0).await;
+    let mut c = client(&agent, Some(TOKEN)).await;
+    let bucket = agent.bucket_url();
+    let batches: Vec<pb::RestoreRequest> = (0..ENTRIES)
+        .map(|i| pb::RestoreEntry {
+            metric: format!("scale.m{i:06}.requests"),
+            source_bucket: bucket.clone(),
+            object_key: format!("scale.m{i:06}.requests/2023-11-14T22:13:20+00:00.wsp.gz"),
+            sha1: "0".repeat(40),
+            action: pb::RestoreAction::Write as i32,
+        })
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, chunk)| pb::RestoreRequest {
+            entries: chunk.to_vec(),
+            total: if i == 0 { ENTRIES as u64 } else { 0 },
+        })
+        .collect();
+    let mut stream = c
+        .restore(futures::stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = stream.next().await {
+        last = Some(update.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!((last.done, last.total), (ENTRIES as u64, ENTRIES as u64));
+    let result = last.result.unwrap();
+    assert_eq!(result.failed_count, ENTRIES as u64);
+    assert_eq!(result.failed.len(), bucky_agent::failures::NAMED_FAILURES);
+    assert!(
+        result.failed[0].error.contains("has no object"),
+        "{:?}",
+        result.failed[0]
     );
 }

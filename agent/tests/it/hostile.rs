@@ -33,7 +33,9 @@ async fn a_key_that_is_not_a_valid_path_fails_alone() {
     assert_eq!(report.written, 3, "{report:?}");
     assert_eq!(report.failed.len(), 1);
     assert!(
-        report.failed[0].error.contains("app.m000\trequests"),
+        report.failed.first()[0]
+            .error
+            .contains("app.m000\trequests"),
         "the key is named: {:?}",
         report.failed
     );

@@ -218,6 +218,7 @@ async fn corrupt_objects_fail_their_metric_only(backend: Backend) {
     assert_eq!(report.written, 1);
     let mut failed: Vec<(String, String)> = report
         .failed
+        .first()
         .iter()
         .map(|f| (f.metric.clone(), f.error.clone()))
         .collect();

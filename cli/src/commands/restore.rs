@@ -84,7 +84,7 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
             human_bytes(s.bytes)
         )?;
     }
-    if !plan.not_owned.is_empty() {
+    if plan.not_owned_count > 0 {
         let verb = if args.all {
             "restored anyway (--all)"
         } else {
@@ -93,11 +93,14 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(
             out,
             "  {} metrics in {}'s bucket now belong elsewhere: {verb}",
-            plan.not_owned.len(),
-            args.host
+            plan.not_owned_count, args.host
         )?;
         for m in plan.not_owned.iter().take(20) {
             writeln!(out, "    {m}")?;
+        }
+        let shown = plan.not_owned.len().min(20) as u64;
+        if plan.not_owned_count > shown {
+            writeln!(out, "    and {} more", plan.not_owned_count - shown)?;
         }
     }
     if args.dry_run {
@@ -108,16 +111,20 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "{} written, {} filled ({} points), {} failed",
-        result.written,
-        result.filled,
-        result.points_filled,
-        result.failed.len()
+        result.written, result.filled, result.points_filled, result.failed_count
     )?;
     for f in &result.failed {
         writeln!(out, "  failed: {}: {}", f.metric, f.error)?;
     }
-    if !result.failed.is_empty() {
-        anyhow::bail!("{} restore steps failed", result.failed.len());
+    if result.failed_count > result.failed.len() as u64 {
+        writeln!(
+            out,
+            "  failed: and {} more",
+            result.failed_count - result.failed.len() as u64
+        )?;
+    }
+    if result.failed_count > 0 {
+        anyhow::bail!("{} restore steps failed", result.failed_count);
     }
     Ok(())
 }

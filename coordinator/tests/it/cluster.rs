@@ -302,3 +302,92 @@ async fn a_dead_agent_fails_its_node_only() {
     assert!(status[1].info.is_err() && status[0].info.is_ok());
     drop(fleet.stops);
 }
+
+/// A host's bucket holding 100,000 metrics the ring now places elsewhere (a node that was
+/// rebalanced away from): the restore plan travels to the client as counts and the first names,
+/// never as one message listing them all (that would be over 5 MB here).
+#[tokio::test]
+async fn a_plan_with_100_000_names_not_owned_reaches_the_client_bounded() {
+    use bucky_shared::layout::{Manifest, ManifestEntry, Version, manifest};
+    const NAMES: usize = 100_000;
+    let (fleet, cluster) = fleet(None).await;
+    let mut entries: Vec<ManifestEntry> = (0..)
+        .map(|i| format!("servers.production.frontend-{i:07}.interfaces.eth0.rx_bytes"))
+        .filter(|name| {
+            let owners = cluster.ring.owners(name);
+            !owners
+                .iter()
+                .any(|&o| cluster.ring.destinations()[o].host == "g1")
+        })
+        .take(NAMES)
+        .map(|name| ManifestEntry {
+            name,
+            versions: vec![Version(NOW)],
+            sha1: "0".repeat(40),
+            size: 1000,
+            stored_size: 100,
+            mtime_ns: 0,
+            missing_since: None,
+        })
+        .collect();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        node: "g1".into(),
+        started: Version(NOW),
+        finished: Version(NOW),
+        metrics: entries,
+        pending_deletes: vec![],
+        stats: None,
+    };
+    let bucket =
+        bucky_shared::bucket::Bucket::open(&cluster.hosts[0].bucket, &Default::default()).unwrap();
+    bucket
+        .put(
+            &bucket.layout().manifest_key(Version(NOW)),
+            manifest.encode(),
+        )
+        .await
+        .unwrap();
+
+    let service = bucky_coordinator::service::CoordinatorService::new(cluster, TOKEN).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bucky_coordinator::server::run(
+        listener,
+        service,
+        TOKEN,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::coordinator_client::CoordinatorClient::new(channel);
+    let mut request = tonic::Request::new(pb::ClusterRestoreRequest {
+        host: "g1".into(),
+        dry_run: true,
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let mut stream = client.cluster_restore(request).await.unwrap().into_inner();
+    let first = futures::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    let plan = first.plan.expect("the first message carries the plan");
+    assert_eq!(plan.not_owned_count, NAMES as u64);
+    assert_eq!(plan.not_owned.len(), 100);
+    assert_eq!(
+        plan.metrics, 0,
+        "only g1's share of the other buckets (none here)"
+    );
+    drop(fleet);
+}
