@@ -232,6 +232,9 @@ async fn run(
         .flat_map(|p| p.metrics.iter().cloned())
         .map(|e| (e.name.clone(), e))
         .collect();
+    // What a dead run uploaded goes into this run's first checkpoint segment, so a third run
+    // still knows it if this one dies too.
+    let mut resumed = Vec::new();
     if let Some(checkpoint) = manifests::checkpoint(bucket).await?
         && previous
             .as_ref()
@@ -242,6 +245,7 @@ async fn run(
             entries = checkpoint.metrics.len(),
             "resuming from the checkpoint of an unfinished run"
         );
+        resumed = checkpoint.metrics.clone();
         known.extend(checkpoint.metrics.into_iter().map(|e| (e.name.clone(), e)));
     }
 
@@ -288,7 +292,9 @@ async fn run(
         .total
         .store(files.len() as u64, Ordering::Relaxed);
     let mut deletes: Vec<String> = Vec::new();
-    let mut since_checkpoint = 0;
+    // Uploads since the last checkpoint segment, and the segments written.
+    let mut segment: Vec<ManifestEntry> = resumed;
+    let mut segments = 0;
     let mut outcomes = stream::iter(files.into_iter().map(|file| {
         let previous = known.get(&file.name).cloned();
         async move {
@@ -329,11 +335,12 @@ async fn run(
                     deletes.push(bucket.layout().data_key(&name, v));
                     deletes.push(bucket.layout().sha1_key(&name, v));
                 }
+                segment.push(entry.clone());
                 current.insert(name, entry);
-                since_checkpoint += 1;
-                if since_checkpoint >= options.checkpoint_every.max(1) {
-                    since_checkpoint = 0;
-                    write_checkpoint(bucket, &options.node, run, &current).await;
+                if segment.len() >= options.checkpoint_every.max(1) {
+                    let entries = std::mem::take(&mut segment);
+                    write_segment(bucket, &options.node, run, segments, entries).await;
+                    segments += 1;
                 }
             }
             Ok(Outcome::Skipped) => {}
@@ -412,8 +419,14 @@ async fn run(
             bytes_uploaded: report.bytes_uploaded,
         }),
     };
+    let (manifest, encoded) = tokio::task::spawn_blocking(move || {
+        let encoded = manifest.encode();
+        (manifest, encoded)
+    })
+    .await
+    .expect("encoding a manifest does not panic");
     bucket
-        .put(&bucket.layout().manifest_key(run), manifest.encode())
+        .put(&bucket.layout().manifest_key(run), encoded)
         .await?;
     // Committed. What follows only removes what no manifest needs any more.
     let retried = previous.map(|p| p.pending_deletes).unwrap_or_default();
@@ -431,8 +444,13 @@ async fn run(
     if options.purge_only {
         report.orphans_deleted = collect_orphans(bucket, &manifest).await;
     }
-    if let Err(e) = bucket.delete(&bucket.layout().checkpoint_key()).await {
-        warn!(error = %e, "could not remove the checkpoint");
+    match manifests::checkpoint_keys(bucket).await {
+        Ok(keys) => {
+            if let Err(e) = bucket.delete_many(keys).await {
+                warn!(error = %e, "could not remove the checkpoint");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not list the checkpoint to remove it"),
     }
     prune_manifests(bucket, options.keep_manifests).await;
     info!(
@@ -674,25 +692,34 @@ fn read_locked(path: &Path, timeout: Duration) -> Result<(Vec<u8>, i64), String>
     Ok((raw, meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
 }
 
-async fn write_checkpoint(
+/// Writes checkpoint segment `seq` of `run`: the uploads since the segment before.
+async fn write_segment(
     bucket: &Bucket,
     node: &str,
     run: Version,
-    entries: &BTreeMap<String, ManifestEntry>,
+    seq: u64,
+    entries: Vec<ManifestEntry>,
 ) {
-    let checkpoint = Manifest {
-        format: manifest::FORMAT,
-        node: node.to_string(),
-        started: run,
-        finished: run,
-        metrics: entries.values().cloned().collect(),
-        pending_deletes: Vec::new(),
-        stats: None,
-    };
-    if let Err(e) = bucket
-        .put(&bucket.layout().checkpoint_key(), checkpoint.encode())
-        .await
-    {
+    let node = node.to_string();
+    let encoded = tokio::task::spawn_blocking(move || {
+        // Sorted, one entry per metric: the later (a re-upload after a resumed one) wins.
+        let entries: BTreeMap<String, ManifestEntry> =
+            entries.into_iter().map(|e| (e.name.clone(), e)).collect();
+        Manifest {
+            format: manifest::FORMAT,
+            node,
+            started: run,
+            finished: run,
+            metrics: entries.into_values().collect(),
+            pending_deletes: Vec::new(),
+            stats: None,
+        }
+        .encode()
+    })
+    .await
+    .expect("encoding a checkpoint does not panic");
+    let key = bucket.layout().checkpoint_segment_key(run, seq);
+    if let Err(e) = bucket.put(&key, encoded).await {
         warn!(error = %e, "checkpoint not written; a resumed run may upload more again");
     }
 }

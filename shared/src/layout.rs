@@ -5,7 +5,7 @@
 //! <prefix><metric.name>/<TS>.sha1        40 lowercase hex chars, SHA-1 of the raw file, no newline
 //! <prefix>.bucky/owner.json              the host that owns this bucket
 //! <prefix>.bucky/manifests/<TS>.json.gz  one per completed run: its commit point
-//! <prefix>.bucky/checkpoint.json.gz      progress of a running backup
+//! <prefix>.bucky/checkpoint/<TS>/<N>.json.gz  progress of a running backup, in segments
 //! <prefix>.bucky/lease.json               the running backup, while one runs
 //! ```
 //!
@@ -113,10 +113,24 @@ impl Layout {
         format!("{}{RESERVED_DIR}lease.json", self.prefix)
     }
 
-    /// Key of the checkpoint: the entries a running backup has committed so far, so a run that
-    /// dies is resumed without uploading again.
-    pub fn checkpoint_key(&self) -> String {
-        format!("{}{RESERVED_DIR}checkpoint.json.gz", self.prefix)
+    /// Prefix of the checkpoint segments: what a running backup has uploaded so far, so a run
+    /// that dies is resumed without uploading again. Each segment holds only the uploads since
+    /// the one before, so checkpointing costs what was uploaded, not the whole run again.
+    pub fn checkpoint_prefix(&self) -> String {
+        format!("{}{RESERVED_DIR}checkpoint/", self.prefix)
+    }
+
+    /// Key of segment `seq` of run `run`'s checkpoint.
+    pub fn checkpoint_segment_key(&self, run: Version, seq: u64) -> String {
+        format!("{}{run}/{seq:08}.json.gz", self.checkpoint_prefix())
+    }
+
+    /// The run of a checkpoint segment key.
+    pub fn parse_checkpoint_key(&self, key: &str) -> Option<Version> {
+        let rest = key.strip_prefix(&self.checkpoint_prefix())?;
+        let (run, segment) = rest.split_once('/')?;
+        segment.strip_suffix(".json.gz")?;
+        run.parse().ok()
     }
 
     /// Prefix of the manifests.

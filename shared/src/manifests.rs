@@ -48,18 +48,61 @@ pub async fn latest(
     Ok(None)
 }
 
-/// The checkpoint left by an unfinished run, if readable.
+/// The checkpoint left by an unfinished run, newest run only, its segments merged (a later
+/// segment's entry for a metric wins); unreadable segments are skipped with a warning (their
+/// metrics are uploaded again). Returns the run and its entries, sorted by name.
 ///
 /// # Errors
 /// The store failed.
 pub async fn checkpoint(bucket: &Bucket) -> Result<Option<Manifest>, bucket::Error> {
-    let key = bucket.layout().checkpoint_key();
-    Ok(match bucket.get(&key).await? {
-        Some(bytes) => Manifest::decode(&bytes)
-            .inspect_err(
-                |e| warn!(bucket = bucket.url(), key, error = %e, "ignoring unreadable checkpoint"),
-            )
-            .ok(),
-        None => None,
-    })
+    let layout = bucket.layout();
+    let mut segments: Vec<(Version, String)> = bucket
+        .list(&layout.checkpoint_prefix())
+        .await?
+        .objects
+        .into_iter()
+        .filter_map(|m| {
+            let key = m.location.to_string();
+            layout.parse_checkpoint_key(&key).map(|run| (run, key))
+        })
+        .collect();
+    let Some(newest) = segments.iter().map(|(run, _)| *run).max() else {
+        return Ok(None);
+    };
+    segments.retain(|(run, _)| *run == newest);
+    segments.sort();
+    let mut merged: Option<Manifest> = None;
+    let mut entries = std::collections::BTreeMap::new();
+    for (_, key) in segments {
+        let Some(bytes) = bucket.get(&key).await? else {
+            continue;
+        };
+        match Manifest::decode(&bytes) {
+            Ok(mut segment) => {
+                entries.extend(segment.metrics.drain(..).map(|e| (e.name.clone(), e)));
+                merged.get_or_insert(segment);
+            }
+            Err(e) => {
+                warn!(bucket = bucket.url(), key, error = %e, "ignoring an unreadable checkpoint segment")
+            }
+        }
+    }
+    Ok(merged.map(|mut m| {
+        m.metrics = entries.into_values().collect();
+        m
+    }))
+}
+
+/// Every checkpoint segment's key, of every run (removed once a run commits).
+///
+/// # Errors
+/// The store failed.
+pub async fn checkpoint_keys(bucket: &Bucket) -> Result<Vec<String>, bucket::Error> {
+    Ok(bucket
+        .list(&bucket.layout().checkpoint_prefix())
+        .await?
+        .objects
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect())
 }

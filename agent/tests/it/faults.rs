@@ -138,3 +138,46 @@ async fn a_stuck_store_times_out_and_loses_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(snapshot(&target), snapshot(&root));
 }
+
+/// Checkpoints cost what was uploaded: each segment holds only the uploads since the one before
+/// (the whole run so far, rewritten every 500 uploads, was quadratic on a node of millions).
+#[tokio::test]
+async fn checkpoint_segments_hold_only_new_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 9);
+    let store = Backend::file().store();
+    let options = BackupOptions {
+        checkpoint_every: 3,
+        workers: 1,
+        ..BackupOptions::new("g1")
+    };
+    // The owner marker, the lease, 9 uploads of 2 PUTs, 3 segments: the manifest, the 24th
+    // PUT, fails.
+    let (dying, _) = counted_bucket(store.clone(), Faults::DieAfterPuts(23));
+    assert!(backup(&dying, &root, &options, at(0)).await.is_err());
+    let (bucket, _) = counted_bucket(store, Faults::None);
+    let keys = manifests::checkpoint_keys(&bucket).await.unwrap();
+    assert_eq!(keys.len(), 3);
+    for key in &keys {
+        let segment =
+            bucky_shared::layout::Manifest::decode(&bucket.get(key).await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(segment.metrics.len(), 3, "{key}");
+    }
+    let resumed = manifests::checkpoint(&bucket).await.unwrap().unwrap();
+    assert_eq!(resumed.metrics.len(), 9);
+
+    let report = backup(&bucket, &root, &options, at(60)).await.unwrap();
+    assert_eq!(
+        (report.new, report.unchanged),
+        (0, 9),
+        "resumed: nothing uploaded again"
+    );
+    assert!(
+        manifests::checkpoint_keys(&bucket)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
