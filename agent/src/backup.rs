@@ -428,6 +428,10 @@ async fn run(
     bucket
         .put(&bucket.layout().manifest_key(run), encoded)
         .await?;
+    let summary = serde_json::to_vec(&manifest.summary()).expect("a summary serialises");
+    if let Err(e) = bucket.put(&bucket.layout().summary_key(run), summary).await {
+        warn!(error = %e, "the run's summary was not written; status reads its manifest instead");
+    }
     // Committed. What follows only removes what no manifest needs any more.
     let retried = previous.map(|p| p.pending_deletes).unwrap_or_default();
     for (keys, counted) in [(deletes, true), (retried, false)] {
@@ -730,9 +734,13 @@ async fn prune_manifests(bucket: &Bucket, keep: usize) {
         Ok(runs) => runs,
         Err(e) => return warn!(error = %e, "could not list manifests to prune"),
     };
-    for run in runs.iter().take(runs.len().saturating_sub(keep.max(1))) {
-        if let Err(e) = bucket.delete(&bucket.layout().manifest_key(*run)).await {
-            warn!(error = %e, "could not prune a manifest");
-        }
+    let layout = bucket.layout();
+    let pruned: Vec<String> = runs
+        .iter()
+        .take(runs.len().saturating_sub(keep.max(1)))
+        .flat_map(|run| [layout.manifest_key(*run), layout.summary_key(*run)])
+        .collect();
+    if let Err(e) = bucket.delete_many(pruned).await {
+        warn!(error = %e, "could not prune manifests");
     }
 }

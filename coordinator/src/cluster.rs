@@ -93,19 +93,15 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
         let bucket = Bucket::open(&host.bucket, storage);
         let last_backup = async {
             let bucket = bucket.as_ref().map_err(|e| e.to_string())?;
-            let manifest = manifests::latest(bucket, None)
+            let summary = manifests::latest_summary(bucket)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(manifest.map(|m| LastBackup {
-                run: m.started,
-                finished: m.finished,
-                metrics: m.metrics.len(),
-                missing: m
-                    .metrics
-                    .iter()
-                    .filter(|e| e.missing_since.is_some())
-                    .count(),
-                stats: m.stats,
+            Ok(summary.map(|s| LastBackup {
+                run: s.started,
+                finished: s.finished,
+                metrics: s.metrics as usize,
+                missing: s.missing as usize,
+                stats: s.stats,
             }))
         }
         .await;

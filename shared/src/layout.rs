@@ -5,6 +5,7 @@
 //! <prefix><metric.name>/<TS>.sha1        40 lowercase hex chars, SHA-1 of the raw file, no newline
 //! <prefix>.bucky/owner.json              the host that owns this bucket
 //! <prefix>.bucky/manifests/<TS>.json.gz  one per completed run: its commit point
+//! <prefix>.bucky/manifests/<TS>.summary.json  its counts, for status and checks
 //! <prefix>.bucky/checkpoint/<TS>/<N>.json.gz  progress of a running backup, in segments
 //! <prefix>.bucky/lease.json               the running backup, while one runs
 //! ```
@@ -16,7 +17,7 @@ pub mod manifest;
 pub mod owner;
 mod timestamp;
 
-pub use manifest::{Manifest, ManifestEntry, RunStats};
+pub use manifest::{Manifest, ManifestEntry, RunStats, Summary};
 pub use owner::OwnerMarker;
 pub use timestamp::{Version, parse_date};
 
@@ -141,6 +142,11 @@ impl Layout {
     /// Key of the manifest of the run started at `run`.
     pub fn manifest_key(&self, run: Version) -> String {
         format!("{}{run}.json.gz", self.manifests_prefix())
+    }
+
+    /// Key of the summary of the manifest of `run`.
+    pub fn summary_key(&self, run: Version) -> String {
+        format!("{}{run}.summary.json", self.manifests_prefix())
     }
 
     /// The run a manifest key belongs to.

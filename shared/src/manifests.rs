@@ -1,7 +1,7 @@
 //! Finding the manifest that describes a bucket: the newest valid one (at or before a date), and
 //! the checkpoint of a run that did not finish.
 
-use crate::layout::{Manifest, Version};
+use crate::layout::{Manifest, Summary, Version};
 use tracing::warn;
 
 use crate::bucket::{self, Bucket};
@@ -43,6 +43,32 @@ pub async fn latest(
         match Manifest::decode(&bytes) {
             Ok(manifest) => return Ok(Some(manifest)),
             Err(e) => warn!(bucket = bucket.url(), key, error = %e, "skipping unreadable manifest"),
+        }
+    }
+    Ok(None)
+}
+
+/// The newest committed run's [`Summary`]: read from its summary object, or computed from the
+/// manifest when there is none (written by an older bucky, or its write failed). A corrupt
+/// newest manifest is skipped for the one before, as [`latest`] does.
+///
+/// # Errors
+/// The store failed.
+pub async fn latest_summary(bucket: &Bucket) -> Result<Option<Summary>, bucket::Error> {
+    let layout = bucket.layout();
+    for run in runs(bucket).await?.into_iter().rev() {
+        if let Some(bytes) = bucket.get(&layout.summary_key(run)).await?
+            && let Ok(summary) = serde_json::from_slice::<Summary>(&bytes)
+        {
+            return Ok(Some(summary));
+        }
+        let Some(bytes) = bucket.get(&layout.manifest_key(run)).await? else {
+            continue;
+        };
+        match tokio::task::spawn_blocking(move || Manifest::decode(&bytes)).await {
+            Ok(Ok(manifest)) => return Ok(Some(manifest.summary())),
+            Ok(Err(e)) => warn!(bucket = bucket.url(), error = %e, "skipping unreadable manifest"),
+            Err(e) => warn!(error = %e, "decoding a manifest panicked"),
         }
     }
     Ok(None)

@@ -62,22 +62,22 @@ async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts(backend: Bac
         backup(&bucket, &root, &options, at(0)).await.unwrap();
         assert_eq!(
             counts.puts(),
-            1 + 1 + 2 * files + 1,
-            "owner marker, lease, 2 per file, manifest"
+            1 + 1 + 2 * files + 2,
+            "owner marker, lease, 2 per file, manifest and its summary"
         );
         let before = counts.total();
         let report = backup(&bucket, &root, &options, at(60)).await.unwrap();
         assert_eq!(report.unchanged, files as u64);
         rerun_requests.push(counts.total() - before);
 
-        // Change 3 files: 2 PUTs each, plus the lease and the manifest.
+        // Change 3 files: 2 PUTs each, plus the lease, the manifest and its summary.
         let puts_before = counts.puts();
         for i in 0..3 {
             write_metric(&root, &format!("app.m{i:03}.requests"), 1000.0, 60);
         }
         let report = backup(&bucket, &root, &options, at(120)).await.unwrap();
         assert_eq!((report.changed, report.unchanged), (3, files as u64 - 3));
-        assert_eq!(counts.puts() - puts_before, 3 * 2 + 2);
+        assert_eq!(counts.puts() - puts_before, 3 * 2 + 3);
     }
     assert_eq!(
         rerun_requests[0], rerun_requests[1],
@@ -196,7 +196,35 @@ async fn a_locked_file_is_reported_and_backed_up_by_the_next_run(backend: Backen
     );
 }
 
+/// Status and checks read a run's summary: two requests whatever the node's size, never the
+/// manifest.
+async fn a_runs_summary_answers_status_without_the_manifest(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    let names = write_tree(&root, 40);
+    let (bucket, counts) = counted_bucket(backend.store(), Faults::None);
+    backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
+        .await
+        .unwrap();
+    for name in &names[..5] {
+        std::fs::remove_file(metric::path_of(&root, name).unwrap()).unwrap();
+    }
+    let report = backup(&bucket, &root, &BackupOptions::new("g1"), at(60))
+        .await
+        .unwrap();
+    let before = counts.total();
+    let summary = bucky_agent::manifests::latest_summary(&bucket)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counts.total() - before, 2, "one listing, one small GET");
+    assert_eq!((summary.metrics, summary.missing), (40, 5));
+    assert_eq!(summary.started, report.run.unwrap());
+    assert_eq!(summary.stats.unwrap().unchanged, 35);
+}
+
 crate::on_every_store!(
+    a_runs_summary_answers_status_without_the_manifest,
     unchanged_files_cost_no_requests_and_changed_ones_two_puts,
     another_hosts_bucket_is_refused_before_anything_is_written,
     retention_keeps_five_versions_and_purge_waits_for_the_grace_period,

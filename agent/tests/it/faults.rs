@@ -43,9 +43,9 @@ async fn a_run_killed_midway_is_resumed_without_uploading_again(backend: Backend
     assert_eq!(report.unchanged, 5);
     assert_eq!(
         counts.puts(),
-        2 + 7 * 3 + 1,
+        2 + 7 * 3 + 2,
         "the lease (refused, then taken over from the dead run), data, .sha1 and a checkpoint \
-         per upload, then the manifest"
+         per upload, then the manifest and its summary"
     );
 
     let target = tmp.path().join("r");

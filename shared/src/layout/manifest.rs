@@ -88,6 +88,40 @@ pub struct RunStats {
     pub bytes_uploaded: u64,
 }
 
+/// A manifest in a few hundred bytes, written beside it, so status and checks of a node of
+/// millions of metrics read this instead of downloading the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// The run's start (the manifest's key).
+    pub started: Version,
+    /// When its manifest was written.
+    pub finished: Version,
+    /// Metrics in the manifest.
+    pub metrics: u64,
+    /// Of those, metrics that were not on disk.
+    pub missing: u64,
+    /// What the run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<RunStats>,
+}
+
+impl Manifest {
+    /// Its [`Summary`].
+    pub fn summary(&self) -> Summary {
+        Summary {
+            started: self.started,
+            finished: self.finished,
+            metrics: self.metrics.len() as u64,
+            missing: self
+                .metrics
+                .iter()
+                .filter(|e| e.missing_since.is_some())
+                .count() as u64,
+            stats: self.stats,
+        }
+    }
+}
+
 impl ManifestEntry {
     /// The newest stored version.
     pub fn latest(&self) -> Version {
