@@ -86,6 +86,9 @@ pub struct Bucket {
     /// The directory of a `file://` bucket, listed by [`list_local`]: object_store's own local
     /// listing ends at the first file name that is not a valid object path.
     local_dir: Option<std::path::PathBuf>,
+    /// Requests sent through this bucket (and its clones): one per object read, written or
+    /// deleted, one per listing.
+    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Bucket {
@@ -97,7 +100,18 @@ impl Bucket {
             url: url.to_string(),
             timeout: DEFAULT_REQUEST_TIMEOUT,
             local_dir: None,
+            requests: Arc::default(),
         }
+    }
+
+    /// Requests sent so far through this bucket and its clones.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, n: u64) {
+        self.requests
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The same bucket with another per-request deadline.
@@ -217,6 +231,7 @@ impl Bucket {
     /// Any failure other than "not found".
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, Error> {
         self.bounded("reading", key, async {
+            self.count(1);
             let fetched = async { self.store.get(&self.path(key)).await?.bytes().await };
             match fetched.await {
                 Ok(bytes) => Ok(Some(bytes)),
@@ -233,6 +248,7 @@ impl Bucket {
     /// The store failed the request.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
         self.bounded("writing", key, async {
+            self.count(1);
             self.store
                 .put(&self.path(key), PutPayload::from(bytes))
                 .await
@@ -251,6 +267,7 @@ impl Bucket {
         let payload = PutPayload::from(bytes.clone());
         let create = self.bounded("creating", key, async {
             let options = PutOptions::from(PutMode::Create);
+            self.count(1);
             match self.store.put_opts(&self.path(key), payload, options).await {
                 Ok(_) => Ok(Some(true)),
                 Err(object_store::Error::AlreadyExists { .. })
@@ -272,6 +289,7 @@ impl Bucket {
     /// The store failed the request.
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
         self.bounded("deleting", key, async {
+            self.count(1);
             match self.store.delete(&self.path(key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(self.request_err("deleting", key)(e)),
@@ -292,6 +310,7 @@ impl Bucket {
         }
         let paths: Vec<object_store::Result<StorePath>> =
             keys.iter().map(|k| Ok(self.path(k))).collect();
+        self.count(keys.len() as u64);
         let mut answers = self
             .store
             .delete_stream(futures::stream::iter(paths).boxed());
@@ -323,6 +342,7 @@ impl Bucket {
     /// # Errors
     /// The store failed the listing or did not answer within the deadline.
     pub async fn list(&self, prefix: &str) -> Result<Listing, Error> {
+        self.count(1);
         if let Some(dir) = &self.local_dir {
             let (dir, owned) = (dir.clone(), prefix.to_string());
             return tokio::task::spawn_blocking(move || list_local(&dir, &owned))
