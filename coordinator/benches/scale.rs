@@ -163,7 +163,7 @@ async fn step<T>(work: impl std::future::Future<Output = T>) -> (T, Step) {
 }
 
 fn name(i: usize) -> String {
-    format!("bench.h{:04}.m{:03}.value", i / 1000, i % 1000)
+    format!("bench.h{:04}.m{:03}", i / 1000, i % 1000)
 }
 
 /// Writes `n` tiny files, on every core.
