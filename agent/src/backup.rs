@@ -227,18 +227,17 @@ async fn run(
     let run = previous
         .as_ref()
         .map_or(now, |p| now.max(Version(p.started.0 + 1)));
-    let mut known: BTreeMap<String, ManifestEntry> = previous
-        .iter()
-        .flat_map(|p| p.metrics.iter().cloned())
-        .map(|e| (e.name.clone(), e))
-        .collect();
+    // The previous manifest's entries, moved out (not copied): a node of millions of metrics
+    // holds each entry once as it was and once as it is now, no more. Sorted by name.
+    let (previous_started, retried, mut known) = match previous {
+        Some(p) => (Some(p.started), p.pending_deletes, p.metrics),
+        None => (None, Vec::new(), Vec::new()),
+    };
     // What a dead run uploaded goes into this run's first checkpoint segment, so a third run
     // still knows it if this one dies too.
     let mut resumed = Vec::new();
     if let Some(checkpoint) = manifests::checkpoint(bucket).await?
-        && previous
-            .as_ref()
-            .is_none_or(|p| checkpoint.started > p.started)
+        && previous_started.is_none_or(|started| checkpoint.started > started)
     {
         info!(
             bucket = bucket.url(),
@@ -246,7 +245,7 @@ async fn run(
             "resuming from the checkpoint of an unfinished run"
         );
         resumed = checkpoint.metrics.clone();
-        known.extend(checkpoint.metrics.into_iter().map(|e| (e.name.clone(), e)));
+        known = merge_sorted(known, checkpoint.metrics);
     }
 
     let (root_owned, selection) = (root.to_path_buf(), options.selection.clone());
@@ -269,7 +268,8 @@ async fn run(
     if !options.noop {
         report.restore_leftovers_removed = remove_leftovers(&walk.restore_leftovers);
     }
-    let mut current: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+    // This run's entries as they complete; sorted by name before the manifest is written.
+    let mut current: Vec<ManifestEntry> = Vec::with_capacity(known.len());
     for c in walk.collisions {
         let error = format!(
             "{} and {} are both metric {}: neither is backed up until one is removed",
@@ -278,8 +278,8 @@ async fn run(
             c.metric
         );
         warn!(metric = c.metric, error, "not backed up");
-        if let Some(entry) = known.get(&c.metric) {
-            current.insert(c.metric.clone(), entry.clone());
+        if let Some(entry) = find(&known, &c.metric) {
+            current.push(entry.clone());
         }
         report.failed.push(FileFailure {
             metric: c.metric,
@@ -296,7 +296,7 @@ async fn run(
     let mut segment: Vec<ManifestEntry> = resumed;
     let mut segments = 0;
     let mut outcomes = stream::iter(files.into_iter().map(|file| {
-        let previous = known.get(&file.name).cloned();
+        let previous = find(&known, &file.name).cloned();
         async move {
             let name = file.name.clone();
             let size = file.size;
@@ -316,7 +316,7 @@ async fn run(
                 if options.verify_all {
                     report.bytes_read += size;
                 }
-                current.insert(name, entry);
+                current.push(entry);
             }
             Ok(Outcome::Uploaded {
                 entry,
@@ -336,7 +336,7 @@ async fn run(
                     deletes.push(bucket.layout().sha1_key(&name, v));
                 }
                 segment.push(entry.clone());
-                current.insert(name, entry);
+                current.push(entry);
                 if segment.len() >= options.checkpoint_every.max(1) {
                     let entries = std::mem::take(&mut segment);
                     write_segment(bucket, &options.node, run, segments, entries).await;
@@ -358,8 +358,8 @@ async fn run(
             }
             Err(error) => {
                 warn!(metric = name, error, "not backed up");
-                if let Some(entry) = known.get(&name) {
-                    current.insert(name.clone(), entry.clone());
+                if let Some(entry) = find(&known, &name) {
+                    current.push(entry.clone());
                 }
                 report.failed.push(FileFailure {
                     metric: name,
@@ -371,14 +371,17 @@ async fn run(
     drop(outcomes);
 
     // Metrics in the manifest that were not found on disk this run.
-    for (name, mut entry) in known {
-        if current.contains_key(&name) {
+    current.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let mut kept = Vec::new();
+    for mut entry in known {
+        if find(&current, &entry.name).is_some() {
             continue;
         }
-        if !options.selection.matches(&name) {
-            current.insert(name, entry);
+        if !options.selection.matches(&entry.name) {
+            kept.push(entry);
             continue;
         }
+        let name = entry.name.clone();
         let since = *entry.missing_since.get_or_insert(run);
         let expired =
             options.purge_after_days >= 0 && now.0 - since.0 >= options.purge_after_days * 86_400;
@@ -393,9 +396,13 @@ async fn run(
             report.purged.push(name);
         } else {
             report.missing += 1;
-            current.insert(name, entry);
+            kept.push(entry);
         }
     }
+    current.extend(kept);
+    current.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    // One entry per metric, or the manifest would not read back.
+    current.dedup_by(|a, b| a.name == b.name);
     if options.noop {
         report
             .planned
@@ -409,7 +416,7 @@ async fn run(
         node: options.node.clone(),
         started: run,
         finished: Version(now.0.max(run.0)),
-        metrics: current.into_values().collect(),
+        metrics: current,
         pending_deletes: deletes.clone(),
         stats: Some(RunStats {
             new: report.new,
@@ -433,7 +440,6 @@ async fn run(
         warn!(error = %e, "the run's summary was not written; status reads its manifest instead");
     }
     // Committed. What follows only removes what no manifest needs any more.
-    let retried = previous.map(|p| p.pending_deletes).unwrap_or_default();
     for (keys, counted) in [(deletes, true), (retried, false)] {
         match bucket.delete_many(keys).await {
             Ok((deleted, failed)) => {
@@ -469,10 +475,35 @@ async fn run(
     Ok(report)
 }
 
+/// The entry of `name` in `entries`, sorted by name.
+fn find<'a>(entries: &'a [ManifestEntry], name: &str) -> Option<&'a ManifestEntry> {
+    entries
+        .binary_search_by(|e| e.name.as_str().cmp(name))
+        .ok()
+        .map(|i| &entries[i])
+}
+
+/// `base` and `newer`, both sorted by name, merged; `newer`'s entry wins for a name in both.
+fn merge_sorted(base: Vec<ManifestEntry>, newer: Vec<ManifestEntry>) -> Vec<ManifestEntry> {
+    let mut out = Vec::with_capacity(base.len() + newer.len());
+    let mut newer = newer.into_iter().peekable();
+    for entry in base {
+        while newer.peek().is_some_and(|n| n.name < entry.name) {
+            out.extend(newer.next());
+        }
+        match newer.peek() {
+            Some(n) if n.name == entry.name => out.extend(newer.next()),
+            _ => out.push(entry),
+        }
+    }
+    out.extend(newer);
+    out
+}
+
 /// Refuses the run when more than the allowed share of the metrics the last manifest saw on disk
 /// (and the selection covers) are not in the tree now.
 fn check_shrink(
-    known: &BTreeMap<String, ManifestEntry>,
+    known: &[ManifestEntry],
     walk: &tree::Walk,
     root: &Path,
     options: &BackupOptions,
@@ -482,7 +513,8 @@ fn check_shrink(
     }
     let mut present = 0u64;
     let mut missing = 0u64;
-    for (name, entry) in known {
+    for entry in known {
+        let name = &entry.name;
         if entry.missing_since.is_some() || !options.selection.matches(name) {
             continue;
         }
@@ -742,5 +774,33 @@ async fn prune_manifests(bucket: &Bucket, keep: usize) {
         .collect();
     if let Err(e) = bucket.delete_many(pruned).await {
         warn!(error = %e, "could not prune manifests");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, size: u64) -> ManifestEntry {
+        ManifestEntry {
+            name: name.into(),
+            versions: vec![Version(1)],
+            sha1: String::new(),
+            size,
+            stored_size: 0,
+            mtime_ns: 0,
+            missing_since: None,
+        }
+    }
+
+    #[test]
+    fn merging_keeps_order_and_prefers_the_newer_entry() {
+        let base = vec![entry("a", 1), entry("c", 1), entry("e", 1)];
+        let newer = vec![entry("b", 2), entry("c", 2), entry("f", 2)];
+        let merged = merge_sorted(base, newer);
+        let got: Vec<(&str, u64)> = merged.iter().map(|e| (e.name.as_str(), e.size)).collect();
+        assert_eq!(got, [("a", 1), ("b", 2), ("c", 2), ("e", 1), ("f", 2)]);
+        assert_eq!(find(&merged, "e").map(|e| e.size), Some(1));
+        assert!(find(&merged, "d").is_none());
     }
 }
