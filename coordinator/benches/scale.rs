@@ -73,12 +73,12 @@ fn main() -> anyhow::Result<()> {
             large.per_metric(large.restore.secs) / small.per_metric(small.restore.secs),
             large.per_metric(large.plan.secs) / small.per_metric(small.plan.secs),
             large.backup.peak as f64 / large.n as f64 / (small.backup.peak as f64 / small.n as f64),
-            large.restore.peak as f64 / large.n as f64
+            large.restore.peak as f64
+                / large.n as f64
                 / (small.restore.peak as f64 / small.n as f64),
         );
-        let marginal = |l: Step, s: Step| {
-            (l.peak as f64 - s.peak as f64) / (large.n as f64 - small.n as f64)
-        };
+        let marginal =
+            |l: Step, s: Step| (l.peak as f64 - s.peak as f64) / (large.n as f64 - small.n as f64);
         println!(
             "marginal memory per metric between the two sizes: first backup {:.0} B, unchanged re-run {:.0} B, plan {:.0} B, restore {:.0} B",
             marginal(large.backup, small.backup),
@@ -200,8 +200,9 @@ fn generate(root: &Path, n: usize, now: i64) -> anyhow::Result<()> {
                             .expect("creating a directory");
                     }
                     let mut file = Whisper::open(empty.clone(), &path).expect("an image");
-                    let points: Vec<(i64, f64)> =
-                        (0..60).map(|m| (now - m * 60, (i + m as usize) as f64)).collect();
+                    let points: Vec<(i64, f64)> = (0..60)
+                        .map(|m| (now - m * 60, (i + m as usize) as f64))
+                        .collect();
                     file.update_many(&points, now).expect("points fit");
                     std::fs::write(&path, file.storage().bytes()).expect("writing a file");
                 }
@@ -220,7 +221,10 @@ async fn measure(n: usize) -> anyhow::Result<Row> {
     let started = Instant::now();
     let (root_owned, _) = (root.clone(), ());
     tokio::task::spawn_blocking(move || generate(&root_owned, n, now)).await??;
-    eprintln!("  ({n} files generated in {:.0} s)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "  ({n} files generated in {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
     let buckets = work.path().join("buckets");
     let url = format!("file://{}/{HOST}", buckets.display());
     let bucket = Bucket::open(&url, &StoreOptions::default())?;
@@ -231,14 +235,26 @@ async fn measure(n: usize) -> anyhow::Result<Row> {
 
     let (first, backup_step) = step(backup(&bucket, &root, &options, Version(now))).await;
     let first = first?;
-    anyhow::ensure!(first.new == n as u64, "first backup: {} new of {n}", first.new);
+    anyhow::ensure!(
+        first.new == n as u64,
+        "first backup: {} new of {n}",
+        first.new
+    );
     let before = bucket.requests();
     let (rerun, rerun_step) = step(backup(&bucket, &root, &options, Version(now + 60))).await;
     let rerun = rerun?;
-    anyhow::ensure!(rerun.unchanged == n as u64, "re-run: {} unchanged", rerun.unchanged);
+    anyhow::ensure!(
+        rerun.unchanged == n as u64,
+        "re-run: {} unchanged",
+        rerun.unchanged
+    );
     let rerun_requests = bucket.requests() - before;
     let manifest_bytes = bucket
-        .get(&bucket.layout().manifest_key(rerun.run.expect("a committed run")))
+        .get(
+            &bucket
+                .layout()
+                .manifest_key(rerun.run.expect("a committed run")),
+        )
         .await?
         .map_or(0, |b| b.len() as u64);
 
@@ -261,11 +277,21 @@ async fn measure(n: usize) -> anyhow::Result<Row> {
         &text.replace("http://127.0.0.1:9", &format!("http://{addr}")),
         &work.path().join("coordinator.toml"),
     )?;
-    let agents = vec![GrpcAgent::new(HOST, &format!("http://{addr}"), TOKEN, None)?];
+    let agents = vec![GrpcAgent::new(
+        HOST,
+        &format!("http://{addr}"),
+        TOKEN,
+        None,
+    )?];
 
     let (statuses, status_step) = step(cluster::status(&cluster, &agents)).await;
     anyhow::ensure!(
-        statuses[0].last_backup.as_ref().ok().and_then(|b| b.as_ref()).map(|b| b.metrics)
+        statuses[0]
+            .last_backup
+            .as_ref()
+            .ok()
+            .and_then(|b| b.as_ref())
+            .map(|b| b.metrics)
             == Some(n),
         "status does not show the backup"
     );
@@ -275,7 +301,11 @@ async fn measure(n: usize) -> anyhow::Result<Row> {
     };
     let (plan, plan_step) = step(cluster::plan_host(&cluster, &agents, &request, |_| true)).await;
     let plan = plan?;
-    anyhow::ensure!(plan.metric_count() == n, "plan: {} metrics", plan.metric_count());
+    anyhow::ensure!(
+        plan.metric_count() == n,
+        "plan: {} metrics",
+        plan.metric_count()
+    );
     drop(plan);
 
     std::fs::remove_dir_all(&root)?;

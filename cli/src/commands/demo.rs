@@ -27,9 +27,13 @@ pub struct DemoArgs {
     /// Metrics across the cluster.
     #[arg(long, default_value_t = 3000)]
     pub metrics: usize,
-    /// Days of minute data per metric.
+    /// Days of minute data per metric (what the schema keeps of them).
     #[arg(long, default_value_t = 3)]
     pub days: i64,
+    /// Retentions of every file, as in storage-schemas.conf; `60s:1h` (748-byte files) fits a
+    /// million-metric demo on a laptop disk.
+    #[arg(long, value_delimiter = ',', default_value = "60s:3d,15m:30d")]
+    pub schema: Vec<String>,
     /// Keep the demo directory (trees, buckets, configs) instead of removing it.
     #[arg(long)]
     pub keep: bool,
@@ -100,7 +104,7 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
 
     // 1. Trees, placed by the ring, written like carbon-cache writes.
     let step = Instant::now();
-    let schema = whisper::parse_retentions(&["60s:3d", "15m:30d"])?;
+    let schema = whisper::parse_retentions(&args.schema)?;
     let minutes = args.days.clamp(1, 3) * 1440;
     let mut per_host = [0usize; 3];
     for i in 0..args.metrics {
@@ -127,9 +131,10 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
     }
     writeln!(
         out,
-        "1. wrote {} metrics ({} days of minute data, schema 60s:3d,15m:30d) placed by carbon_ch: {} in {:.1} s",
+        "1. wrote {} metrics ({} days of minute data, schema {}) placed by carbon_ch: {} in {:.1} s",
         args.metrics,
         minutes / 1440,
+        args.schema.join(","),
         HOSTS
             .iter()
             .zip(per_host)

@@ -30,3 +30,22 @@ fn the_demo_backs_up_loses_a_node_restores_and_verifies() {
         "{out}"
     );
 }
+
+/// `--schema` sets every file's retentions: tiny files for a demo of many metrics.
+#[test]
+fn the_demo_takes_a_schema() {
+    let out = bucky(&[
+        "demo",
+        "--metrics",
+        "60",
+        "--days",
+        "1",
+        "--schema",
+        "60s:1h",
+    ])
+    .unwrap();
+    assert!(out.contains("schema 60s:1h)"), "{out}");
+    assert!(out.contains("7. verified: all"), "{out}");
+    let err = bucky(&["demo", "--schema", "60x:1h"]).unwrap_err();
+    assert!(format!("{err:#}").contains("60x"), "{err:#}");
+}
