@@ -1,7 +1,9 @@
 //! Putting a whisper file into the tree: created atomically when absent (temp name, only non-zero
 //! 4 KiB blocks written so zero blocks stay holes, fsync, linked into place without replacing
-//! anything, directory fsynced), safe-filled under an exclusive lock when present, so no point
-//! the node holds is ever changed. New files get carbon's mode (0666 less the umask), not the
+//! anything), safe-filled under an exclusive lock when present, so no point the node holds is
+//! ever changed. The directories new files went into are fsynced once each by [`sync_dirs`] at
+//! the end of a restore, not once per file: a crash before that loses renames (files a rerun
+//! writes again), never a file's content. New files get carbon's mode (0666 less the umask), not the
 //! 0600 of a temp file: graphite-web reads them as another user.
 
 use std::fs::Permissions;
@@ -70,5 +72,53 @@ fn write_new(path: &Path, bytes: &[u8], file_mode: u32) -> std::io::Result<()> {
     file.flush()?;
     file.sync_all()?;
     tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    Ok(())
+}
+
+/// Fsyncs `dirs` and each of their ancestors below `root` (and `root`), once each, so the
+/// files created in them survive a crash. Returns the directories that could not be synced.
+pub fn sync_dirs(
+    root: &Path,
+    dirs: &std::collections::BTreeSet<std::path::PathBuf>,
+) -> Vec<String> {
+    let mut all = std::collections::BTreeSet::new();
+    for dir in dirs {
+        let mut at = Some(dir.as_path());
+        while let Some(d) = at {
+            if !d.starts_with(root) || !all.insert(d.to_path_buf()) {
+                break;
+            }
+            at = d.parent();
+        }
+    }
+    all.iter()
+        .filter_map(
+            |d| match std::fs::File::open(d).and_then(|f| f.sync_all()) {
+                Ok(()) => None,
+                Err(e) => Some(format!("{}: syncing the directory: {e}", d.display())),
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_files_directories_are_synced_up_to_the_root_and_failures_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("w");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        let dirs = [root.join("a/b"), root.join("a")].into_iter().collect();
+        assert!(sync_dirs(&root, &dirs).is_empty());
+        let gone = [root.join("gone")].into_iter().collect();
+        let failed = sync_dirs(&root, &gone);
+        assert_eq!(
+            failed.len(),
+            1,
+            "the missing directory; the root syncs: {failed:?}"
+        );
+        assert!(failed[0].contains("gone"), "{failed:?}");
+    }
 }

@@ -177,12 +177,16 @@ pub async fn restore(
             }),
     )
     .buffer_unordered(options.workers.max(1));
+    let new_dirs = NewDirs::default();
     while let Some((name, result)) = results.next().await {
         match result {
             Ok(done) => {
                 report.bytes_downloaded += done.downloaded;
                 match done.points_filled {
-                    None => report.written += 1,
+                    None => {
+                        report.written += 1;
+                        note_created(&new_dirs, root, &name);
+                    }
                     Some(points) => {
                         report.filled += 1;
                         report.points_filled += points;
@@ -198,6 +202,8 @@ pub async fn restore(
             }
         }
     }
+    drop(results);
+    sync_new_dirs(root, new_dirs, &mut report).await;
     info!(
         bucket = bucket.url(),
         written = report.written,
@@ -212,6 +218,36 @@ struct Restored {
     downloaded: u64,
     /// `None` when the file was written whole.
     points_filled: Option<u64>,
+}
+
+/// Directories new files were created in, synced at the end of a restore.
+type NewDirs = std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>>;
+
+fn note_created(dirs: &NewDirs, root: &Path, metric: &str) {
+    if let Ok(path) = metric::path_of(root, metric)
+        && let Some(dir) = path.parent()
+    {
+        dirs.lock()
+            .expect("the directory set is never poisoned")
+            .insert(dir.to_path_buf());
+    }
+}
+
+/// Fsyncs the directories of the files a restore created; a failure is the restore's.
+async fn sync_new_dirs(root: &Path, dirs: NewDirs, report: &mut RestoreReport) {
+    let dirs = dirs
+        .into_inner()
+        .expect("the directory set is never poisoned");
+    let root = root.to_path_buf();
+    let failed = tokio::task::spawn_blocking(move || crate::install::sync_dirs(&root, &dirs))
+        .await
+        .unwrap_or_else(|e| vec![format!("syncing directories panicked: {e}")]);
+    for error in failed {
+        report.failed.push(FileFailure {
+            metric: "(directory)".into(),
+            error,
+        });
+    }
 }
 
 async fn restore_one(
@@ -393,13 +429,17 @@ pub async fn execute_plan(
         .buffer_unordered(options.workers.max(1));
     let mut results = std::pin::pin!(results);
     let mut report = RestoreReport::default();
+    let new_dirs = NewDirs::default();
     while let Some(outcomes) = results.next().await {
         for (metric, outcome) in outcomes {
             match outcome {
                 Ok(done) => {
                     report.bytes_downloaded += done.downloaded;
                     match done.points_filled {
-                        None => report.written += 1,
+                        None => {
+                            report.written += 1;
+                            note_created(&new_dirs, root, &metric);
+                        }
                         Some(points) => {
                             report.filled += 1;
                             report.points_filled += points;
@@ -410,6 +450,7 @@ pub async fn execute_plan(
             }
         }
     }
+    sync_new_dirs(root, new_dirs, &mut report).await;
     report
 }
 
