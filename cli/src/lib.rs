@@ -64,7 +64,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Backup(args) => done(commands::backup::run(args, out)),
         Command::Restore(args) => done(commands::restore::run(args, out)),
-        Command::Status(args) => done(commands::status::run(args, out)),
+        Command::Status(args) => commands::status::run(args, out),
         Command::Check(args) => commands::check::run(args, out).map(commands::check::State::code),
         Command::List(args) => done(commands::list::run(args, out)),
         Command::Demo(args) => done(commands::demo::run(args, out)),

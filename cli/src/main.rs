@@ -5,7 +5,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = bucky_cli::Cli::parse();
+    let cli = match bucky_cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // A Nagios plugin's usage error is UNKNOWN (3), not clap's 2 (which reads as CRITICAL).
+        Err(e) if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("check") => {
+            eprint!("BUCKY UNKNOWN - {e}");
+            return ExitCode::from(3);
+        }
+        Err(e) => e.exit(),
+    };
     let mut out = std::io::stdout().lock();
     match bucky_cli::run(cli, &mut out) {
         Ok(code) => ExitCode::from(code),

@@ -58,9 +58,11 @@ fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for &n in &sizes {
-        let row = runtime.block_on(measure(n))?;
+        let (row, work) = runtime.block_on(measure(n))?;
         row.print();
         rows.push(row);
+        // Printed first: removing millions of files (with online discard) takes minutes.
+        drop(work);
     }
     if let [small, .., large] = rows.as_slice() {
         println!(
@@ -212,7 +214,7 @@ fn generate(root: &Path, n: usize, now: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(n: usize) -> anyhow::Result<Row> {
+async fn measure(n: usize) -> anyhow::Result<(Row, tempfile::TempDir)> {
     let work = tempfile::tempdir()?;
     let root = work.path().join("whisper").join(HOST);
     let now = std::time::SystemTime::now()
@@ -328,14 +330,17 @@ async fn measure(n: usize) -> anyhow::Result<Row> {
     );
     let restored_file: PathBuf = metric::path_of(&root, &name(n - 1))?;
     anyhow::ensure!(restored_file.exists(), "restored files are in place");
-    Ok(Row {
-        n,
-        backup: backup_step,
-        rerun: rerun_step,
-        rerun_requests,
-        manifest_bytes,
-        status: status_step,
-        plan: plan_step,
-        restore: restore_step,
-    })
+    Ok((
+        Row {
+            n,
+            backup: backup_step,
+            rerun: rerun_step,
+            rerun_requests,
+            manifest_bytes,
+            status: status_step,
+            plan: plan_step,
+            restore: restore_step,
+        },
+        work,
+    ))
 }

@@ -183,6 +183,7 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         names.len()
     );
     let status = run(&["status", "--json"]);
+    assert!(status.status.success(), "a healthy fleet's status exits 0");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     for node in status["nodes"].as_array().unwrap() {
         assert_eq!(node["reachable"], true);
@@ -264,6 +265,14 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         "{}",
         stdout(&check)
     );
+    // status says it in its exit code too, for scripts.
+    assert_eq!(run(&["status"]).status.code(), Some(1));
+    // Nagios conventions: a usage error and thresholds that contradict are UNKNOWN (3).
+    let usage = run(&["check", "--warning", "soon"]);
+    assert_eq!(usage.status.code(), Some(3), "{}", stdout(&usage));
+    let backwards = run(&["check", "--warning", "60", "--critical", "50"]);
+    assert_eq!(backwards.status.code(), Some(3), "{}", stdout(&backwards));
+    assert!(stdout(&backwards).starts_with("BUCKY UNKNOWN - --warning 60"));
 }
 
 /// An agent configured with another ring: the backup is refused naming it, status shows it.
@@ -283,6 +292,11 @@ fn a_mismatched_ring_blocks_backup_and_shows_in_status_across_processes() {
         "{stderr}"
     );
     let status = fleet.bucky(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "a ring that differs fails status"
+    );
     let table = stdout(&status);
     let c = table.lines().find(|l| l.starts_with("node-c")).unwrap();
     assert!(c.contains("DIFF"), "{table}");

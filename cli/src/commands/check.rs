@@ -89,7 +89,7 @@ pub fn evaluate(
                         format!(
                             "{}: last backup {} ago",
                             n.host,
-                            human_age(now - b.finished)
+                            human_age((now - b.finished).max(0))
                         ),
                         &mut state,
                     );
@@ -99,7 +99,7 @@ pub fn evaluate(
                         format!(
                             "{}: last backup {} ago",
                             n.host,
-                            human_age(now - b.finished)
+                            human_age((now - b.finished).max(0))
                         ),
                         &mut state,
                     );
@@ -131,6 +131,14 @@ pub fn evaluate(
 
 /// Runs the check, printing one Nagios line with performance data.
 pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
+    if args.warning.is_nan() || args.critical.is_nan() || args.warning > args.critical {
+        writeln!(
+            out,
+            "BUCKY UNKNOWN - --warning {} must not exceed --critical {} (hours)",
+            args.warning, args.critical
+        )?;
+        return Ok(State::Unknown);
+    }
     let status = match super::status::fetch(&args.coordinator) {
         Ok(status) => status,
         Err(e) => {
@@ -146,7 +154,7 @@ pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
         .nodes
         .iter()
         .filter_map(|n| n.last_backup.as_ref())
-        .map(|b| now - b.finished)
+        .map(|b| (now - b.finished).max(0))
         .max();
     let summary = if reasons.is_empty() {
         format!(
@@ -161,16 +169,16 @@ pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
         .nodes
         .iter()
         .map(|n| {
-            let age = n
-                .last_backup
-                .as_ref()
-                .map_or("U".to_string(), |b| (now - b.finished).to_string());
+            // A clock behind the bucket's never makes an age negative; no backup is "U", unitless.
+            let age = n.last_backup.as_ref().map_or("U".to_string(), |b| {
+                format!("{}s", (now - b.finished).max(0))
+            });
             let missing = n
                 .last_backup
                 .as_ref()
                 .map_or("U".to_string(), |b| b.missing.to_string());
             format!(
-                "'{}_age'={age}s;{};{} '{}_missing'={missing}",
+                "'{}_age'={age};{};{} '{}_missing'={missing}",
                 n.host,
                 (args.warning * 3600.0) as i64,
                 (args.critical * 3600.0) as i64,

@@ -60,19 +60,21 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
     serde_json::json!({"ring_fingerprint": status.ring_fingerprint, "nodes": nodes})
 }
 
-/// Runs `bucky status`.
+/// Runs `bucky status`; the exit code is 1 when an agent is down or a ring differs, so a script
+/// can tell a healthy fleet from the table's word.
 ///
 /// # Errors
 /// The coordinator cannot be reached.
-pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     let status = fetch(&args.coordinator)?;
+    let code = u8::from(status.nodes.iter().any(|n| !n.reachable || !n.agrees));
     if args.json {
         writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&json_status(&status))?
         )?;
-        return Ok(());
+        return Ok(code);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -130,7 +132,7 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
             info.map_or("-".into(), |i| human_bytes(i.bytes_on_disk)),
             last.map_or("-".into(), |b| format!(
                 "{} ago",
-                human_age(now - b.finished)
+                human_age((now - b.finished).max(0))
             )),
             result,
         )?;
@@ -149,5 +151,5 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<()> {
             n.host, n.bucket, n.bucket_owner
         )?;
     }
-    Ok(())
+    Ok(code)
 }
