@@ -178,6 +178,9 @@ const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// How one file went.
 enum Outcome {
+    /// Size and mtime as recorded: the previous entry stands as it is.
+    Current,
+    /// Content unchanged; the entry's size, mtime or missing mark were refreshed.
     Unchanged(ManifestEntry),
     Uploaded {
         entry: ManifestEntry,
@@ -186,10 +189,22 @@ enum Outcome {
         uploaded: u64,
     },
     WouldUpload {
+        name: String,
         new: bool,
     },
     /// A new file in a purge-only run: not backed up yet, nothing to record.
     Skipped,
+}
+
+/// What a run did with one entry of the previous manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Its file was not found (or is outside the selection).
+    Unseen,
+    /// It stands as it was (unchanged file, or a file that failed).
+    Keep,
+    /// A new entry replaces it.
+    Replaced,
 }
 
 /// Backs `root` up into `bucket` as of `now`.
@@ -268,55 +283,59 @@ async fn run(
     if !options.noop {
         report.restore_leftovers_removed = remove_leftovers(&walk.restore_leftovers);
     }
-    // This run's entries as they complete; sorted by name before the manifest is written.
-    let mut current: Vec<ManifestEntry> = Vec::with_capacity(known.len());
-    for c in walk.collisions {
-        let error = format!(
-            "{} and {} are both metric {}: neither is backed up until one is removed",
-            c.paths[0].display(),
-            c.paths[1].display(),
-            c.metric
-        );
-        warn!(metric = c.metric, error, "not backed up");
-        if let Some(entry) = find(&known, &c.metric) {
-            current.push(entry.clone());
-        }
-        report.failed.push(FileFailure {
-            metric: c.metric,
-            error,
-        });
-    }
     let files = walk.files;
     options
         .progress
         .total
         .store(files.len() as u64, Ordering::Relaxed);
     let mut deletes: Vec<String> = Vec::new();
+    // What became of each previous entry (by its index in `known`); only entries that changed
+    // are held a second time, in `fresh`. A node of millions of unchanged metrics holds each
+    // entry once.
+    let mut fate = vec![Fate::Unseen; known.len()];
+    let mut fresh: Vec<ManifestEntry> = Vec::new();
     // Uploads since the last checkpoint segment, and the segments written.
     let mut segment: Vec<ManifestEntry> = resumed;
     let mut segments = 0;
+    let known_ref = &known;
     let mut outcomes = stream::iter(files.into_iter().map(|file| {
-        let previous = find(&known, &file.name).cloned();
+        let index = position(known_ref, &file.name);
+        let current = index.filter(|&i| is_current(&known_ref[i], &file, options));
+        let previous = match current {
+            Some(_) => None,
+            None => index.map(|i| known_ref[i].clone()),
+        };
         async move {
-            let name = file.name.clone();
             let size = file.size;
-            (
-                name,
-                size,
-                process(bucket, file, previous, options, run).await,
-            )
+            let outcome = match current {
+                Some(_) => Ok(Outcome::Current),
+                None => process(bucket, root, file, previous, options, run).await,
+            };
+            (index, size, outcome)
         }
     }))
     .buffer_unordered(options.workers.max(1));
-    while let Some((name, size, outcome)) = outcomes.next().await {
+    while let Some((index, size, outcome)) = outcomes.next().await {
         options.progress.done.fetch_add(1, Ordering::Relaxed);
+        let keep = |fate: &mut Vec<Fate>| {
+            if let Some(i) = index {
+                fate[i] = Fate::Keep;
+            }
+        };
         match outcome {
+            Ok(Outcome::Current) => {
+                report.unchanged += 1;
+                keep(&mut fate);
+            }
             Ok(Outcome::Unchanged(entry)) => {
                 report.unchanged += 1;
                 if options.verify_all {
                     report.bytes_read += size;
                 }
-                current.push(entry);
+                if let Some(i) = index {
+                    fate[i] = Fate::Replaced;
+                }
+                fresh.push(entry);
             }
             Ok(Outcome::Uploaded {
                 entry,
@@ -332,11 +351,14 @@ async fn run(
                 report.bytes_read += size;
                 report.bytes_uploaded += uploaded;
                 for v in expired {
-                    deletes.push(bucket.layout().data_key(&name, v));
-                    deletes.push(bucket.layout().sha1_key(&name, v));
+                    deletes.push(bucket.layout().data_key(&entry.name, v));
+                    deletes.push(bucket.layout().sha1_key(&entry.name, v));
+                }
+                if let Some(i) = index {
+                    fate[i] = Fate::Replaced;
                 }
                 segment.push(entry.clone());
-                current.push(entry);
+                fresh.push(entry);
                 if segment.len() >= options.checkpoint_every.max(1) {
                     let entries = std::mem::take(&mut segment);
                     write_segment(bucket, &options.node, run, segments, entries).await;
@@ -344,7 +366,7 @@ async fn run(
                 }
             }
             Ok(Outcome::Skipped) => {}
-            Ok(Outcome::WouldUpload { new }) => {
+            Ok(Outcome::WouldUpload { name, new }) => {
                 if new {
                     report.new += 1
                 } else {
@@ -356,53 +378,64 @@ async fn run(
                     if new { "new" } else { "changed" }
                 ));
             }
-            Err(error) => {
-                warn!(metric = name, error, "not backed up");
-                if let Some(entry) = find(&known, &name) {
-                    current.push(entry.clone());
-                }
-                report.failed.push(FileFailure {
-                    metric: name,
-                    error,
-                });
+            Err((metric, error)) => {
+                warn!(metric, error, "not backed up");
+                keep(&mut fate);
+                report.failed.push(FileFailure { metric, error });
             }
         }
     }
     drop(outcomes);
 
-    // Metrics in the manifest that were not found on disk this run.
-    current.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    let mut kept = Vec::new();
-    for mut entry in known {
-        if find(&current, &entry.name).is_some() {
-            continue;
+    // The new manifest, built in the previous one's place: every entry kept, replaced or found
+    // missing, then the new metrics added; no second array of every entry.
+    fresh.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let mut fresh = fresh.into_iter().peekable();
+    let mut added = Vec::new();
+    let mut current = known;
+    for (entry, fate) in current.iter_mut().zip(fate) {
+        while fresh.peek().is_some_and(|f| f.name < entry.name) {
+            added.extend(fresh.next());
         }
-        if !options.selection.matches(&entry.name) {
-            kept.push(entry);
-            continue;
-        }
-        let name = entry.name.clone();
-        let since = *entry.missing_since.get_or_insert(run);
-        let expired =
-            options.purge_after_days >= 0 && now.0 - since.0 >= options.purge_after_days * 86_400;
-        if expired {
-            for v in &entry.versions {
-                deletes.push(bucket.layout().data_key(&name, *v));
-                deletes.push(bucket.layout().sha1_key(&name, *v));
+        match fate {
+            Fate::Keep => {}
+            Fate::Replaced => {
+                if let Some(new) = fresh.next_if(|f| f.name == entry.name) {
+                    *entry = new;
+                }
             }
-            report
-                .planned
-                .push(format!("purge {name} (missing since {since})"));
-            report.purged.push(name);
-        } else {
-            report.missing += 1;
-            kept.push(entry);
+            Fate::Unseen if !options.selection.matches(&entry.name) => {}
+            Fate::Unseen => {
+                let since = *entry.missing_since.get_or_insert(run);
+                let expired = options.purge_after_days >= 0
+                    && now.0 - since.0 >= options.purge_after_days * 86_400;
+                if expired {
+                    for v in &entry.versions {
+                        deletes.push(bucket.layout().data_key(&entry.name, *v));
+                        deletes.push(bucket.layout().sha1_key(&entry.name, *v));
+                    }
+                    report
+                        .planned
+                        .push(format!("purge {} (missing since {since})", entry.name));
+                    // An empty name marks it for removal below.
+                    report.purged.push(std::mem::take(&mut entry.name));
+                } else {
+                    report.missing += 1;
+                }
+            }
         }
     }
-    current.extend(kept);
-    current.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    // One entry per metric, or the manifest would not read back.
-    current.dedup_by(|a, b| a.name == b.name);
+    current.retain(|e| !e.name.is_empty());
+    if current.is_empty() && added.is_empty() {
+        // A first run: the new entries are the manifest, in their own array.
+        current = fresh.collect();
+    } else {
+        added.extend(fresh);
+        if !added.is_empty() {
+            current.extend(added);
+            current.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
     if options.noop {
         report
             .planned
@@ -475,14 +508,6 @@ async fn run(
     Ok(report)
 }
 
-/// The entry of `name` in `entries`, sorted by name.
-fn find<'a>(entries: &'a [ManifestEntry], name: &str) -> Option<&'a ManifestEntry> {
-    entries
-        .binary_search_by(|e| e.name.as_str().cmp(name))
-        .ok()
-        .map(|i| &entries[i])
-}
-
 /// `base` and `newer`, both sorted by name, merged; `newer`'s entry wins for a name in both.
 fn merge_sorted(base: Vec<ManifestEntry>, newer: Vec<ManifestEntry>) -> Vec<ManifestEntry> {
     let mut out = Vec::with_capacity(base.len() + newer.len());
@@ -522,8 +547,7 @@ fn check_shrink(
         let found = walk
             .files
             .binary_search_by(|f| f.name.as_str().cmp(name))
-            .is_ok()
-            || walk.collisions.iter().any(|c| &c.metric == name);
+            .is_ok();
         missing += u64::from(!found);
     }
     if present > 0 && missing as f64 > options.max_missing_share * present as f64 {
@@ -627,8 +651,38 @@ fn remove_leftovers(paths: &[std::path::PathBuf]) -> u64 {
 }
 
 /// Decides what one file needs and does it.
+/// Whether `file` is as `entry` recorded it, so it needs no read.
+fn is_current(entry: &ManifestEntry, file: &TreeFile, options: &BackupOptions) -> bool {
+    !options.purge_only
+        && !options.verify_all
+        && entry.missing_since.is_none()
+        && entry.size == file.size
+        && entry.mtime_ns == file.mtime_ns
+}
+
+/// The index of `name` in `entries`, sorted by name.
+fn position(entries: &[ManifestEntry], name: &str) -> Option<usize> {
+    entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok()
+}
+
+/// Decides what one file needs and does it; a failure names its metric.
 async fn process(
     bucket: &Bucket,
+    root: &Path,
+    file: TreeFile,
+    previous: Option<ManifestEntry>,
+    options: &BackupOptions,
+    run: Version,
+) -> Result<Outcome, (String, String)> {
+    let name = file.name.clone();
+    read_and_upload(bucket, root, file, previous, options, run)
+        .await
+        .map_err(|error| (name, error))
+}
+
+async fn read_and_upload(
+    bucket: &Bucket,
+    root: &Path,
     file: TreeFile,
     previous: Option<ManifestEntry>,
     options: &BackupOptions,
@@ -642,15 +696,8 @@ async fn process(
             })
         }));
     }
-    if let Some(prev) = &previous
-        && !options.verify_all
-        && prev.missing_since.is_none()
-        && prev.size == file.size
-        && prev.mtime_ns == file.mtime_ns
-    {
-        return Ok(Outcome::Unchanged(prev.clone()));
-    }
-    let (path, timeout, level) = (file.path.clone(), options.lock_timeout, options.gzip_level);
+    let path = bucky_shared::metric::path_of(root, &file.name).map_err(|e| e.to_string())?;
+    let (timeout, level) = (options.lock_timeout, options.gzip_level);
     let idle_io = options.idle_io;
     let previous_sha1 = previous.as_ref().map(|p| p.sha1.clone());
     let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
@@ -677,7 +724,10 @@ async fn process(
     };
     let new = previous.is_none();
     if options.noop {
-        return Ok(Outcome::WouldUpload { new });
+        return Ok(Outcome::WouldUpload {
+            name: file.name,
+            new,
+        });
     }
     let layout = bucket.layout();
     let stored_size = gz.len() as u64;
@@ -800,7 +850,7 @@ mod tests {
         let merged = merge_sorted(base, newer);
         let got: Vec<(&str, u64)> = merged.iter().map(|e| (e.name.as_str(), e.size)).collect();
         assert_eq!(got, [("a", 1), ("b", 2), ("c", 2), ("e", 1), ("f", 2)]);
-        assert_eq!(find(&merged, "e").map(|e| e.size), Some(1));
-        assert!(find(&merged, "d").is_none());
+        assert_eq!(position(&merged, "e").map(|i| merged[i].size), Some(1));
+        assert!(position(&merged, "d").is_none());
     }
 }

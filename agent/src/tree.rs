@@ -5,6 +5,9 @@
 //! link back to a directory being walked is a loop and is not followed again. A `.wsp` file at a
 //! path carbon could never have written for its name (`d.e/f.wsp` is metric `d.e.f`, which carbon
 //! writes to `d/e/f.wsp`) would restore somewhere else, so it is skipped, counted and named.
+//! With those gone, a name and its path determine each other (`metric::path_of` gives a file's
+//! path back), so no two files are one metric and a file is held by its name alone: on a node of
+//! millions of metrics every byte per file counts.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -17,13 +20,11 @@ use tracing::warn;
 /// Paths of each kind kept by name in a [`Walk`]; the counts go on.
 pub const NAMED_PATHS: usize = 20;
 
-/// One whisper file found on disk.
+/// One whisper file found on disk; its path is `metric::path_of(root, &name)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeFile {
     /// Dotted metric name.
     pub name: String,
-    /// Full path.
-    pub path: PathBuf,
     /// Size in bytes.
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
@@ -48,15 +49,6 @@ impl Found {
     }
 }
 
-/// Two files that are one metric for carbon; neither is backed up.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Collision {
-    /// The metric.
-    pub metric: String,
-    /// The two files.
-    pub paths: [PathBuf; 2],
-}
-
 /// What a walk found.
 #[derive(Debug, Clone, Default)]
 pub struct Walk {
@@ -70,8 +62,6 @@ pub struct Walk {
     pub links_skipped: Found,
     /// Files left behind by a restore that was killed (`.bucky-restore-*`).
     pub restore_leftovers: Vec<PathBuf>,
-    /// Metrics found at two paths.
-    pub collisions: Vec<Collision>,
 }
 
 /// Prefix of the temp files a restore writes before renaming them into place.
@@ -149,15 +139,13 @@ pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Walk> {
                 };
                 walk.files.push(TreeFile {
                     name,
-                    path,
                     size: meta.len(),
                     mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
                 });
             }
         }
     }
-    walk.files.sort_by(|a, b| a.name.cmp(&b.name));
-    walk.collisions = take_collisions(&mut walk.files);
+    walk.files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     if walk.not_carbon.count > 0 {
         warn!(
             count = walk.not_carbon.count,
@@ -170,31 +158,6 @@ pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Walk> {
 
 fn id(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
-}
-
-/// Removes every metric found at more than one path from `files` (sorted by name).
-fn take_collisions(files: &mut Vec<TreeFile>) -> Vec<Collision> {
-    let mut collisions = Vec::new();
-    let mut i = 1;
-    while i < files.len() {
-        if files[i].name == files[i - 1].name {
-            collisions.push(Collision {
-                metric: files[i].name.clone(),
-                paths: [files[i - 1].path.clone(), files[i].path.clone()],
-            });
-            let name = files[i].name.clone();
-            let start = i - 1;
-            let mut end = i + 1;
-            while end < files.len() && files[end].name == name {
-                end += 1;
-            }
-            files.drain(start..end);
-            i = start.max(1);
-        } else {
-            i += 1;
-        }
-    }
-    collisions
 }
 
 #[cfg(test)]
@@ -229,7 +192,7 @@ mod tests {
         }
         let walk = walk(dir.path(), &Selection::default()).unwrap();
         assert_eq!(names(&walk), ["a.b", "ok.m"]);
-        assert_eq!(walk.files[0].path, dir.path().join("a/b.wsp"));
+        assert_eq!(walk.files[0].size, 1);
         assert_eq!(walk.not_carbon.count, 3);
         let mut skipped = walk.not_carbon.first.clone();
         skipped.sort();
@@ -237,7 +200,6 @@ mod tests {
             skipped,
             ["a.b.wsp", "d.e/f.wsp", "x.wsp/y.wsp"].map(|p| dir.path().join(p))
         );
-        assert!(walk.collisions.is_empty());
     }
 
     #[test]
@@ -263,28 +225,6 @@ mod tests {
         assert_eq!(
             walk.links_skipped.count, 2,
             "the loop and the dangling link"
-        );
-    }
-
-    #[test]
-    fn two_paths_of_one_metric_are_reported_and_neither_is_kept() {
-        let mut files: Vec<TreeFile> = ["a", "b", "b", "c", "c", "c", "d"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| TreeFile {
-                name: n.to_string(),
-                path: PathBuf::from(format!("/{i}")),
-                size: 0,
-                mtime_ns: 0,
-            })
-            .collect();
-        let collisions = take_collisions(&mut files);
-        let kept: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(kept, ["a", "d"]);
-        assert_eq!(collisions.len(), 2);
-        assert_eq!(
-            collisions[0].paths,
-            [PathBuf::from("/1"), PathBuf::from("/2")]
         );
     }
 

@@ -20,6 +20,28 @@ pub const MAX_EXPANSION: u64 = 100;
 /// ... and may always expand to this many bytes, however small it is.
 const MIN_EXPANDED_LIMIT: u64 = 16 << 20;
 
+/// A reader that gives at most `left` bytes and then fails, so a bomb stops where it is seen.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other(
+                "the decompressed manifest is too large",
+            ));
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// A manifest that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -155,19 +177,20 @@ impl Manifest {
     /// [`Error::Corrupt`] or [`Error::Format`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, Error> {
         let limit = (bytes.len() as u64 * MAX_EXPANSION).max(MIN_EXPANDED_LIMIT);
-        let mut json = Vec::new();
-        GzDecoder::new(bytes)
-            .take(limit + 1)
-            .read_to_end(&mut json)
-            .map_err(|e| Error::Corrupt(format!("not gzip: {e}")))?;
-        if json.len() as u64 > limit {
+        // Parsed as it is inflated: the JSON text of a node of millions of metrics is never
+        // held whole beside the entries it becomes.
+        let mut json = Bounded {
+            inner: GzDecoder::new(bytes),
+            left: limit,
+        };
+        let parsed = serde_json::from_reader(std::io::BufReader::new(&mut json));
+        if json.left == 0 {
             return Err(Error::Corrupt(format!(
                 "{} compressed bytes expand past {limit}: not a manifest bucky wrote",
                 bytes.len()
             )));
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&json).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let manifest: Manifest = parsed.map_err(|e| Error::Corrupt(e.to_string()))?;
         if manifest.format > FORMAT {
             return Err(Error::Format(manifest.format));
         }
