@@ -108,17 +108,13 @@ async fn backup_then_restore_by_plan() {
     let agent = spawn_agent(4).await;
     let mut c = client(&agent, Some(TOKEN)).await;
     let original = snapshot(&agent.root());
-    let mut stream = c
+    let stream = c
         .backup(pb::BackupRequest::default())
         .await
         .unwrap()
         .into_inner();
-    let mut last = None;
-    while let Some(update) = stream.next().await {
-        last = Some(update.unwrap());
-    }
-    let result = last
-        .unwrap()
+    let result = last_update(stream)
+        .await
         .result
         .expect("the last message has the result");
     assert_eq!((result.new, result.failed.len()), (4, 0));
@@ -143,7 +139,7 @@ async fn backup_then_restore_by_plan() {
             action: pb::RestoreAction::Write as i32,
         });
     }
-    let mut stream = c
+    let stream = c
         .restore(futures::stream::iter([pb::RestoreRequest {
             total: entries.len() as u64,
             entries,
@@ -151,11 +147,7 @@ async fn backup_then_restore_by_plan() {
         .await
         .unwrap()
         .into_inner();
-    let mut last = None;
-    while let Some(update) = stream.next().await {
-        last = Some(update.unwrap());
-    }
-    let last = last.unwrap();
+    let last = last_update(stream).await;
     let result = last.result.unwrap();
     assert_eq!(
         (result.written, result.failed.len(), last.done, last.total),
@@ -312,16 +304,12 @@ async fn a_plan_of_100_000_entries_streams_and_its_result_stays_bounded() {
             total: if i == 0 { ENTRIES as u64 } else { 0 },
         })
         .collect();
-    let mut stream = c
+    let stream = c
         .restore(futures::stream::iter(batches))
         .await
         .unwrap()
         .into_inner();
-    let mut last = None;
-    while let Some(update) = stream.next().await {
-        last = Some(update.unwrap());
-    }
-    let last = last.unwrap();
+    let last = last_update(stream).await;
     assert_eq!((last.done, last.total), (ENTRIES as u64, ENTRIES as u64));
     let result = last.result.unwrap();
     assert_eq!(result.failed_count, ENTRIES as u64);
@@ -331,4 +319,13 @@ async fn a_plan_of_100_000_entries_streams_and_its_result_stays_bounded() {
         "{:?}",
         result.failed[0]
     );
+}
+
+/// The last message of a job's stream (the one with the result); every message before it is Ok.
+async fn last_update<T>(mut stream: tonic::Streaming<T>) -> T {
+    let mut last = None;
+    while let Some(update) = stream.next().await {
+        last = Some(update.unwrap());
+    }
+    last.expect("the job streamed at least one message")
 }
