@@ -178,10 +178,10 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         _: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::InfoResponse>, Status> {
-        let node = self.node.clone();
-        let (metric_count, bytes_on_disk) = tokio::task::spawn_blocking(move || node.usage())
+        let (metric_count, bytes_on_disk) = self
+            .node
+            .usage_within(crate::node::USAGE_MAX_AGE)
             .await
-            .map_err(internal)?
             .map_err(internal)?;
         let running_job = self
             .job
@@ -304,6 +304,7 @@ impl pb::agent_server::Agent for AgentService {
             ..RestoreOptions::new(now())
         };
         let job_progress = progress.clone();
+        let node = self.node.clone();
         let job = async move {
             let open = |url: &str| {
                 if url == own.url() {
@@ -314,6 +315,7 @@ impl pb::agent_server::Agent for AgentService {
             };
             let items = Box::pin(items);
             let report = restore::execute_plan(items, &root, open, &options, &job_progress).await;
+            node.forget().await;
             Ok(wire::restore_result(&report))
         };
         Ok(Response::new(self.stream_job(
