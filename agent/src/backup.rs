@@ -242,8 +242,8 @@ async fn run(
     let run = previous
         .as_ref()
         .map_or(now, |p| now.max(Version(p.started.0 + 1)));
-    // The previous manifest's entries, moved out (not copied): a node of millions of metrics
-    // holds each entry once as it was and once as it is now, no more. Sorted by name.
+    // The previous manifest's entries, moved out (not copied) and sorted by name: the new
+    // manifest is built in this same array, so only entries that change are held twice.
     let (previous_started, retried, mut known) = match previous {
         Some(p) => (Some(p.started), p.pending_deletes, p.metrics),
         None => (None, Vec::new(), Vec::new()),
