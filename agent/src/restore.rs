@@ -276,20 +276,48 @@ async fn restore_one(
         .map_err(|e| format!("{e:#}"))?
         .ok_or_else(|| format!("{data_key}: its .sha1 disappeared"))?;
     let downloaded = (object.len() + expected.len()) as u64;
+    let expected = String::from_utf8_lossy(&expected)
+        .trim()
+        .to_ascii_lowercase();
+    verify_and_install(
+        object,
+        encoding,
+        data_key,
+        expected,
+        "its .sha1",
+        path,
+        options,
+    )
+    .await
+    .map(|points_filled| Restored {
+        downloaded,
+        points_filled,
+    })
+}
+
+/// Decodes a stored object, checks it against `expected` (named `what` in the error), and
+/// installs it at `path`, off the async runtime. Returns the points filled, or `None` when the
+/// file was created.
+async fn verify_and_install(
+    object: bytes::Bytes,
+    encoding: Encoding,
+    key: String,
+    expected: String,
+    what: &'static str,
+    path: std::path::PathBuf,
+    options: &RestoreOptions,
+) -> Result<Option<u64>, String> {
     let options = options.clone();
     tokio::task::spawn_blocking(move || {
         let raw = codec::decode(&object, encoding, options.max_file_bytes)
-            .map_err(|e| format!("{data_key}: {e}"))?;
-        let expected = String::from_utf8_lossy(&expected)
-            .trim()
-            .to_ascii_lowercase();
+            .map_err(|e| format!("{key}: {e}"))?;
         let actual = codec::sha1_hex(&raw);
         if actual != expected {
             return Err(format!(
-                "{data_key}: SHA-1 {actual} does not match its .sha1 {expected}"
+                "{key}: SHA-1 {actual} does not match {what} {expected}"
             ));
         }
-        let image = Whisper::open(Image::new(raw), &data_key).map_err(|e| e.to_string())?;
+        let image = Whisper::open(Image::new(raw), &key).map_err(|e| e.to_string())?;
         let installed = install(
             &path,
             &image,
@@ -297,13 +325,9 @@ async fn restore_one(
             options.now,
             options.file_mode,
         )?;
-        let points_filled = match installed {
+        Ok(match installed {
             Installed::Created => None,
             Installed::Filled(points) => Some(points),
-        };
-        Ok(Restored {
-            downloaded,
-            points_filled,
         })
     })
     .await
@@ -472,36 +496,19 @@ async fn apply_entry(
         .map_err(|e| format!("{e:#}"))?
         .ok_or_else(|| format!("{} has no object {}", bucket.url(), step.key))?;
     let downloaded = object.len() as u64;
-    let (key, expected, options) = (
+    let expected = step.sha1.to_ascii_lowercase();
+    verify_and_install(
+        object,
+        encoding,
         step.key.clone(),
-        step.sha1.to_ascii_lowercase(),
-        options.clone(),
-    );
-    tokio::task::spawn_blocking(move || {
-        let raw = codec::decode(&object, encoding, options.max_file_bytes)
-            .map_err(|e| format!("{key}: {e}"))?;
-        let actual = codec::sha1_hex(&raw);
-        if actual != expected {
-            return Err(format!(
-                "{key}: SHA-1 {actual} does not match the plan's {expected}"
-            ));
-        }
-        let image = Whisper::open(Image::new(raw), &key).map_err(|e| e.to_string())?;
-        let points_filled = match install(
-            &path,
-            &image,
-            options.lock_timeout,
-            options.now,
-            options.file_mode,
-        )? {
-            Installed::Created => None,
-            Installed::Filled(points) => Some(points),
-        };
-        Ok(Restored {
-            downloaded,
-            points_filled,
-        })
-    })
+        expected,
+        "the plan's",
+        path,
+        options,
+    )
     .await
-    .map_err(|e| format!("restore task panicked: {e}"))?
+    .map(|points_filled| Restored {
+        downloaded,
+        points_filled,
+    })
 }
