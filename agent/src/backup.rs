@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bucky_shared::layout::{Manifest, ManifestEntry, OwnerMarker, RunStats, Version, manifest};
+use bucky_shared::layout::{Manifest, ManifestEntry, RunStats, Version, manifest};
 use bucky_shared::whisper::{LockMode, lock_file};
 use futures::{StreamExt, stream};
 use tracing::{info, warn};
@@ -579,12 +579,11 @@ async fn collect_orphans(bucket: &Bucket, manifest: &Manifest) -> u64 {
         );
         return 0;
     }
-    let claimed = match bucket.get(&layout.owner_key()).await {
-        Ok(Some(bytes)) => match OwnerMarker::decode(&bytes) {
-            Ok(marker) => marker.created,
-            Err(_) => return 0,
-        },
-        _ => return 0,
+    let Ok(Some(claimed)) = ownership::marker(bucket)
+        .await
+        .map(|m| m.map(|m| m.created))
+    else {
+        return 0;
     };
     let listing = match bucket.list(layout.prefix()).await {
         Ok(listing) => listing,

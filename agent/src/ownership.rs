@@ -35,6 +35,24 @@ pub enum Error {
     Bucket(#[from] bucket::Error),
 }
 
+/// The bucket's owner marker, if it has one.
+///
+/// # Errors
+/// A marker that is not one, or a store failure.
+pub async fn marker(bucket: &Bucket) -> Result<Option<OwnerMarker>, Error> {
+    let key = bucket.layout().owner_key();
+    let Some(bytes) = bucket.get(&key).await? else {
+        return Ok(None);
+    };
+    OwnerMarker::decode(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt {
+            bucket: bucket.url().to_string(),
+            key,
+            reason: e.to_string(),
+        })
+}
+
 /// Refuses a bucket owned by another host; writes the marker into an unowned one when `claim`.
 ///
 /// # Errors
@@ -45,14 +63,8 @@ pub async fn ensure_owner(
     claim: bool,
     now: Version,
 ) -> Result<(), Error> {
-    let key = bucket.layout().owner_key();
-    match bucket.get(&key).await? {
-        Some(bytes) => {
-            let marker = OwnerMarker::decode(&bytes).map_err(|e| Error::Corrupt {
-                bucket: bucket.url().to_string(),
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+    match marker(bucket).await? {
+        Some(marker) => {
             if marker.node != node {
                 return Err(Error::OwnedByOther {
                     bucket: bucket.url().to_string(),
@@ -68,7 +80,9 @@ pub async fn ensure_owner(
                 created: now,
                 written_by: format!("bucky-agent {}", crate::VERSION),
             };
-            Ok(bucket.put(&key, marker.encode()).await?)
+            Ok(bucket
+                .put(&bucket.layout().owner_key(), marker.encode())
+                .await?)
         }
         None => Ok(()),
     }
