@@ -16,14 +16,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bucky_shared::layout::{Manifest, ManifestEntry, RunStats, Version, manifest};
+use bucky_shared::layout::manifest::{Reader, Record, Writer};
+use bucky_shared::layout::{Manifest, ManifestEntry, RunStats, Version};
 use bucky_shared::whisper::{LockMode, lock_file};
-use futures::{StreamExt, stream};
+use bytes::Bytes;
+use futures::StreamExt;
 use tracing::{info, warn};
 
-pub use crate::failures::{Failures, FileFailure};
+pub use crate::failures::{Failures, FileFailure, NAMED_FAILURES, Sample};
 use crate::io_priority::IdleIo;
 use crate::tree::{self, Found, Selection, TreeFile};
+use plan::Decision;
+
+pub mod plan;
 use crate::{codec, lease, ownership};
 use bucky_shared::bucket::{self, Bucket};
 use bucky_shared::manifests;
@@ -121,7 +126,7 @@ pub struct BackupReport {
     /// Objects deleted (retention and purge).
     pub objects_deleted: u64,
     /// Metrics whose backups were purged.
-    pub purged: Vec<String>,
+    pub purged: Sample<String, NAMED_FAILURES>,
     /// Metrics missing from disk but still kept.
     pub missing: u64,
     /// `.wsp` files at paths carbon cannot write for their name: not backed up.
@@ -135,8 +140,8 @@ pub struct BackupReport {
     /// Purge only: objects of versions no manifest lists (uploads of a run that died) removed,
     /// and, in a `file://` bucket, temp files of uploads cut off by a kill.
     pub orphans_deleted: u64,
-    /// With `noop`: what the run would do.
-    pub planned: Vec<String>,
+    /// With `noop`: what the run would do (the first [`PLANNED_LINES`] lines, and how many).
+    pub planned: Sample<String, PLANNED_LINES>,
 }
 
 /// Why a run could not complete. Files that fail are reported, not errors.
@@ -154,7 +159,10 @@ pub enum Error {
     /// The whisper tree could not be walked.
     #[error("whisper tree: {0:#}")]
     Tree(anyhow::Error),
-    /// Too many metrics went missing at once; nothing was written.
+    /// The previous manifest went bad while it was read again (it was whole when fetched).
+    #[error("previous manifest: {0}")]
+    Previous(bucky_shared::layout::manifest::Error),
+    /// Too many metrics went missing at once; no manifest was written.
     #[error(
         "refusing to back up {root}: {missing} of the {known} metrics the last backup saw are gone \
          from the tree (more than {share:.0}%); a disk that did not mount? If they were removed on \
@@ -173,38 +181,52 @@ pub enum Error {
     },
 }
 
+/// `--noop` lines kept in a report; the rest are counted.
+pub const PLANNED_LINES: usize = 10_000;
+
+impl From<plan::JoinError> for Error {
+    fn from(e: plan::JoinError) -> Self {
+        match e {
+            plan::JoinError::Tree(e) => Error::Tree(e),
+            plan::JoinError::Previous(e) => Error::Previous(e),
+        }
+    }
+}
+
 /// A temp file of a restore older than this was left by a killed run.
 const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
-/// How one file went.
+/// What executing one decision gave.
 enum Outcome {
-    /// Size and mtime as recorded: the previous entry stands as it is.
-    Current,
-    /// Content unchanged; the entry's size, mtime or missing mark were refreshed.
-    Unchanged(ManifestEntry),
-    Uploaded {
-        entry: ManifestEntry,
-        new: bool,
-        expired: Vec<Version>,
-        uploaded: u64,
+    /// The record for the new manifest (none for a new file that failed), and what to count.
+    Done {
+        record: Option<Record>,
+        count: Count,
     },
-    WouldUpload {
-        name: String,
-        new: bool,
+    /// Deletes the previous run listed, to redo.
+    Redo(String, Vec<Version>),
+    /// With `noop`: the file would be uploaded.
+    WouldUpload { name: String, new: bool, read: u64 },
+    /// A file could not be backed up; its previous entry (if any) is kept.
+    Failed {
+        previous: Option<ManifestEntry>,
+        failure: FileFailure,
     },
-    /// A new file in a purge-only run: not backed up yet, nothing to record.
-    Skipped,
 }
 
-/// What a run did with one entry of the previous manifest.
+/// How a metric counts in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// Its file was not found (or is outside the selection).
-    Unseen,
-    /// It stands as it was (unchanged file, or a file that failed).
-    Keep,
-    /// A new entry replaces it.
-    Replaced,
+enum Count {
+    /// As recorded, or outside the selection.
+    Kept,
+    /// Read: content unchanged.
+    Unchanged { read: u64 },
+    /// Uploaded (or, with `noop`, would be).
+    Uploaded { new: bool, read: u64, uploaded: u64 },
+    /// Missing from disk: `newly` since the previous run.
+    Missing { newly: bool },
+    /// Purged.
+    Purged { newly: bool },
 }
 
 /// Backs `root` up into `bucket` as of `now`.
@@ -231,261 +253,265 @@ pub async fn backup(
     result
 }
 
-/// The run itself, under the lease.
+/// Decisions and records in flight between the threads of a run, each way.
+const CHANNEL: usize = 1024;
+
+/// The run itself, under the lease: the tree and the previous manifest are joined on a blocking
+/// thread into decisions in name order ([`plan`]); they are executed here, a few files read at a
+/// time but completed in order, and their records streamed to the new manifest, written on
+/// another blocking thread. Memory holds a window of metrics, not the node.
 async fn run(
     bucket: &Bucket,
     root: &Path,
     options: &BackupOptions,
     now: Version,
 ) -> Result<BackupReport, Error> {
-    let previous = manifests::latest(bucket, None).await?;
+    let previous = manifests::latest_stored(bucket, None).await?;
     let run = previous
         .as_ref()
-        .map_or(now, |p| now.max(Version(p.started.0 + 1)));
-    // The previous manifest's entries, moved out (not copied) and sorted by name: the new
-    // manifest is built in this same array, so only entries that change are held twice.
-    let (previous_started, retried, mut known) = match previous {
-        Some(p) => (Some(p.started), p.pending_deletes, p.metrics),
-        None => (None, Vec::new(), Vec::new()),
-    };
-    // What a dead run uploaded goes into this run's first checkpoint segment, so a third run
-    // still knows it if this one dies too.
+        .map_or(now, |p| now.max(Version(p.run.0 + 1)));
+    // What a dead run uploaded: laid over the previous entries, and written again as this run's
+    // first checkpoint segment, so a third run still knows it if this one dies too.
     let mut resumed = Vec::new();
     if let Some(checkpoint) = manifests::checkpoint(bucket).await?
-        && previous_started.is_none_or(|started| checkpoint.started > started)
+        && previous.as_ref().is_none_or(|p| checkpoint.started > p.run)
     {
         info!(
             bucket = bucket.url(),
             entries = checkpoint.metrics.len(),
             "resuming from the checkpoint of an unfinished run"
         );
-        resumed = checkpoint.metrics.clone();
-        known = merge_sorted(known, checkpoint.metrics);
+        resumed = checkpoint.metrics;
     }
+    let present = present_before(previous.clone(), &options.selection).await;
+    let rules = plan::Rules {
+        run,
+        now,
+        purge_after_days: options.purge_after_days,
+        verify_all: options.verify_all,
+        purge_only: options.purge_only,
+        selection: options.selection.clone(),
+    };
+    options.progress.total.store(present, Ordering::Relaxed);
+    let mut segments = 0;
+    let mut segment: Vec<ManifestEntry> = match options.noop {
+        true => Vec::new(),
+        false => resumed.clone(),
+    };
 
-    let (root_owned, selection) = (root.to_path_buf(), options.selection.clone());
+    let (decisions, decided) = tokio::sync::mpsc::channel(CHANNEL);
+    let root_owned = root.to_path_buf();
     let idle_io = options.idle_io;
-    let walk = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || -> Result<tree::Walk, Error> {
         let _idle = IdleIo::enter(idle_io);
-        tree::walk(&root_owned, &selection)
-    })
-    .await
-    .expect("the tree walk does not panic")
-    .map_err(Error::Tree)?;
-    check_shrink(&known, &walk, root, options)?;
+        let mut files =
+            tree::Sorted::new(&root_owned, rules.selection.clone()).map_err(Error::Tree)?;
+        let known: Box<dyn Iterator<Item = _>> = match &previous {
+            Some(stored) => Box::new(stored.reader()),
+            None => Box::new(std::iter::empty()),
+        };
+        plan::join(
+            files.by_ref(),
+            plan::overlay(known, resumed),
+            &rules,
+            |decision| decisions.blocking_send(decision).is_ok(),
+        )?;
+        Ok(files.finish())
+    });
+
+    let (records, to_write) = tokio::sync::mpsc::channel::<Record>(CHANNEL);
+    let (node, noop) = (options.node.clone(), options.noop);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut to_write = to_write;
+        let mut writer = Writer::new(&node, run);
+        while let Some(record) = to_write.blocking_recv() {
+            if !noop {
+                writer.record(&record);
+            }
+        }
+        writer
+    });
+
     let mut report = BackupReport {
         run: Some(run),
-        not_carbon: walk.not_carbon,
-        links_followed: walk.links_followed,
-        links_skipped: walk.links_skipped,
         ..BackupReport::default()
     };
-    if !options.noop {
-        report.restore_leftovers_removed = remove_leftovers(&walk.restore_leftovers);
-    }
-    let files = walk.files;
-    options
-        .progress
-        .total
-        .store(files.len() as u64, Ordering::Relaxed);
-    let mut deletes: Vec<String> = Vec::new();
-    // What became of each previous entry (by its index in `known`); only entries that changed
-    // are held a second time, in `fresh`. A node of millions of unchanged metrics holds each
-    // entry once.
-    let mut fate = vec![Fate::Unseen; known.len()];
-    let mut fresh: Vec<ManifestEntry> = Vec::new();
-    // Uploads since the last checkpoint segment, and the segments written.
-    let mut segment: Vec<ManifestEntry> = resumed;
-    let mut segments = 0;
-    let known_ref = &known;
-    let mut outcomes = stream::iter(files.into_iter().map(|file| {
-        let index = position(known_ref, &file.name);
-        let current = index.filter(|&i| is_current(&known_ref[i], &file, options));
-        let previous = match current {
-            Some(_) => None,
-            None => index.map(|i| known_ref[i].clone()),
+    let readers = tokio::sync::Semaphore::new(options.workers.max(1));
+    // Set once the shrink guard refuses the run: nothing more is read, the losses are counted.
+    let refused = std::sync::atomic::AtomicBool::new(false);
+    let mut outcomes = tokio_stream::wrappers::ReceiverStream::new(decided)
+        .map(|decision| match refused.load(Ordering::Relaxed) {
+            true => futures::future::Either::Left(std::future::ready(match decision {
+                Decision::Gone { newly, .. } => Outcome::Done {
+                    record: None,
+                    count: Count::Missing { newly },
+                },
+                _ => Outcome::Done {
+                    record: None,
+                    count: Count::Kept,
+                },
+            })),
+            false => futures::future::Either::Right(execute(
+                bucket, root, options, run, &readers, decision,
+            )),
+        })
+        // Files are read `workers` at a time; a window of later decisions (most need no read)
+        // completes behind a slow one, so one locked file does not stall the run.
+        .buffered(options.workers.max(1) * 64);
+    let mut redo: Vec<String> = Vec::new();
+    let (mut newly_missing, mut deleted_versions) = (0u64, 0u64);
+    while let Some(outcome) = outcomes.next().await {
+        let record = match outcome {
+            Outcome::Redo(name, versions) => {
+                if !options.noop {
+                    push_keys(bucket, &name, &versions, &mut redo);
+                    if redo.len() >= DELETE_BATCH {
+                        delete_keys(bucket, std::mem::take(&mut redo), false).await;
+                    }
+                }
+                continue;
+            }
+            Outcome::WouldUpload { name, new, read } => {
+                options.progress.done.fetch_add(1, Ordering::Relaxed);
+                *(if new {
+                    &mut report.new
+                } else {
+                    &mut report.changed
+                }) += 1;
+                report.bytes_read += read;
+                let kind = if new { "new" } else { "changed" };
+                note(&mut report, || format!("upload {name} ({kind})"));
+                continue;
+            }
+            Outcome::Failed { previous, failure } => {
+                options.progress.done.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    metric = failure.metric,
+                    error = failure.error,
+                    "not backed up"
+                );
+                report.failed.push(failure);
+                previous.map(|p| Record::Entry(p, Vec::new()))
+            }
+            Outcome::Done { record, count } => {
+                match count {
+                    Count::Kept => report.unchanged += 1,
+                    Count::Unchanged { read } => {
+                        report.unchanged += 1;
+                        report.bytes_read += read;
+                    }
+                    Count::Uploaded {
+                        new,
+                        read,
+                        uploaded,
+                    } => {
+                        *(if new {
+                            &mut report.new
+                        } else {
+                            &mut report.changed
+                        }) += 1;
+                        report.bytes_read += read;
+                        report.bytes_uploaded += uploaded;
+                    }
+                    Count::Missing { newly } => {
+                        report.missing += 1;
+                        newly_missing += u64::from(newly);
+                    }
+                    Count::Purged { newly } => newly_missing += u64::from(newly),
+                }
+                if !matches!(count, Count::Missing { .. } | Count::Purged { .. }) {
+                    options.progress.done.fetch_add(1, Ordering::Relaxed);
+                }
+                record
+            }
         };
-        async move {
-            let size = file.size;
-            let outcome = match current {
-                Some(_) => Ok(Outcome::Current),
-                None => process(bucket, root, file, previous, options, run).await,
-            };
-            (index, size, outcome)
+        if !options.allow_shrink
+            && present > 0
+            && newly_missing as f64 > options.max_missing_share * present as f64
+        {
+            refused.store(true, Ordering::Relaxed);
         }
-    }))
-    .buffer_unordered(options.workers.max(1));
-    while let Some((index, size, outcome)) = outcomes.next().await {
-        options.progress.done.fetch_add(1, Ordering::Relaxed);
-        let keep = |fate: &mut Vec<Fate>| {
-            if let Some(i) = index {
-                fate[i] = Fate::Keep;
-            }
-        };
-        match outcome {
-            Ok(Outcome::Current) => {
-                report.unchanged += 1;
-                keep(&mut fate);
-            }
-            Ok(Outcome::Unchanged(entry)) => {
-                report.unchanged += 1;
-                if options.verify_all {
-                    report.bytes_read += size;
-                }
-                if let Some(i) = index {
-                    fate[i] = Fate::Replaced;
-                }
-                fresh.push(entry);
-            }
-            Ok(Outcome::Uploaded {
-                entry,
-                new,
-                expired,
-                uploaded,
-            }) => {
-                if new {
-                    report.new += 1
-                } else {
-                    report.changed += 1
-                }
-                report.bytes_read += size;
-                report.bytes_uploaded += uploaded;
-                for v in expired {
-                    deletes.push(bucket.layout().data_key(&entry.name, v));
-                    deletes.push(bucket.layout().sha1_key(&entry.name, v));
-                }
-                if let Some(i) = index {
-                    fate[i] = Fate::Replaced;
-                }
-                segment.push(entry.clone());
-                fresh.push(entry);
-                if segment.len() >= options.checkpoint_every.max(1) {
-                    let entries = std::mem::take(&mut segment);
-                    write_segment(bucket, &options.node, run, segments, entries).await;
-                    segments += 1;
+        let Some(record) = record else { continue };
+        if refused.load(Ordering::Relaxed) {
+            continue;
+        }
+        match &record {
+            Record::Purged(name, versions) => {
+                deleted_versions += versions.len() as u64;
+                report.purged.push(name.clone());
+                if options.noop {
+                    note(&mut report, || {
+                        format!("purge {name} ({} versions)", versions.len())
+                    });
                 }
             }
-            Ok(Outcome::Skipped) => {}
-            Ok(Outcome::WouldUpload { name, new }) => {
-                if new {
-                    report.new += 1
-                } else {
-                    report.changed += 1
-                }
-                report.bytes_read += size;
-                report.planned.push(format!(
-                    "upload {name} ({})",
-                    if new { "new" } else { "changed" }
-                ));
+            Record::Entry(..) => deleted_versions += record.deletes().len() as u64,
+        }
+        if let Record::Entry(entry, _) = &record
+            && entry.versions.last() == Some(&run)
+            && !options.noop
+        {
+            segment.push(entry.clone());
+            if segment.len() >= options.checkpoint_every.max(1) {
+                let entries = std::mem::take(&mut segment);
+                write_segment(bucket, &options.node, run, segments, entries).await;
+                segments += 1;
             }
-            Err((metric, error)) => {
-                warn!(metric, error, "not backed up");
-                keep(&mut fate);
-                report.failed.push(FileFailure { metric, error });
-            }
+        }
+        if records.send(record).await.is_err() {
+            break;
         }
     }
     drop(outcomes);
-
-    // The new manifest, built in the previous one's place: every entry kept, replaced or found
-    // missing, then the new metrics added; no second array of every entry.
-    fresh.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    let mut fresh = fresh.into_iter().peekable();
-    let mut added = Vec::new();
-    let mut current = known;
-    for (entry, fate) in current.iter_mut().zip(fate) {
-        while fresh.peek().is_some_and(|f| f.name < entry.name) {
-            added.extend(fresh.next());
-        }
-        match fate {
-            Fate::Keep => {}
-            Fate::Replaced => {
-                if let Some(new) = fresh.next_if(|f| f.name == entry.name) {
-                    *entry = new;
-                }
-            }
-            Fate::Unseen if !options.selection.matches(&entry.name) => {}
-            Fate::Unseen => {
-                let since = *entry.missing_since.get_or_insert(run);
-                let expired = options.purge_after_days >= 0
-                    && now.0 - since.0 >= options.purge_after_days * 86_400;
-                if expired {
-                    for v in &entry.versions {
-                        deletes.push(bucket.layout().data_key(&entry.name, *v));
-                        deletes.push(bucket.layout().sha1_key(&entry.name, *v));
-                    }
-                    report
-                        .planned
-                        .push(format!("purge {} (missing since {since})", entry.name));
-                    // An empty name marks it for removal below.
-                    report.purged.push(std::mem::take(&mut entry.name));
-                } else {
-                    report.missing += 1;
-                }
-            }
-        }
+    drop(records);
+    let writer = writer.await.expect("the manifest writer does not panic");
+    let walk = joined.await.expect("the tree walk does not panic");
+    if refused.into_inner() {
+        return Err(Error::Shrink {
+            root: root.to_path_buf(),
+            missing: newly_missing,
+            known: present,
+            share: options.max_missing_share,
+        });
     }
-    current.retain(|e| !e.name.is_empty());
-    if current.is_empty() && added.is_empty() {
-        // A first run: the new entries are the manifest, in their own array.
-        current = fresh.collect();
-    } else {
-        added.extend(fresh);
-        if !added.is_empty() {
-            current.extend(added);
-            current.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        }
-    }
+    let walk = walk?;
+    report.not_carbon = walk.not_carbon;
+    report.links_followed = walk.links_followed;
+    report.links_skipped = walk.links_skipped;
     if options.noop {
-        report
-            .planned
-            .extend(deletes.iter().map(|k| format!("delete {k}")));
         return Ok(report);
     }
-    report.planned.clear();
+    report.restore_leftovers_removed = remove_leftovers(&walk.restore_leftovers);
+    if !redo.is_empty() {
+        delete_keys(bucket, redo, false).await;
+    }
 
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        node: options.node.clone(),
-        started: run,
-        finished: Version(now.0.max(run.0)),
-        metrics: current,
-        pending_deletes: deletes.clone(),
-        stats: Some(RunStats {
-            new: report.new,
-            changed: report.changed,
-            unchanged: report.unchanged,
-            failed: report.failed.len(),
-            bytes_uploaded: report.bytes_uploaded,
-        }),
+    let stats = RunStats {
+        new: report.new,
+        changed: report.changed,
+        unchanged: report.unchanged,
+        failed: report.failed.len(),
+        bytes_uploaded: report.bytes_uploaded,
     };
-    let (manifest, encoded) = tokio::task::spawn_blocking(move || {
-        let encoded = manifest.encode();
-        (manifest, encoded)
-    })
-    .await
-    .expect("encoding a manifest does not panic");
+    let finished = Version(now.0.max(run.0));
+    let (encoded, summary) =
+        tokio::task::spawn_blocking(move || writer.finish(finished, Some(stats)))
+            .await
+            .expect("finishing a manifest does not panic");
+    let encoded = Bytes::from(encoded);
     bucket
-        .put(&bucket.layout().manifest_key(run), encoded)
+        .put(&bucket.layout().manifest_key(run), encoded.to_vec())
         .await?;
-    let summary = serde_json::to_vec(&manifest.summary()).expect("a summary serialises");
+    let summary = serde_json::to_vec(&summary).expect("a summary serialises");
     if let Err(e) = bucket.put(&bucket.layout().summary_key(run), summary).await {
         warn!(error = %e, "the run's summary was not written; status reads its manifest instead");
     }
     // Committed. What follows only removes what no manifest needs any more.
-    for (keys, counted) in [(deletes, true), (retried, false)] {
-        match bucket.delete_many(keys).await {
-            Ok((deleted, failed)) => {
-                report.objects_deleted += if counted { deleted } else { 0 };
-                for e in failed {
-                    warn!(error = %e, "delete failed; the next run retries it");
-                }
-            }
-            Err(e) => warn!(error = %e, "deletes failed; the next run retries them"),
-        }
+    if deleted_versions > 0 {
+        report.objects_deleted = delete_listed(bucket, encoded.clone()).await;
     }
     if options.purge_only {
-        report.orphans_deleted = collect_orphans(bucket, &manifest).await;
+        report.orphans_deleted = collect_orphans(bucket, run, encoded).await;
     }
     match manifests::checkpoint_keys(bucket).await {
         Ok(keys) => {
@@ -508,57 +534,138 @@ async fn run(
     Ok(report)
 }
 
-/// `base` and `newer`, both sorted by name, merged; `newer`'s entry wins for a name in both.
-fn merge_sorted(base: Vec<ManifestEntry>, newer: Vec<ManifestEntry>) -> Vec<ManifestEntry> {
-    let mut out = Vec::with_capacity(base.len() + newer.len());
-    let mut newer = newer.into_iter().peekable();
-    for entry in base {
-        while newer.peek().is_some_and(|n| n.name < entry.name) {
-            out.extend(newer.next());
-        }
-        match newer.peek() {
-            Some(n) if n.name == entry.name => out.extend(newer.next()),
-            _ => out.push(entry),
-        }
-    }
-    out.extend(newer);
-    out
+/// Keys deleted in one request batch.
+const DELETE_BATCH: usize = 1000;
+
+/// Adds a `--noop` line; past [`PLANNED_LINES`] they are only counted.
+fn note(report: &mut BackupReport, line: impl FnOnce() -> String) {
+    let kept = report.planned.len() < PLANNED_LINES as u64;
+    report
+        .planned
+        .push(if kept { line() } else { String::new() });
 }
 
-/// Refuses the run when more than the allowed share of the metrics the last manifest saw on disk
-/// (and the selection covers) are not in the tree now.
-fn check_shrink(
-    known: &[ManifestEntry],
-    walk: &tree::Walk,
+/// The data and `.sha1` keys of `versions` of `metric`.
+fn push_keys(bucket: &Bucket, metric: &str, versions: &[Version], keys: &mut Vec<String>) {
+    let layout = bucket.layout();
+    for v in versions {
+        keys.push(layout.data_key(metric, *v));
+        keys.push(layout.sha1_key(metric, *v));
+    }
+}
+
+/// Deletes `keys`; returns how many went. Failures are left to the next run (or purge).
+async fn delete_keys(bucket: &Bucket, keys: Vec<String>, counted: bool) -> u64 {
+    match bucket.delete_many(keys).await {
+        Ok((deleted, failed)) => {
+            for e in failed {
+                warn!(error = %e, "delete failed; the next run retries it");
+            }
+            if counted { deleted } else { 0 }
+        }
+        Err(e) => {
+            warn!(error = %e, "deletes failed; the next run retries them");
+            0
+        }
+    }
+}
+
+/// Deletes what the just-committed manifest lists for deletion, in batches as it is read again.
+async fn delete_listed(bucket: &Bucket, manifest: Bytes) -> u64 {
+    let (keys, mut batches) = tokio::sync::mpsc::channel::<Vec<(String, Vec<Version>)>>(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::new();
+        for record in Reader::new(&manifest).expect("just written").flatten() {
+            if !record.deletes().is_empty() {
+                let versions = record.deletes().to_vec();
+                let name = match record {
+                    Record::Entry(e, _) => e.name,
+                    Record::Purged(name, _) => name,
+                };
+                batch.push((name, versions));
+                if batch.len() >= DELETE_BATCH / 2
+                    && keys.blocking_send(std::mem::take(&mut batch)).is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = keys.blocking_send(batch);
+    });
+    let mut deleted = 0;
+    while let Some(batch) = batches.recv().await {
+        let mut keys = Vec::new();
+        for (name, versions) in batch {
+            push_keys(bucket, &name, &versions, &mut keys);
+        }
+        deleted += delete_keys(bucket, keys, true).await;
+    }
+    let _ = reader.await;
+    deleted
+}
+
+/// Metrics the previous manifest saw on disk that the selection covers: what the shrink guard
+/// measures losses against.
+async fn present_before(previous: Option<manifests::Stored>, selection: &Selection) -> u64 {
+    let Some(stored) = previous else { return 0 };
+    if selection.is_all() {
+        return stored.trailer.metrics - stored.trailer.missing;
+    }
+    let selection = selection.clone();
+    tokio::task::spawn_blocking(move || {
+        stored
+            .reader()
+            .flatten()
+            .filter(|r| match r {
+                Record::Entry(e, _) => e.missing_since.is_none() && selection.matches(&e.name),
+                Record::Purged(..) => false,
+            })
+            .count() as u64
+    })
+    .await
+    .expect("counting does not panic")
+}
+
+/// Carries out one decision.
+async fn execute(
+    bucket: &Bucket,
     root: &Path,
     options: &BackupOptions,
-) -> Result<(), Error> {
-    if options.allow_shrink {
-        return Ok(());
-    }
-    let mut present = 0u64;
-    let mut missing = 0u64;
-    for entry in known {
-        let name = &entry.name;
-        if entry.missing_since.is_some() || !options.selection.matches(name) {
-            continue;
+    run: Version,
+    readers: &tokio::sync::Semaphore,
+    decision: Decision,
+) -> Outcome {
+    let done = |record: Record, count| Outcome::Done {
+        record: Some(record),
+        count,
+    };
+    match decision {
+        Decision::Keep(entry) => done(Record::Entry(entry, Vec::new()), Count::Kept),
+        Decision::Redo(name, versions) => Outcome::Redo(name, versions),
+        Decision::Gone {
+            entry,
+            newly,
+            purge: false,
+        } => done(Record::Entry(entry, Vec::new()), Count::Missing { newly }),
+        Decision::Gone { entry, newly, .. } => done(
+            Record::Purged(entry.name, entry.versions),
+            Count::Purged { newly },
+        ),
+        Decision::Read { file, previous } => {
+            let _permit = readers.acquire().await.expect("the semaphore stays open");
+            let name = file.name.clone();
+            match read_and_upload(bucket, root, file, previous.clone(), options, run).await {
+                Ok(outcome) => outcome,
+                Err(error) => Outcome::Failed {
+                    previous,
+                    failure: FileFailure {
+                        metric: name,
+                        error,
+                    },
+                },
+            }
         }
-        present += 1;
-        let found = walk
-            .files
-            .binary_search_by(|f| f.name.as_str().cmp(name))
-            .is_ok();
-        missing += u64::from(!found);
     }
-    if present > 0 && missing as f64 > options.max_missing_share * present as f64 {
-        return Err(Error::Shrink {
-            root: root.to_path_buf(),
-            missing,
-            known: present,
-            share: options.max_missing_share,
-        });
-    }
-    Ok(())
 }
 
 /// Deletes the metric objects of versions `manifest` (just committed, the newest) does not list:
@@ -566,13 +673,13 @@ fn check_shrink(
 /// (versions from the owner marker's creation on, so a migrated whisper-backup history stays)
 /// and older than [`LEFTOVER_AGE`]. Skipped when a newer manifest exists that could not be read.
 /// Returns how many were deleted.
-async fn collect_orphans(bucket: &Bucket, manifest: &Manifest) -> u64 {
+async fn collect_orphans(bucket: &Bucket, run: Version, manifest: Bytes) -> u64 {
     let layout = bucket.layout();
     let newest = manifests::runs(bucket)
         .await
         .ok()
         .and_then(|r| r.last().copied());
-    if newest != Some(manifest.started) {
+    if newest != Some(run) {
         warn!(
             bucket = bucket.url(),
             "a newer manifest is unreadable; orphans are kept"
@@ -592,6 +699,11 @@ async fn collect_orphans(bucket: &Bucket, manifest: &Manifest) -> u64 {
             return 0;
         }
     };
+    // Purge is rare and lists the whole bucket anyway; the manifest is decoded whole here.
+    let manifest = tokio::task::spawn_blocking(move || Manifest::decode(&manifest))
+        .await
+        .expect("decoding does not panic")
+        .expect("just written");
     let cutoff = in_flight_cutoff();
     let partial = remove_leftovers(&listing.partial_uploads);
     let orphans: Vec<String> = listing
@@ -649,36 +761,7 @@ fn remove_leftovers(paths: &[std::path::PathBuf]) -> u64 {
     removed
 }
 
-/// Decides what one file needs and does it.
-/// Whether `file` is as `entry` recorded it, so it needs no read.
-fn is_current(entry: &ManifestEntry, file: &TreeFile, options: &BackupOptions) -> bool {
-    !options.purge_only
-        && !options.verify_all
-        && entry.missing_since.is_none()
-        && entry.size == file.size
-        && entry.mtime_ns == file.mtime_ns
-}
-
-/// The index of `name` in `entries`, sorted by name.
-fn position(entries: &[ManifestEntry], name: &str) -> Option<usize> {
-    entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok()
-}
-
-/// Decides what one file needs and does it; a failure names its metric.
-async fn process(
-    bucket: &Bucket,
-    root: &Path,
-    file: TreeFile,
-    previous: Option<ManifestEntry>,
-    options: &BackupOptions,
-    run: Version,
-) -> Result<Outcome, (String, String)> {
-    let name = file.name.clone();
-    read_and_upload(bucket, root, file, previous, options, run)
-        .await
-        .map_err(|error| (name, error))
-}
-
+/// Reads one file and uploads it when its content is not the stored version's.
 async fn read_and_upload(
     bucket: &Bucket,
     root: &Path,
@@ -687,14 +770,6 @@ async fn read_and_upload(
     options: &BackupOptions,
     run: Version,
 ) -> Result<Outcome, String> {
-    if options.purge_only {
-        return Ok(previous.map_or(Outcome::Skipped, |p| {
-            Outcome::Unchanged(ManifestEntry {
-                missing_since: None,
-                ..p
-            })
-        }));
-    }
     let path = bucky_shared::metric::path_of(root, &file.name).map_err(|e| e.to_string())?;
     let (timeout, level) = (options.lock_timeout, options.gzip_level);
     let idle_io = options.idle_io;
@@ -714,18 +789,23 @@ async fn read_and_upload(
     let (size, mtime_ns, sha1, gz) = read;
     let Some(gz) = gz else {
         let prev = previous.expect("an unchanged SHA-1 has a previous entry");
-        return Ok(Outcome::Unchanged(ManifestEntry {
+        let entry = ManifestEntry {
             size,
             mtime_ns,
             missing_since: None,
             ..prev
-        }));
+        };
+        return Ok(Outcome::Done {
+            record: Some(Record::Entry(entry, Vec::new())),
+            count: Count::Unchanged { read: size },
+        });
     };
     let new = previous.is_none();
     if options.noop {
         return Ok(Outcome::WouldUpload {
             name: file.name,
             new,
+            read: size,
         });
     }
     let layout = bucket.layout();
@@ -747,19 +827,22 @@ async fn read_and_upload(
     versions.push(run);
     let excess = versions.len().saturating_sub(options.keep_versions.max(1));
     let expired: Vec<Version> = versions.drain(..excess).collect();
-    Ok(Outcome::Uploaded {
-        entry: ManifestEntry {
-            name: file.name,
-            versions,
-            sha1,
-            size,
-            stored_size,
-            mtime_ns,
-            missing_since: None,
+    let entry = ManifestEntry {
+        name: file.name,
+        versions,
+        sha1,
+        size,
+        stored_size,
+        mtime_ns,
+        missing_since: None,
+    };
+    Ok(Outcome::Done {
+        record: Some(Record::Entry(entry, expired)),
+        count: Count::Uploaded {
+            new,
+            read: size,
+            uploaded: stored_size,
         },
-        new,
-        expired,
-        uploaded: stored_size,
     })
 }
 
@@ -790,16 +873,11 @@ async fn write_segment(
         // Sorted, one entry per metric: the later (a re-upload after a resumed one) wins.
         let entries: BTreeMap<String, ManifestEntry> =
             entries.into_iter().map(|e| (e.name.clone(), e)).collect();
-        Manifest {
-            format: manifest::FORMAT,
-            node,
-            started: run,
-            finished: run,
-            metrics: entries.into_values().collect(),
-            pending_deletes: Vec::new(),
-            stats: None,
+        let mut writer = Writer::new(&node, run);
+        for entry in entries.values() {
+            writer.entry(entry, &[]);
         }
-        .encode()
+        writer.finish(run, None).0
     })
     .await
     .expect("encoding a checkpoint does not panic");
@@ -823,33 +901,5 @@ async fn prune_manifests(bucket: &Bucket, keep: usize) {
         .collect();
     if let Err(e) = bucket.delete_many(pruned).await {
         warn!(error = %e, "could not prune manifests");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(name: &str, size: u64) -> ManifestEntry {
-        ManifestEntry {
-            name: name.into(),
-            versions: vec![Version(1)],
-            sha1: String::new(),
-            size,
-            stored_size: 0,
-            mtime_ns: 0,
-            missing_since: None,
-        }
-    }
-
-    #[test]
-    fn merging_keeps_order_and_prefers_the_newer_entry() {
-        let base = vec![entry("a", 1), entry("c", 1), entry("e", 1)];
-        let newer = vec![entry("b", 2), entry("c", 2), entry("f", 2)];
-        let merged = merge_sorted(base, newer);
-        let got: Vec<(&str, u64)> = merged.iter().map(|e| (e.name.as_str(), e.size)).collect();
-        assert_eq!(got, [("a", 1), ("b", 2), ("c", 2), ("e", 1), ("f", 2)]);
-        assert_eq!(position(&merged, "e").map(|i| merged[i].size), Some(1));
-        assert!(position(&merged, "d").is_none());
     }
 }

@@ -15,37 +15,49 @@ pub struct FileFailure {
 }
 
 /// Every failure counted, the first [`NAMED_FAILURES`] kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Failures {
+pub type Failures = Sample<FileFailure, NAMED_FAILURES>;
+
+/// Items of one kind a job met: every one counted, the first `CAP` kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sample<T, const CAP: usize> {
     count: u64,
-    first: Vec<FileFailure>,
+    first: Vec<T>,
 }
 
-impl Failures {
-    /// Records a failure.
-    pub fn push(&mut self, failure: FileFailure) {
+impl<T, const CAP: usize> Default for Sample<T, CAP> {
+    fn default() -> Self {
+        Sample {
+            count: 0,
+            first: Vec::new(),
+        }
+    }
+}
+
+impl<T, const CAP: usize> Sample<T, CAP> {
+    /// Records one.
+    pub fn push(&mut self, item: T) {
         self.count += 1;
-        if self.first.len() < NAMED_FAILURES {
-            self.first.push(failure);
+        if self.first.len() < CAP {
+            self.first.push(item);
         }
     }
 
-    /// How many failed.
+    /// How many.
     pub fn len(&self) -> u64 {
         self.count
     }
 
-    /// Whether none failed.
+    /// Whether there were none.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// The first failures, in the order they happened.
-    pub fn first(&self) -> &[FileFailure] {
+    /// The first ones, in the order they came.
+    pub fn first(&self) -> &[T] {
         &self.first
     }
 
-    /// How many failed beyond those kept by name.
+    /// How many beyond those kept.
     pub fn unnamed(&self) -> u64 {
         self.count - self.first.len() as u64
     }

@@ -245,7 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if args.bucket.json {
                 print_json(&report)?;
             } else {
-                report.planned.iter().for_each(|line| println!("{line}"));
+                print_planned(&report.planned);
                 println!(
                     "{}backup of {} into {}: {} new, {} changed, {} unchanged, {} failed, {} missing, {} purged; {} bytes read, {} uploaded, {} objects deleted",
                     if args.noop { "noop " } else { "" },
@@ -393,7 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if args.bucket.json {
                 print_json(&report)?;
             } else {
-                report.planned.iter().for_each(|line| println!("{line}"));
+                print_planned(&report.planned);
                 println!(
                     "purge of {}: {} purged, {} missing and kept, {} objects deleted",
                     bucket.url(),
@@ -428,5 +428,13 @@ fn main() -> ExitCode {
             eprintln!("bucky-agent: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A `--noop` run's lines, and how many more there were.
+fn print_planned(planned: &backup::Sample<String, { backup::PLANNED_LINES }>) {
+    planned.first().iter().for_each(|line| println!("{line}"));
+    if planned.unnamed() > 0 {
+        println!("... and {} more", planned.unnamed());
     }
 }

@@ -45,8 +45,12 @@ impl Node {
     /// # Errors
     /// The tree cannot be walked.
     pub fn usage(&self) -> anyhow::Result<Usage> {
-        let files = tree::walk(&self.root, &Selection::default())?.files;
-        Ok((files.len() as u64, files.iter().map(|f| f.size).sum()))
+        let (mut count, mut bytes) = (0, 0);
+        for file in tree::Sorted::new(&self.root, Selection::default())? {
+            count += 1;
+            bytes += file?.size;
+        }
+        Ok((count, bytes))
     }
 
     /// [`Node::usage`] from a walk no older than `max_age`, walking again only when the last one

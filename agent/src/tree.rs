@@ -67,18 +67,79 @@ pub struct Walk {
 /// Prefix of the temp files a restore writes before renaming them into place.
 pub const RESTORE_TEMP_PREFIX: &str = ".bucky-restore-";
 
-/// Walks `root` as described in the module doc.
+/// Walks `root` as described in the module doc, every file held at once; see [`Sorted`] for a
+/// walk that holds one directory at a time.
 ///
 /// # Errors
 /// A directory that cannot be read, named.
 pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Walk> {
-    let mut walk = Walk::default();
-    let root_meta =
-        std::fs::metadata(root).map_err(|e| anyhow::anyhow!("reading {}: {e}", root.display()))?;
-    // Each pending directory carries the (device, inode) of itself and its ancestors.
-    let mut dirs = vec![(root.to_path_buf(), Arc::new(vec![id(&root_meta)]))];
-    while let Some((dir, ancestors)) = dirs.pop() {
-        let entries = std::fs::read_dir(&dir)
+    let mut sorted = Sorted::new(root, selection.clone())?;
+    let files = sorted.by_ref().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Walk {
+        files,
+        ..sorted.finish()
+    })
+}
+
+/// The tree's files in metric name order, read one directory at a time: at most the entries of
+/// the directories on the current path are held, whatever the size of the tree.
+///
+/// Name order from directory order: the names below directory `d` all start with `d.`, so a
+/// directory sorts among its siblings as `d.` and a file as its name without `.wsp`; a name with
+/// no dot in it (the only kind carbon writes) can never make those keys disagree with the order
+/// of the full names.
+pub struct Sorted {
+    root: PathBuf,
+    selection: Selection,
+    /// Per directory on the current path: its children not yet visited, the smallest last.
+    stack: Vec<Vec<Child>>,
+    found: Walk,
+    warned: bool,
+}
+
+struct Child {
+    key: String,
+    kind: ChildKind,
+}
+
+enum ChildKind {
+    Dir {
+        path: PathBuf,
+        /// (device, inode) of it and its ancestors, to see loops.
+        chain: Arc<Vec<(u64, u64)>>,
+    },
+    File(TreeFile),
+}
+
+impl Sorted {
+    /// Starts at `root`.
+    ///
+    /// # Errors
+    /// `root` cannot be read.
+    pub fn new(root: &Path, selection: Selection) -> anyhow::Result<Sorted> {
+        let meta = std::fs::metadata(root)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", root.display()))?;
+        let mut sorted = Sorted {
+            root: root.to_path_buf(),
+            selection,
+            stack: Vec::new(),
+            found: Walk::default(),
+            warned: false,
+        };
+        let children = sorted.read(root, &Arc::new(vec![id(&meta)]))?;
+        sorted.stack.push(children);
+        Ok(sorted)
+    }
+
+    /// What the walk found besides its files (once it has ended: counts so far before).
+    pub fn finish(self) -> Walk {
+        self.found
+    }
+
+    /// The children of `dir`, sorted so the smallest key is last.
+    fn read(&mut self, dir: &Path, ancestors: &Arc<Vec<(u64, u64)>>) -> anyhow::Result<Vec<Child>> {
+        let mut children = Vec::new();
+        let entries = std::fs::read_dir(dir)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
@@ -94,11 +155,13 @@ pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Walk> {
                     }
                     Err(e) => {
                         warn!(path = %path.display(), error = %e, "dangling symlink skipped");
-                        walk.links_skipped.add(path);
+                        self.found.links_skipped.add(path);
                         continue;
                     }
                 }
             }
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
             if kind.is_dir() {
                 let m = match meta {
                     Some(m) => m,
@@ -106,54 +169,91 @@ pub fn walk(root: &Path, selection: &Selection) -> anyhow::Result<Walk> {
                 };
                 if ancestors.contains(&id(&m)) {
                     warn!(path = %path.display(), "symlink loop not followed");
-                    walk.links_skipped.add(path);
+                    self.found.links_skipped.add(path);
                     continue;
                 }
-                walk.links_followed += u64::from(link);
+                self.found.links_followed += u64::from(link);
                 let mut chain = Vec::with_capacity(ancestors.len() + 1);
-                chain.extend_from_slice(&ancestors);
+                chain.extend_from_slice(ancestors);
                 chain.push(id(&m));
-                dirs.push((path, Arc::new(chain)));
+                children.push(Child {
+                    key: format!("{file_name}."),
+                    kind: ChildKind::Dir {
+                        path,
+                        chain: Arc::new(chain),
+                    },
+                });
             } else if kind.is_file() {
-                walk.links_followed += u64::from(link);
-                let file_name = entry.file_name();
-                let file_name = file_name.to_string_lossy();
+                self.found.links_followed += u64::from(link);
                 if file_name.starts_with(RESTORE_TEMP_PREFIX) {
-                    walk.restore_leftovers.push(path);
+                    self.found.restore_leftovers.push(path);
                     continue;
                 }
-                if !file_name.ends_with(".wsp") {
-                    continue;
-                }
-                let relative = path.strip_prefix(root).expect("walked below root");
-                let Some(name) = metric::name_of(relative) else {
-                    walk.not_carbon.add(path);
+                let Some(stem) = file_name.strip_suffix(".wsp") else {
                     continue;
                 };
-                if !selection.matches(&name) {
+                let relative = path.strip_prefix(&self.root).expect("walked below root");
+                let Some(name) = metric::name_of(relative) else {
+                    self.found.not_carbon.add(path);
+                    continue;
+                };
+                if !self.selection.matches(&name) {
                     continue;
                 }
                 let meta = match meta {
                     Some(m) => m,
                     None => entry.metadata()?,
                 };
-                walk.files.push(TreeFile {
-                    name,
-                    size: meta.len(),
-                    mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                children.push(Child {
+                    key: stem.to_string(),
+                    kind: ChildKind::File(TreeFile {
+                        name,
+                        size: meta.len(),
+                        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                    }),
                 });
             }
         }
+        children.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+        Ok(children)
     }
-    walk.files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    if walk.not_carbon.count > 0 {
-        warn!(
-            count = walk.not_carbon.count,
-            first = %walk.not_carbon.first[0].display(),
-            "whisper files at paths carbon cannot write for their name (a '.' in a directory or file name) skipped"
-        );
+
+    fn next_file(&mut self) -> anyhow::Result<Option<TreeFile>> {
+        while let Some(top) = self.stack.last_mut() {
+            let Some(child) = top.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            match child.kind {
+                ChildKind::File(file) => return Ok(Some(file)),
+                ChildKind::Dir { path, chain } => {
+                    let children = self.read(&path, &chain)?;
+                    self.stack.push(children);
+                }
+            }
+        }
+        if self.found.not_carbon.count > 0 && !self.warned {
+            self.warned = true;
+            warn!(
+                count = self.found.not_carbon.count,
+                first = %self.found.not_carbon.first[0].display(),
+                "whisper files at paths carbon cannot write for their name (a '.' in a directory or file name) skipped"
+            );
+        }
+        Ok(None)
     }
-    Ok(walk)
+}
+
+impl Iterator for Sorted {
+    type Item = anyhow::Result<TreeFile>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.next_file().transpose();
+        if matches!(next, Some(Err(_))) {
+            self.stack.clear();
+        }
+        next
+    }
 }
 
 fn id(meta: &std::fs::Metadata) -> (u64, u64) {
@@ -180,6 +280,29 @@ mod tests {
         assert_eq!(names(&walk), ["a", "b.c.d"]);
         assert_eq!(walk.files[0].size, 2);
         assert_eq!(walk.not_carbon.count, 0);
+    }
+
+    #[test]
+    fn directory_order_is_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // Characters on both sides of '.', files and directories sharing prefixes.
+        let names = [
+            "a", "a-b", "a.b", "a.b-c", "a.b.c", "a_x.y", "a0", "ab", "ab.c", "A", "Z.z", "a.-",
+            "b+.x", "b", "b.a.a.a",
+        ];
+        for name in names {
+            let path = metric::path_of(dir.path(), name).unwrap();
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        let walked: Vec<String> = Sorted::new(dir.path(), Selection::default())
+            .unwrap()
+            .map(|f| f.unwrap().name)
+            .collect();
+        let mut sorted = walked.clone();
+        sorted.sort();
+        assert_eq!(walked, sorted);
+        assert_eq!(walked.len(), names.len());
     }
 
     #[test]

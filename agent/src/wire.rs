@@ -27,7 +27,7 @@ pub(crate) fn backup_result(report: &BackupReport) -> pb::BackupResult {
         failed_count: report.failed.len(),
         bytes_uploaded: report.bytes_uploaded,
         missing: report.missing,
-        purged: report.purged.len() as u64,
+        purged: report.purged.len(),
     }
 }
 

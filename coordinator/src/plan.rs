@@ -195,7 +195,7 @@ mod tests {
                 started: Version(0),
                 finished: Version(0),
                 metrics: entries,
-                pending_deletes: vec![],
+                deletes: vec![],
                 stats: None,
             },
         }

@@ -1,8 +1,11 @@
 //! Finding the manifest that describes a bucket: the newest valid one (at or before a date), and
 //! the checkpoint of a run that did not finish.
 
-use crate::layout::{Manifest, Summary, Version};
+use bytes::Bytes;
 use tracing::warn;
+
+use crate::layout::manifest::{Reader, Trailer};
+use crate::layout::{Manifest, Summary, Version};
 
 use crate::bucket::{self, Bucket};
 
@@ -23,15 +26,34 @@ pub async fn runs(bucket: &Bucket) -> Result<Vec<Version>, bucket::Error> {
     Ok(runs)
 }
 
-/// The newest readable manifest, of a run started at or before `at` when given. A corrupt
-/// manifest is skipped with a warning: the one before it is still a valid description.
+/// A committed manifest as stored: compressed, checked whole once, read again record by record
+/// with [`Reader`] (tens of bytes per metric held, not hundreds).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The run (its key).
+    pub run: Version,
+    /// The compressed bytes.
+    pub bytes: Bytes,
+    /// Its end line.
+    pub trailer: Trailer,
+}
+
+impl Stored {
+    /// A reader of its records.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader::new(&self.bytes).expect("checked when it was fetched")
+    }
+}
+
+/// The newest readable manifest, of a run started at or before `at` when given, compressed. A
+/// corrupt manifest is skipped with a warning: the one before it is still a valid description.
 ///
 /// # Errors
 /// The store failed.
-pub async fn latest(
+pub async fn latest_stored(
     bucket: &Bucket,
     at: Option<Version>,
-) -> Result<Option<Manifest>, bucket::Error> {
+) -> Result<Option<Stored>, bucket::Error> {
     for run in runs(bucket).await?.into_iter().rev() {
         if at.is_some_and(|at| run > at) {
             continue;
@@ -40,38 +62,66 @@ pub async fn latest(
         let Some(bytes) = bucket.get(&key).await? else {
             continue;
         };
-        match Manifest::decode(&bytes) {
-            Ok(manifest) => return Ok(Some(manifest)),
+        let checked = bytes.clone();
+        let checked =
+            tokio::task::spawn_blocking(move || Reader::new(&checked).and_then(Reader::finish))
+                .await
+                .expect("reading a manifest does not panic");
+        match checked {
+            Ok(trailer) => {
+                return Ok(Some(Stored {
+                    run,
+                    bytes,
+                    trailer,
+                }));
+            }
             Err(e) => warn!(bucket = bucket.url(), key, error = %e, "skipping unreadable manifest"),
         }
     }
     Ok(None)
 }
 
-/// The newest committed run's [`Summary`]: read from its summary object, or computed from the
-/// manifest when there is none (written by an older bucky, or its write failed). A corrupt
+/// The newest readable manifest, of a run started at or before `at` when given, whole in
+/// memory; see [`latest_stored`].
+///
+/// # Errors
+/// The store failed.
+pub async fn latest(
+    bucket: &Bucket,
+    at: Option<Version>,
+) -> Result<Option<Manifest>, bucket::Error> {
+    let Some(stored) = latest_stored(bucket, at).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        tokio::task::spawn_blocking(move || Manifest::decode(&stored.bytes))
+            .await
+            .expect("reading a manifest does not panic")
+            .expect("checked when it was fetched"),
+    ))
+}
+
+/// The newest committed run's [`Summary`]: read from its summary object, or from the manifest's
+/// end line when there is none (written by an older bucky, or its write failed). A corrupt
 /// newest manifest is skipped for the one before, as [`latest`] does.
 ///
 /// # Errors
 /// The store failed.
 pub async fn latest_summary(bucket: &Bucket) -> Result<Option<Summary>, bucket::Error> {
     let layout = bucket.layout();
-    for run in runs(bucket).await?.into_iter().rev() {
-        if let Some(bytes) = bucket.get(&layout.summary_key(run)).await?
-            && let Ok(summary) = serde_json::from_slice::<Summary>(&bytes)
-        {
-            return Ok(Some(summary));
-        }
-        let Some(bytes) = bucket.get(&layout.manifest_key(run)).await? else {
-            continue;
-        };
-        match tokio::task::spawn_blocking(move || Manifest::decode(&bytes)).await {
-            Ok(Ok(manifest)) => return Ok(Some(manifest.summary())),
-            Ok(Err(e)) => warn!(bucket = bucket.url(), error = %e, "skipping unreadable manifest"),
-            Err(e) => warn!(error = %e, "decoding a manifest panicked"),
-        }
+    if let Some(run) = runs(bucket).await?.last()
+        && let Some(bytes) = bucket.get(&layout.summary_key(*run)).await?
+        && let Ok(summary) = serde_json::from_slice::<Summary>(&bytes)
+    {
+        return Ok(Some(summary));
     }
-    Ok(None)
+    Ok(latest_stored(bucket, None).await?.map(|s| Summary {
+        started: s.run,
+        finished: s.trailer.finished,
+        metrics: s.trailer.metrics,
+        missing: s.trailer.missing,
+        stats: s.trailer.stats,
+    }))
 }
 
 /// The checkpoint left by an unfinished run, newest run only, its segments merged (a later

@@ -337,7 +337,7 @@ async fn a_plan_with_100_000_names_not_owned_reaches_the_client_bounded() {
         started: Version(NOW),
         finished: Version(NOW),
         metrics: entries,
-        pending_deletes: vec![],
+        deletes: vec![],
         stats: None,
     };
     let bucket =

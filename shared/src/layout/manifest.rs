@@ -1,17 +1,16 @@
-//! The per-run manifest: every metric seen on disk in a run, with its newest version in the
-//! bucket, and since when a metric has been missing from disk. Written last, so a run that dies
-//! leaves the previous manifest as the truth; stored as gzip-compressed JSON.
+//! The per-run manifest: every metric seen on disk in a run, with its versions in the bucket,
+//! and since when a metric has been missing from disk. Written last, so a run that dies leaves
+//! the previous manifest as the truth; stored as gzip-compressed JSON lines ([`stream`]), written
+//! and read one metric at a time. [`Manifest`] is the whole of one in memory, for small ones.
 
-use std::io::{Read, Write};
+pub mod stream;
 
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
+pub use stream::{Reader, Record, Trailer, Writer};
 
 use super::Version;
 
-/// The format this code writes and reads.
-pub const FORMAT: u32 = 1;
+/// The format this code writes; it reads 1 (one JSON document) too.
+pub const FORMAT: u32 = 2;
 
 /// A manifest's JSON is at most this many times its gzip size (bucky's compress 10-20 to one);
 /// past it the object is a decompression bomb, not a manifest, and is refused before memory
@@ -19,28 +18,6 @@ pub const FORMAT: u32 = 1;
 pub const MAX_EXPANSION: u64 = 100;
 /// ... and may always expand to this many bytes, however small it is.
 const MIN_EXPANDED_LIMIT: u64 = 16 << 20;
-
-/// A reader that gives at most `left` bytes and then fails, so a bomb stops where it is seen.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
-            return Err(std::io::Error::other(
-                "the decompressed manifest is too large",
-            ));
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
 
 /// A manifest that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +50,8 @@ pub struct ManifestEntry {
     pub missing_since: Option<Version>,
 }
 
-/// A completed run's view of the bucket.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A completed run's view of the bucket, whole in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// [`FORMAT`].
     pub format: u32,
@@ -86,13 +63,23 @@ pub struct Manifest {
     pub finished: Version,
     /// Metrics sorted by name.
     pub metrics: Vec<ManifestEntry>,
-    /// Object keys this run deletes after writing the manifest (old versions beyond retention,
-    /// purged metrics); the next run deletes them again in case this one died first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending_deletes: Vec<String>,
+    /// Versions this run deletes after writing the manifest (beyond retention, and every
+    /// version of a purged metric), sorted by name; the next run deletes them again in case this
+    /// one died first.
+    pub deletes: Vec<Deleted>,
     /// What the run did (absent in checkpoints and older manifests).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<RunStats>,
+}
+
+/// Versions of one metric a run deletes once its manifest is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// Dotted metric name.
+    pub name: String,
+    /// The versions.
+    pub versions: Vec<Version>,
+    /// The metric was purged: it has no entry any more.
+    pub purged: bool,
 }
 
 /// Counts of one backup run, kept in its manifest for status and checks.
@@ -163,49 +150,75 @@ impl Manifest {
             .map(|i| &self.metrics[i])
     }
 
-    /// gzip-compressed JSON.
+    /// Its bytes, as [`Writer`] writes them.
     pub fn encode(&self) -> Vec<u8> {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        serde_json::to_writer(&mut gz, self).expect("a manifest serialises");
-        gz.flush().expect("writing to memory");
-        gz.finish().expect("writing to memory")
+        let mut writer = Writer::new(&self.node, self.started);
+        let mut deletes = self.deletes.iter().peekable();
+        for entry in &self.metrics {
+            while let Some(d) = deletes.next_if(|d| d.name < entry.name) {
+                if d.purged {
+                    writer.purged(&d.name, &d.versions);
+                }
+            }
+            let expired = deletes
+                .next_if(|d| d.name == entry.name && !d.purged)
+                .map_or(&[][..], |d| &d.versions);
+            writer.entry(entry, expired);
+        }
+        for d in deletes.filter(|d| d.purged) {
+            writer.purged(&d.name, &d.versions);
+        }
+        writer.finish(self.finished, self.stats).0
     }
 
-    /// Reads [`Manifest::encode`]'s output.
+    /// Reads a manifest whole (either format).
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::Format`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, Error> {
-        let limit = (bytes.len() as u64 * MAX_EXPANSION).max(MIN_EXPANDED_LIMIT);
-        // Parsed as it is inflated: the JSON text of a node of millions of metrics is never
-        // held whole beside the entries it becomes.
-        let mut json = Bounded {
-            inner: GzDecoder::new(bytes),
-            left: limit,
-        };
-        let parsed = serde_json::from_reader(std::io::BufReader::new(&mut json));
-        if json.left == 0 {
-            return Err(Error::Corrupt(format!(
-                "{} compressed bytes expand past {limit}: not a manifest bucky wrote",
-                bytes.len()
-            )));
+        let mut reader = Reader::new(bytes)?;
+        let (node, started) = (reader.node().to_string(), reader.started());
+        let mut metrics = Vec::new();
+        let mut deletes = Vec::new();
+        for record in reader.by_ref() {
+            match record? {
+                Record::Entry(entry, expired) => {
+                    if !expired.is_empty() {
+                        deletes.push(Deleted {
+                            name: entry.name.clone(),
+                            versions: expired,
+                            purged: false,
+                        });
+                    }
+                    metrics.push(entry);
+                }
+                Record::Purged(name, versions) => deletes.push(Deleted {
+                    name,
+                    versions,
+                    purged: true,
+                }),
+            }
         }
-        let manifest: Manifest = parsed.map_err(|e| Error::Corrupt(e.to_string()))?;
-        if manifest.format > FORMAT {
-            return Err(Error::Format(manifest.format));
-        }
-        if !manifest.metrics.is_sorted_by(|a, b| a.name < b.name) {
-            return Err(Error::Corrupt("metrics are not sorted by name".into()));
-        }
-        if let Some(e) = manifest.metrics.iter().find(|e| e.versions.is_empty()) {
-            return Err(Error::Corrupt(format!("metric {} has no version", e.name)));
-        }
-        Ok(manifest)
+        let trailer = reader.finish()?;
+        Ok(Manifest {
+            format: FORMAT,
+            node,
+            started,
+            finished: trailer.finished,
+            metrics,
+            deletes,
+            stats: trailer.stats,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
     use super::*;
 
     fn manifest() -> Manifest {
@@ -224,7 +237,18 @@ mod tests {
             started: Version(1_700_000_000),
             finished: Version(1_700_000_060),
             metrics: vec![entry("a"), entry("b"), entry("c.d")],
-            pending_deletes: vec!["a/2023-11-03T08:26:40+00:00.wsp.gz".into()],
+            deletes: vec![
+                Deleted {
+                    name: "a".into(),
+                    versions: vec![Version(1_698_999_000)],
+                    purged: false,
+                },
+                Deleted {
+                    name: "a.x".into(),
+                    versions: vec![Version(1_698_999_000), Version(1_699_000_000)],
+                    purged: true,
+                },
+            ],
             stats: Some(RunStats {
                 new: 1,
                 changed: 2,
@@ -247,18 +271,44 @@ mod tests {
         assert!(decoded.entry("zz").is_none());
     }
 
+    fn gzip(text: &str) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn inflate(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    fn error_of(text: &str) -> String {
+        Manifest::decode(&gzip(text)).unwrap_err().to_string()
+    }
+
     #[test]
-    fn corrupt_and_future_manifests_are_refused() {
+    fn corrupt_cut_off_and_future_manifests_are_refused() {
         let bytes = manifest().encode();
         assert!(matches!(
             Manifest::decode(&bytes[..bytes.len() / 2]),
             Err(Error::Corrupt(_))
         ));
         assert!(matches!(Manifest::decode(b"{}"), Err(Error::Corrupt(_))));
-        let mut future = manifest();
-        future.format = 99;
+        let text = inflate(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        // Cut at a line boundary: the gzip stream is whole, the manifest is not.
+        let cut = lines[..lines.len() - 1].join("\n") + "\n";
+        assert!(error_of(&cut).contains("no end line"), "{}", error_of(&cut));
+        let dropped = [&lines[..3], &lines[4..]].concat().join("\n");
+        assert!(error_of(&dropped).contains("claiming 3 metrics"));
+        let swapped = [lines[0], lines[2], lines[1], lines[3]].join("\n");
+        assert!(error_of(&swapped).contains("not sorted"));
+        let future = text.replacen("\"format\":2", "\"format\":99", 1);
         assert!(matches!(
-            Manifest::decode(&future.encode()),
+            Manifest::decode(&gzip(&future)),
             Err(Error::Format(99))
         ));
         let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
@@ -266,11 +316,16 @@ mod tests {
         let bomb = bomb.finish().unwrap();
         let err = Manifest::decode(&bomb).unwrap_err().to_string();
         assert!(err.contains("expand past 16777216"), "{err}");
-        let mut unsorted = manifest();
-        unsorted.metrics.reverse();
-        assert!(matches!(
-            Manifest::decode(&unsorted.encode()),
-            Err(Error::Corrupt(_))
-        ));
+    }
+
+    #[test]
+    fn format_1_is_read() {
+        let v1 = r#"{"format":1,"node":"g1","started":"2023-11-14T22:13:20+00:00","finished":"2023-11-14T22:14:20+00:00","metrics":[{"name":"a","versions":["2023-11-14T22:13:20+00:00"],"sha1":"00","size":1,"stored_size":1,"mtime_ns":5},{"name":"b","versions":["2023-11-14T22:13:20+00:00"],"sha1":"00","size":1,"stored_size":1,"mtime_ns":5,"missing_since":"2023-11-14T22:13:20+00:00"}],"pending_deletes":["x/2023-11-14T22:13:20+00:00.wsp.gz"]}"#;
+        let m = Manifest::decode(&gzip(v1)).unwrap();
+        assert_eq!((m.node.as_str(), m.metrics.len()), ("g1", 2));
+        assert_eq!(m.summary().missing, 1);
+        assert_eq!(m.finished, Version(1_700_000_060));
+        let unsorted = v1.replacen("\"name\":\"a\"", "\"name\":\"c\"", 1);
+        assert!(error_of(&unsorted).contains("not sorted"));
     }
 }
