@@ -301,7 +301,13 @@ async fn measure(n: usize) -> anyhow::Result<(Row, tempfile::TempDir)> {
         target: HOST.into(),
         ..RestoreRequest::default()
     };
-    let (plan, plan_step) = step(cluster::plan_host(&cluster, &agents, &request, |_| true)).await;
+    let (plan, plan_step) = step(cluster::plan_host(
+        &cluster,
+        &agents,
+        &request,
+        &Default::default(),
+    ))
+    .await;
     let plan = plan?;
     anyhow::ensure!(
         plan.metric_count() == n,
@@ -316,7 +322,7 @@ async fn measure(n: usize) -> anyhow::Result<(Row, tempfile::TempDir)> {
         &cluster,
         &agents,
         &request,
-        |_| true,
+        &Default::default(),
         |_, _| {},
     ))
     .await;

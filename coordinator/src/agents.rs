@@ -45,7 +45,8 @@ pub trait AgentApi: Send + Sync {
     /// `Restore` of a plan.
     fn restore(
         &self,
-        entries: Vec<pb::RestoreEntry>,
+        entries: impl futures::Stream<Item = pb::RestoreEntry> + Send + 'static,
+        total: u64,
         progress: impl FnMut(u64, u64) + Send,
     ) -> impl Future<Output = Result<pb::RestoreResult, AgentError>> + Send;
 }
@@ -177,19 +178,18 @@ impl AgentApi for GrpcAgent {
 
     async fn restore(
         &self,
-        entries: Vec<pb::RestoreEntry>,
+        entries: impl futures::Stream<Item = pb::RestoreEntry> + Send + 'static,
+        total: u64,
         mut progress: impl FnMut(u64, u64) + Send,
     ) -> Result<pb::RestoreResult, AgentError> {
-        let total = entries.len() as u64;
-        let mut batches = Vec::with_capacity(entries.len().div_ceil(RESTORE_BATCH));
-        let mut entries = entries.into_iter().peekable();
-        while entries.peek().is_some() {
-            batches.push(pb::RestoreRequest {
-                entries: entries.by_ref().take(RESTORE_BATCH).collect(),
-                total: if batches.is_empty() { total } else { 0 },
+        let batches = entries
+            .chunks(RESTORE_BATCH)
+            .enumerate()
+            .map(move |(i, entries)| pb::RestoreRequest {
+                entries,
+                total: if i == 0 { total } else { 0 },
             });
-        }
-        let request = self.request(futures::stream::iter(batches));
+        let request = self.request(batches);
         let mut stream = self
             .client()
             .restore(request)

@@ -13,7 +13,12 @@ use futures::{StreamExt, future, stream};
 
 use crate::agents::{AgentApi, AgentError};
 use crate::config::Cluster;
-use crate::plan::{self, Action, BucketView, RestorePlan};
+use crate::plan::{self, Action, PlanSummary, Planned, Source};
+use bucky_shared::layout::Layout;
+use bucky_shared::layout::manifest::Record;
+use bucky_shared::ring::Ring;
+use bucky_shared::selection::Selection;
+use std::sync::Arc;
 
 /// Why a cluster operation did not start.
 #[derive(Debug, thiserror::Error)]
@@ -282,8 +287,71 @@ pub struct RestoreRequest {
     pub dry_run: bool,
 }
 
+/// A host's restore, planned: its figures, and the manifests it was planned from (compressed,
+/// tens of bytes per metric), from which it is planned again metric by metric as it executes;
+/// the plan itself is never held whole.
+#[derive(Debug, Clone)]
+pub struct HostPlan {
+    /// What it restores, from where, and leaves out.
+    pub summary: PlanSummary,
+    ring: Ring,
+    selection: Selection,
+    all: bool,
+    sources: Arc<Vec<StoredSource>>,
+}
+
+/// A bucket's newest manifest at or before the restore date.
+#[derive(Debug, Clone)]
+struct StoredSource {
+    host: String,
+    url: String,
+    layout: Layout,
+    manifest: manifests::Stored,
+}
+
+impl HostPlan {
+    /// Distinct metrics restored.
+    pub fn metric_count(&self) -> usize {
+        self.summary.metrics as usize
+    }
+
+    /// Runs the planner on a blocking thread, each metric's plan sent as it is made.
+    pub fn stream(&self) -> tokio::sync::mpsc::Receiver<Planned> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let plan = self.clone();
+        tokio::task::spawn_blocking(move || {
+            plan.run(|planned| tx.blocking_send(planned).is_ok());
+        });
+        rx
+    }
+
+    fn run(&self, emit: impl FnMut(Planned) -> bool) {
+        let sources = self
+            .sources
+            .iter()
+            .map(|s| Source {
+                host: s.host.clone(),
+                url: s.url.clone(),
+                layout: s.layout.clone(),
+                entries: s.manifest.reader().filter_map(|r| match r {
+                    Ok(Record::Entry(entry, _)) => Some(entry),
+                    _ => None,
+                }),
+            })
+            .collect();
+        plan::plan_restore(
+            &self.summary.target,
+            &self.ring,
+            sources,
+            |m| self.selection.matches(m),
+            self.all,
+            emit,
+        );
+    }
+}
+
 /// Plans the restore of one host from every host's bucket, after checking that every reachable
-/// agent has the coordinator's ring.
+/// agent has the coordinator's ring: fetches each bucket's manifest and counts the plan.
 ///
 /// # Errors
 /// An unknown target, a ring mismatch, an unreadable bucket.
@@ -291,17 +359,17 @@ pub async fn plan_host<A: AgentApi>(
     cluster: &Cluster,
     agents: &[A],
     request: &RestoreRequest,
-    select: impl Fn(&str) -> bool,
-) -> Result<RestorePlan, Error> {
+    selection: &Selection,
+) -> Result<HostPlan, Error> {
     if !agents.iter().any(|a| a.host() == request.target) {
         return Err(Error::UnknownHost(request.target.clone()));
     }
     check_agreement(cluster, agents).await?;
-    let mut views = Vec::new();
+    let mut sources = Vec::new();
     for host in &cluster.hosts {
         let bucket = Bucket::open(&host.bucket, &cluster.config.storage)?;
-        if let Some(manifest) = manifests::latest(&bucket, request.at).await? {
-            views.push(BucketView {
+        if let Some(manifest) = manifests::latest_stored(&bucket, request.at).await? {
+            sources.push(StoredSource {
                 host: host.name.clone(),
                 url: host.bucket.clone(),
                 layout: bucket.layout().clone(),
@@ -309,43 +377,63 @@ pub async fn plan_host<A: AgentApi>(
             });
         }
     }
-    Ok(plan::plan_restore(
-        &request.target,
-        &cluster.ring,
-        &views,
-        select,
-        request.all,
-    ))
+    let mut plan = HostPlan {
+        summary: PlanSummary {
+            target: request.target.clone(),
+            ..PlanSummary::default()
+        },
+        ring: cluster.ring.clone(),
+        selection: selection.clone(),
+        all: request.all,
+        sources: Arc::new(sources),
+    };
+    plan = tokio::task::spawn_blocking(move || {
+        let mut summary = PlanSummary::default();
+        plan.run(|planned| {
+            summary.add(&planned);
+            true
+        });
+        plan.summary = PlanSummary {
+            target: plan.summary.target.clone(),
+            ..summary
+        };
+        plan
+    })
+    .await
+    .expect("planning does not panic");
+    Ok(plan)
 }
 
-/// Has the plan's target agent execute `plan`.
+/// Has the plan's target agent execute `plan`, planned again as it streams to the agent.
 ///
 /// # Errors
 /// The target has no agent, or the agent failed.
 pub async fn execute_plan<A: AgentApi>(
     agents: &[A],
-    plan: &RestorePlan,
+    plan: &HostPlan,
     progress: impl FnMut(u64, u64) + Send,
 ) -> Result<pb::RestoreResult, Error> {
     let agent = agents
         .iter()
-        .find(|a| a.host() == plan.target)
-        .ok_or_else(|| Error::UnknownHost(plan.target.clone()))?;
-    let entries = plan
-        .steps
-        .iter()
-        .map(|s| pb::RestoreEntry {
-            metric: s.metric.clone(),
-            source_bucket: s.bucket.clone(),
-            object_key: s.key.clone(),
-            sha1: s.sha1.clone(),
+        .find(|a| a.host() == plan.summary.target)
+        .ok_or_else(|| Error::UnknownHost(plan.summary.target.clone()))?;
+    let entries = tokio_stream::wrappers::ReceiverStream::new(plan.stream()).flat_map(|planned| {
+        let steps = match planned {
+            Planned::Metric(steps) => steps,
+            Planned::NotOwned(_) => Vec::new(),
+        };
+        stream::iter(steps.into_iter().map(|s| pb::RestoreEntry {
+            metric: s.metric,
+            source_bucket: s.bucket,
+            object_key: s.key,
+            sha1: s.sha1,
             action: match s.action {
                 Action::Write => pb::RestoreAction::Write,
                 Action::Fill => pb::RestoreAction::Fill,
             } as i32,
-        })
-        .collect();
-    Ok(agent.restore(entries, progress).await?)
+        }))
+    });
+    Ok(agent.restore(entries, plan.summary.steps, progress).await?)
 }
 
 /// [`plan_host`], then, unless `dry_run`, [`execute_plan`].
@@ -356,10 +444,10 @@ pub async fn restore_host<A: AgentApi>(
     cluster: &Cluster,
     agents: &[A],
     request: &RestoreRequest,
-    select: impl Fn(&str) -> bool,
+    selection: &Selection,
     progress: impl FnMut(u64, u64) + Send,
-) -> Result<(RestorePlan, Option<pb::RestoreResult>), Error> {
-    let plan = plan_host(cluster, agents, request, select).await?;
+) -> Result<(HostPlan, Option<pb::RestoreResult>), Error> {
+    let plan = plan_host(cluster, agents, request, selection).await?;
     if request.dry_run {
         return Ok((plan, None));
     }

@@ -10,20 +10,23 @@
 
 use std::collections::BTreeMap;
 
-use bucky_shared::layout::{Layout, Manifest, Version};
+use bucky_shared::layout::{Layout, ManifestEntry, Version};
 use bucky_shared::ring::Ring;
 
-/// What one host's bucket holds, as its manifest says.
+/// Names kept in a plan's summary; the count goes on.
+pub const NAMED: usize = 100;
+
+/// One host's bucket as its manifest describes it, read entry by entry in name order.
 #[derive(Debug, Clone)]
-pub struct BucketView {
+pub struct Source<I> {
     /// The host whose bucket it is.
     pub host: String,
     /// The bucket's URL.
     pub url: String,
     /// Key layout inside the bucket (its storage prefix).
     pub layout: Layout,
-    /// The newest manifest at or before the restore date.
-    pub manifest: Manifest,
+    /// The newest manifest's entries at or before the restore date, in name order.
+    pub entries: I,
 }
 
 /// How a step meets the file.
@@ -54,6 +57,16 @@ pub struct Step {
     pub action: Action,
 }
 
+/// What the planner says about one metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// Restore it: the write first, then the fills.
+    Metric(Vec<Step>),
+    /// The target's own bucket holds it but the ring now places it elsewhere; not restored
+    /// (unless `all`, when it also comes as a `Metric`).
+    NotOwned(String),
+}
+
 /// Downloads from one bucket.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceTotal {
@@ -63,99 +76,132 @@ pub struct SourceTotal {
     pub bytes: u64,
 }
 
-/// The restore of one host.
+/// A restore plan in figures: what it restores, reads from where, and leaves out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestorePlan {
+pub struct PlanSummary {
     /// The host restored.
     pub target: String,
-    /// Steps, grouped by metric (sorted), write first then fills.
-    pub steps: Vec<Step>,
-    /// Metrics in the target's own bucket that the ring now places elsewhere (not restored
-    /// unless `all`).
+    /// Distinct metrics restored.
+    pub metrics: u64,
+    /// Steps (writes and fills).
+    pub steps: u64,
+    /// Metrics in the target's own bucket that the ring now places elsewhere...
+    pub not_owned_count: u64,
+    /// ... the first [`NAMED`] of them.
     pub not_owned: Vec<String>,
     /// Per source bucket URL: steps and bytes.
     pub sources: BTreeMap<String, SourceTotal>,
 }
 
-impl RestorePlan {
-    /// Distinct metrics restored.
-    pub fn metric_count(&self) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| s.action == Action::Write)
-            .count()
-    }
-}
-
-/// Plans the restore of `target`. `select` limits the metrics (e.g. a glob); `all` also restores
-/// what the target's own bucket holds but the ring no longer gives it.
-pub fn plan_restore(
-    target: &str,
-    ring: &Ring,
-    views: &[BucketView],
-    select: impl Fn(&str) -> bool,
-    all: bool,
-) -> RestorePlan {
-    let mut holders: BTreeMap<&str, Vec<(&BucketView, &bucky_shared::layout::ManifestEntry)>> =
-        BTreeMap::new();
-    for view in views {
-        for entry in &view.manifest.metrics {
-            if select(&entry.name) {
-                holders
-                    .entry(entry.name.as_str())
-                    .or_default()
-                    .push((view, entry));
+impl PlanSummary {
+    /// Counts `planned` in.
+    pub fn add(&mut self, planned: &Planned) {
+        match planned {
+            Planned::Metric(steps) => {
+                self.metrics += 1;
+                self.steps += steps.len() as u64;
+                for step in steps {
+                    let total = self.sources.entry(step.bucket.clone()).or_default();
+                    total.steps += 1;
+                    total.bytes += step.bytes;
+                }
+            }
+            Planned::NotOwned(name) => {
+                self.not_owned_count += 1;
+                if self.not_owned.len() < NAMED {
+                    self.not_owned.push(name.clone());
+                }
             }
         }
     }
-    let mut plan = RestorePlan {
-        target: target.to_string(),
-        ..RestorePlan::default()
-    };
+}
+
+/// Plans the restore of `target` from `sources`, handing each metric's plan to `emit` in name
+/// order (it returns false to stop). The sources are merged as they are read: memory holds one
+/// entry per source. `select` limits the metrics (e.g. a glob); `all` also restores what the
+/// target's own bucket holds but the ring no longer gives it.
+pub fn plan_restore<I: Iterator<Item = ManifestEntry>>(
+    target: &str,
+    ring: &Ring,
+    sources: Vec<Source<I>>,
+    select: impl Fn(&str) -> bool,
+    all: bool,
+    mut emit: impl FnMut(Planned) -> bool,
+) {
+    let mut sources: Vec<(Source<I>, Option<ManifestEntry>)> = sources
+        .into_iter()
+        .map(|mut s| {
+            let head = s.entries.next();
+            (s, head)
+        })
+        .collect();
     let mut owners = Vec::new();
-    for (metric, mut held) in holders {
-        ring.owners_into(metric, &mut owners);
+    let mut held: Vec<(usize, ManifestEntry)> = Vec::new();
+    loop {
+        let Some(metric) = sources
+            .iter()
+            .filter_map(|(_, head)| head.as_ref().map(|e| e.name.as_str()))
+            .min()
+            .map(str::to_string)
+        else {
+            return;
+        };
+        held.clear();
+        for (i, (source, head)) in sources.iter_mut().enumerate() {
+            if head.as_ref().is_some_and(|e| e.name == metric) {
+                let entry = std::mem::replace(head, source.entries.next());
+                held.extend(entry.map(|e| (i, e)));
+            }
+        }
+        if !select(&metric) {
+            continue;
+        }
+        ring.owners_into(&metric, &mut owners);
         let owned = owners
             .iter()
             .any(|&i| ring.destinations()[i].host == target);
-        let in_own_bucket = held.iter().any(|(v, _)| v.host == target);
+        let in_own_bucket = held.iter().any(|(i, _)| sources[*i].0.host == target);
         if !owned {
-            if in_own_bucket {
-                plan.not_owned.push(metric.to_string());
+            if in_own_bucket && !emit(Planned::NotOwned(metric.clone())) {
+                return;
             }
             if !(all && in_own_bucket) {
                 continue;
             }
         }
         // Newest first; on a tie the target's own bucket, then bucket URL, for a stable plan.
-        held.sort_by(|(va, ea), (vb, eb)| {
+        let source = |i: usize| &sources[i].0;
+        held.sort_by(|(a, ea), (b, eb)| {
             eb.latest()
                 .cmp(&ea.latest())
-                .then((vb.host == target).cmp(&(va.host == target)))
-                .then(va.url.cmp(&vb.url))
+                .then((source(*b).host == target).cmp(&(source(*a).host == target)))
+                .then(source(*a).url.cmp(&source(*b).url))
         });
-        for (i, (view, entry)) in held.into_iter().enumerate() {
-            let version = entry.latest();
-            let total = plan.sources.entry(view.url.clone()).or_default();
-            total.steps += 1;
-            total.bytes += entry.stored_size;
-            plan.steps.push(Step {
-                metric: metric.to_string(),
-                bucket: view.url.clone(),
-                key: view.layout.data_key(metric, version),
-                sha1: entry.sha1.clone(),
-                version,
-                bytes: entry.stored_size,
-                action: if i == 0 { Action::Write } else { Action::Fill },
-            });
+        let steps = held
+            .drain(..)
+            .enumerate()
+            .map(|(n, (i, entry))| {
+                let view = source(i);
+                let version = entry.latest();
+                Step {
+                    metric: metric.clone(),
+                    bucket: view.url.clone(),
+                    key: view.layout.data_key(&metric, version),
+                    sha1: entry.sha1,
+                    version,
+                    bytes: entry.stored_size,
+                    action: if n == 0 { Action::Write } else { Action::Fill },
+                }
+            })
+            .collect();
+        if !emit(Planned::Metric(steps)) {
+            return;
         }
     }
-    plan
 }
 
 #[cfg(test)]
 mod tests {
-    use bucky_shared::layout::{ManifestEntry, manifest};
     use bucky_shared::ring::{Algorithm, Flavour, RingConfig};
 
     use super::*;
@@ -171,7 +217,7 @@ mod tests {
         .unwrap()
     }
 
-    fn view(host: &str, metrics: &[(&str, i64)]) -> BucketView {
+    fn view(host: &str, metrics: &[(&str, i64)]) -> View {
         let mut entries: Vec<ManifestEntry> = metrics
             .iter()
             .map(|(name, v)| ManifestEntry {
@@ -185,20 +231,50 @@ mod tests {
             })
             .collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        BucketView {
+        Source {
             host: host.into(),
             url: format!("file:///b/{host}"),
             layout: Layout::new(""),
-            manifest: Manifest {
-                format: manifest::FORMAT,
-                node: host.into(),
-                started: Version(0),
-                finished: Version(0),
-                metrics: entries,
-                deletes: vec![],
-                stats: None,
-            },
+            entries: entries.into_iter(),
         }
+    }
+
+    type View = Source<std::vec::IntoIter<ManifestEntry>>;
+
+    /// A plan collected whole, as tests look at it.
+    struct Collected {
+        steps: Vec<Step>,
+        not_owned: Vec<String>,
+        summary: PlanSummary,
+    }
+
+    impl Collected {
+        fn metric_count(&self) -> u64 {
+            self.summary.metrics
+        }
+    }
+
+    fn plan_restore(
+        target: &str,
+        ring: &Ring,
+        views: &[View],
+        select: impl Fn(&str) -> bool,
+        all: bool,
+    ) -> Collected {
+        let mut out = Collected {
+            steps: Vec::new(),
+            not_owned: Vec::new(),
+            summary: PlanSummary::default(),
+        };
+        super::plan_restore(target, ring, views.to_vec(), select, all, |planned| {
+            out.summary.add(&planned);
+            match planned {
+                Planned::Metric(steps) => out.steps.extend(steps),
+                Planned::NotOwned(name) => out.not_owned.push(name),
+            }
+            true
+        });
+        out
     }
 
     /// Names the ring places on each host.
@@ -259,7 +335,7 @@ mod tests {
                 .any(|s| s.metric == theirs[0] || s.metric == theirs[1])
         );
         assert_eq!(
-            plan.sources["file:///b/a"],
+            plan.summary.sources["file:///b/a"],
             SourceTotal {
                 steps: 1,
                 bytes: 100
@@ -274,7 +350,7 @@ mod tests {
         let three = ring(&["a", "b", "c"], 1);
         let four = ring(&["a", "b", "c", "d"], 1);
         let names: Vec<String> = (0..300).map(|i| format!("servers.s{i}.cpu")).collect();
-        let views: Vec<BucketView> = ["a", "b", "c"]
+        let views: Vec<View> = ["a", "b", "c"]
             .iter()
             .map(|h| {
                 let held: Vec<(&str, i64)> = names

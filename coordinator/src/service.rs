@@ -206,14 +206,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         // Planned once: the client sees the plan before anything is written, and that plan is
         // the one executed.
-        let plan = cluster::plan_host(&self.cluster, &self.agents, &request, |m| {
-            selection.matches(m)
-        })
-        .await
-        .map_err(to_status)?;
+        let plan = cluster::plan_host(&self.cluster, &self.agents, &request, &selection)
+            .await
+            .map_err(to_status)?;
         let summary = pb::RestorePlanSummary {
-            metrics: plan.metric_count() as u64,
+            metrics: plan.summary.metrics,
             sources: plan
+                .summary
                 .sources
                 .iter()
                 .map(|(bucket, t)| pb::SourceSummary {
@@ -222,10 +221,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     bytes: t.bytes,
                 })
                 .collect(),
-            not_owned: plan.not_owned.iter().take(NAMED).cloned().collect(),
-            not_owned_count: plan.not_owned.len() as u64,
+            not_owned: plan.summary.not_owned.iter().take(NAMED).cloned().collect(),
+            not_owned_count: plan.summary.not_owned_count,
         };
-        let total = plan.steps.len() as u64;
+        let total = plan.summary.steps;
         let (tx, rx) = mpsc::channel(64);
         let _ = tx
             .send(Ok(pb::ClusterRestoreResponse {

@@ -218,7 +218,7 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
         ..RestoreRequest::default()
     };
     let (plan, result) =
-        cluster::restore_host(&cluster, &agents, &request, |_| true, |_, _| {}).await?;
+        cluster::restore_host(&cluster, &agents, &request, &Default::default(), |_, _| {}).await?;
     let result = result.context("the restore returned no result")?;
     ensure!(
         result.failed.is_empty(),

@@ -153,9 +153,10 @@ async fn cluster_backup_then_restore_of_a_lost_host() {
         target: "g2".into(),
         ..RestoreRequest::default()
     };
-    let (plan, result) = cluster::restore_host(&cluster, &agents, &request, |_| true, |_, _| {})
-        .await
-        .unwrap();
+    let (plan, result) =
+        cluster::restore_host(&cluster, &agents, &request, &Default::default(), |_, _| {})
+            .await
+            .unwrap();
     let result = result.unwrap();
     assert_eq!(
         (result.written as usize, result.failed.len()),
@@ -191,10 +192,15 @@ async fn a_new_node_receives_exactly_its_share() {
         target: "g4".into(),
         ..RestoreRequest::default()
     };
-    let (plan, result) =
-        cluster::restore_host(&bigger, &agents(&bigger), &request, |_| true, |_, _| {})
-            .await
-            .unwrap();
+    let (plan, result) = cluster::restore_host(
+        &bigger,
+        &agents(&bigger),
+        &request,
+        &Default::default(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(result.unwrap().failed.len(), 0);
     let mut expected: Vec<&String> = fleet
         .names
