@@ -302,14 +302,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 print_json(&report)?;
             } else {
                 println!(
-                    "restore of {} into {}: {} written, {} filled ({} points), {} without a version before the date, {} only in uncommitted runs, {} failed; {} bytes downloaded",
+                    "restore of {} into {}: {} written, {} filled ({} points), {} without a version before the date, {} failed; {} bytes downloaded",
                     bucket.url(),
                     args.whisper_root.display(),
                     report.written,
                     report.filled,
                     report.points_filled,
                     report.no_version,
-                    report.uncommitted,
                     report.failed.len(),
                     report.bytes_downloaded
                 );

@@ -4,13 +4,16 @@
 //! file that exists is safe-filled, so no point it holds is changed.
 //!
 //! A bucket bucky wrote is restored as its newest committed manifest (before the date)
-//! describes it: versions a run uploaded before it died, which no manifest lists, are never
-//! restored. A bucket without manifests (whisper-backup's) is restored from its listing.
+//! describes it, read record by record without listing the bucket: versions a run uploaded
+//! before it died, which no manifest lists, are never restored. A bucket without manifests
+//! (whisper-backup's) is restored from its listing, of only the selected metrics' prefixes when
+//! the selection names them plainly.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use bucky_shared::layout::manifest::Record;
 use bucky_shared::layout::{Encoding, ObjectKind, Version};
 use bucky_shared::metric;
 use bucky_shared::whisper::{Image, Whisper};
@@ -72,9 +75,6 @@ pub struct RestoreReport {
     pub no_version: u64,
     /// Bytes downloaded.
     pub bytes_downloaded: u64,
-    /// Metrics whose stored versions no committed manifest lists (uploaded by a run that died,
-    /// or written by someone else): not restored.
-    pub uncommitted: u64,
     /// Metrics that could not be restored (corrupt object, checksum mismatch, bad name, a key
     /// that is not a valid object path...).
     pub failed: Failures,
@@ -117,7 +117,47 @@ pub async fn catalog(bucket: &Bucket) -> Result<(Catalog, Vec<String>), bucket::
     Ok((out, listing.unreadable))
 }
 
-/// Restores `bucket` into `root`.
+/// Lists what `selection` may cover: the prefixes of its metrics when it names them plainly,
+/// else the whole bucket.
+///
+/// # Errors
+/// A listing failed.
+pub async fn catalog_of(
+    bucket: &Bucket,
+    selection: &Selection,
+) -> Result<(Catalog, Vec<String>), bucket::Error> {
+    let Some(names) = selection.names() else {
+        return catalog(bucket).await;
+    };
+    let mut out = Catalog::new();
+    let mut unreadable = Vec::new();
+    for name in names {
+        let listing = bucket.list(&bucket.layout().metric_prefix(name)).await?;
+        unreadable.extend(listing.unreadable);
+        for meta in listing.objects {
+            if let Some(object) = bucket.layout().parse_key(meta.location.as_ref())
+                && object.metric == *name
+            {
+                let stored = out
+                    .entry(object.metric)
+                    .or_default()
+                    .entry(object.version)
+                    .or_default();
+                match object.kind {
+                    ObjectKind::Data(encoding) => stored.data = Some(encoding),
+                    ObjectKind::Sha1 => stored.sha1 = true,
+                }
+            }
+        }
+    }
+    Ok((out, unreadable))
+}
+
+/// A version chosen for restore.
+type Chosen = (String, Version, Stored);
+
+/// Restores `bucket` into `root`: as its newest committed manifest before the date lists it,
+/// read record by record (no listing), or, for a bucket without manifests, as its listing shows.
 ///
 /// # Errors
 /// Only a failed listing; each metric that fails is reported in [`RestoreReport::failed`].
@@ -126,57 +166,56 @@ pub async fn restore(
     root: &Path,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, bucket::Error> {
-    let (catalog, unreadable) = catalog(bucket).await?;
     let mut report = RestoreReport::default();
-    for reason in unreadable {
-        warn!(
-            bucket = bucket.url(),
-            reason, "a key that is not a valid object path"
-        );
-        report.failed.push(FileFailure {
-            metric: "(unreadable key)".into(),
-            error: reason,
-        });
-    }
     let committed =
-        manifests::latest(bucket, options.before.map(|before| Version(before.0 - 1))).await?;
-    let mut chosen = Vec::new();
-    for (name, versions) in &catalog {
-        if !options.selection.matches(name) {
-            continue;
-        }
-        let listed = match &committed {
-            None => None,
-            Some(manifest) => match manifest.entry(name) {
-                Some(entry) => Some(&entry.versions),
-                None => {
-                    report.uncommitted += 1;
-                    continue;
+        manifests::latest_stored(bucket, options.before.map(|before| Version(before.0 - 1)))
+            .await?;
+    let (chosen, counted): (
+        std::pin::Pin<Box<dyn futures::Stream<Item = Chosen> + Send>>,
+        _,
+    ) = match committed {
+        Some(stored) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let (selection, before) = (options.selection.clone(), options.before);
+            let feeder = tokio::task::spawn_blocking(move || {
+                let mut no_version = 0;
+                for record in stored.reader() {
+                    let Ok(Record::Entry(entry, _)) = record else {
+                        continue;
+                    };
+                    if !selection.matches(&entry.name) {
+                        continue;
+                    }
+                    let newest = entry.versions.iter().rev();
+                    match newest.copied().find(|v| before.is_none_or(|b| *v < b)) {
+                        Some(version) => {
+                            let stored = Stored {
+                                data: Some(Encoding::Gzip),
+                                sha1: true,
+                            };
+                            if tx.blocking_send((entry.name, version, stored)).is_err() {
+                                break;
+                            }
+                        }
+                        None => no_version += 1,
+                    }
                 }
-            },
-        };
-        // A version is complete with its .sha1; data alone is an upload that died half way.
-        let pick = versions.iter().rev().find(|(v, s)| {
-            s.data.is_some()
-                && s.sha1
-                && options.before.is_none_or(|before| **v < before)
-                && listed.is_none_or(|listed| listed.contains(v))
-        });
-        match pick {
-            Some((v, s)) => chosen.push((name.clone(), *v, *s)),
-            None if listed.is_some() => report.uncommitted += 1,
-            None => report.no_version += 1,
+                no_version
+            });
+            let chosen = tokio_stream::wrappers::ReceiverStream::new(rx);
+            (Box::pin(chosen), Some(feeder))
         }
-    }
-    let mut results = stream::iter(
-        chosen
-            .into_iter()
-            .map(|(name, version, stored)| async move {
-                let result = restore_one(bucket, root, &name, version, stored, options).await;
-                (name, result)
-            }),
-    )
-    .buffer_unordered(options.workers.max(1));
+        None => {
+            let chosen = from_listing(bucket, options, &mut report).await?;
+            (Box::pin(stream::iter(chosen)), None)
+        }
+    };
+    let mut results = chosen
+        .map(|(name, version, stored)| async move {
+            let result = restore_one(bucket, root, &name, version, stored, options).await;
+            (name, result)
+        })
+        .buffer_unordered(options.workers.max(1));
     let new_dirs = NewDirs::default();
     while let Some((name, result)) = results.next().await {
         match result {
@@ -203,6 +242,9 @@ pub async fn restore(
         }
     }
     drop(results);
+    if let Some(feeder) = counted {
+        report.no_version += feeder.await.expect("reading a manifest does not panic");
+    }
     sync_new_dirs(root, new_dirs, &mut report).await;
     info!(
         bucket = bucket.url(),
@@ -212,6 +254,41 @@ pub async fn restore(
         "restore done"
     );
     Ok(report)
+}
+
+/// The versions to restore from a bucket without manifests (whisper-backup's), from its listing:
+/// the newest complete one (data and `.sha1`) before the date, per selected metric.
+async fn from_listing(
+    bucket: &Bucket,
+    options: &RestoreOptions,
+    report: &mut RestoreReport,
+) -> Result<Vec<Chosen>, bucket::Error> {
+    let (catalog, unreadable) = catalog_of(bucket, &options.selection).await?;
+    for reason in unreadable {
+        warn!(
+            bucket = bucket.url(),
+            reason, "a key that is not a valid object path"
+        );
+        report.failed.push(FileFailure {
+            metric: "(unreadable key)".into(),
+            error: reason,
+        });
+    }
+    let mut chosen = Vec::new();
+    for (name, versions) in catalog {
+        if !options.selection.matches(&name) {
+            continue;
+        }
+        // A version is complete with its .sha1; data alone is an upload that died half way.
+        let pick = versions.iter().rev().find(|(v, s)| {
+            s.data.is_some() && s.sha1 && options.before.is_none_or(|before| **v < before)
+        });
+        match pick {
+            Some((v, s)) => chosen.push((name.clone(), *v, *s)),
+            None => report.no_version += 1,
+        }
+    }
+    Ok(chosen)
 }
 
 struct Restored {

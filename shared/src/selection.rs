@@ -15,6 +15,8 @@ pub struct InvalidSelection(String);
 pub struct Selection {
     globs: Option<GlobSet>,
     regex: Option<Regex>,
+    /// The globs, when every one is a plain metric name (no wildcard) and there is no regex.
+    names: Option<Vec<String>>,
 }
 
 impl Selection {
@@ -23,6 +25,7 @@ impl Selection {
     /// # Errors
     /// A glob or regex that does not compile, named.
     pub fn new(globs: &[String], regex: Option<&str>) -> Result<Self, InvalidSelection> {
+        let globs_given = globs;
         let globs = if globs.is_empty() {
             None
         } else {
@@ -43,7 +46,20 @@ impl Selection {
                     .map_err(|e| InvalidSelection(format!("invalid metric regex '{r}': {e}")))
             })
             .transpose()?;
-        Ok(Selection { globs, regex })
+        let literal = |g: &String| !g.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        let names = (regex.is_none() && !globs_given.is_empty() && globs_given.iter().all(literal))
+            .then(|| globs_given.to_vec());
+        Ok(Selection {
+            globs,
+            regex,
+            names,
+        })
+    }
+
+    /// The metric names selected, when the selection is a list of plain names: a job can then
+    /// look at those metrics only instead of everything.
+    pub fn names(&self) -> Option<&[String]> {
+        self.names.as_deref()
     }
 
     /// Whether the selection is everything.
@@ -63,6 +79,28 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_names_are_known_as_such() {
+        let s = Selection::new(&["a.b".into(), "c".into()], None).unwrap();
+        assert_eq!(s.names(), Some(&["a.b".to_string(), "c".to_string()][..]));
+        assert!(s.matches("a.b") && !s.matches("a.bc"));
+        for wild in ["a.*", "a.b?", "a.{b,c}", "a.[bc]"] {
+            assert!(
+                Selection::new(&[wild.into()], None)
+                    .unwrap()
+                    .names()
+                    .is_none()
+            );
+        }
+        assert!(
+            Selection::new(&["a".into()], Some("a"))
+                .unwrap()
+                .names()
+                .is_none()
+        );
+        assert!(Selection::default().names().is_none());
+    }
 
     #[test]
     fn globs_stay_within_segments_and_regexes_apply() {

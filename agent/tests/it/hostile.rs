@@ -10,7 +10,8 @@ use crate::support::{
 };
 
 /// A tab in a directory name of a `file://` bucket used to fail the whole listing, so nothing
-/// could be restored. Now that key is reported and every other metric is restored.
+/// could be restored. Now that key is reported and every other metric is restored. (A bucket
+/// with a manifest is restored without a listing: the manifests are removed to list it.)
 #[tokio::test]
 async fn a_key_that_is_not_a_valid_path_fails_alone() {
     let tmp = tempfile::tempdir().unwrap();
@@ -22,6 +23,7 @@ async fn a_key_that_is_not_a_valid_path_fails_alone() {
     backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
         .await
         .unwrap();
+    std::fs::remove_dir_all(dir.join(".bucky/manifests")).unwrap();
     let bad = dir.join("app.m000\trequests");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(bad.join("2023-11-14T22:13:20+00:00.wsp.gz"), b"someone's").unwrap();
@@ -40,6 +42,16 @@ async fn a_key_that_is_not_a_valid_path_fails_alone() {
         report.failed
     );
     assert_eq!(snapshot(&target), snapshot(&root));
+
+    // A restore of metrics named plainly lists only their prefixes: the bad key is not seen.
+    let options = RestoreOptions {
+        selection: bucky_agent::tree::Selection::new(&["app.m001.requests".into()], None).unwrap(),
+        ..RestoreOptions::new(NOW)
+    };
+    let report = restore(&bucket, &tmp.path().join("one"), &options)
+        .await
+        .unwrap();
+    assert_eq!((report.written, report.failed.len()), (1, 0), "{report:?}");
 }
 
 /// Versions a run uploaded before it died are in the bucket but in no manifest: a restore takes
