@@ -31,4 +31,4 @@ pub use bucky_proto::auth;
 pub use bucky_shared::{bucket, manifests};
 
 /// The agent's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = bucky_proto::VERSION;

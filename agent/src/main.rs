@@ -19,6 +19,8 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: bucky_shared::logging::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -33,6 +35,9 @@ enum Command {
     Purge(PurgeArgs),
     /// Serve the Agent gRPC API to the coordinator and the bucky command.
     Serve(ServeArgs),
+    /// Check the config as `serve` would (whisper root, token file, bucket URL, TLS files)
+    /// without serving; exits non-zero naming the first problem.
+    CheckConfig(ServeArgs),
 }
 
 #[derive(Args)]
@@ -223,6 +228,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// Runs the command; `Ok(false)` when some files failed (the run itself completed).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let quiet = cli.log.quiet;
     match cli.command {
         Command::Backup(args) => {
             let bucket = args.bucket.open()?;
@@ -242,8 +248,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 ..BackupOptions::new(&node)
             };
             let report = backup::backup(&bucket, &args.whisper_root, &options, now()).await?;
+            let clean = report.failed.is_empty()
+                && report.not_carbon.count == 0
+                && report.links_skipped.count == 0;
             if args.bucket.json {
                 print_json(&report)?;
+            } else if quiet && clean && !args.noop {
+                // Cron mails whatever a job prints: a run that went well prints nothing.
             } else {
                 print_planned(&report.planned);
                 println!(
@@ -340,17 +351,29 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(unreadable.is_empty())
         }
-        Command::Serve(args) => {
-            let settings = match args.node {
-                Some(node) => bucky_agent::config::load_as(&args.config, &node)?,
-                None => bucky_agent::config::load(&args.config, hostname)?,
-            };
-            let mut settings = settings;
-            if let Some(listen) = args.listen {
-                settings.listen = listen;
+        Command::CheckConfig(args) => {
+            let (settings, checked) = checked_settings(&args)?;
+            bucky_agent::bucket::Bucket::open(&settings.service.bucket, &settings.service.store)
+                .with_context(|| format!("bucket of {}", args.config.display()))?;
+            if let Some(tls) = &settings.tls {
+                tls.load().map_err(anyhow::Error::msg)?;
             }
-            let checked = bucky_agent::config::check_on_host(&settings)
-                .with_context(|| format!("starting with {}", args.config.display()))?;
+            for warning in &checked.warnings {
+                println!("warning: {warning}");
+            }
+            println!(
+                "{}: ok: node {}, whisper root {}, bucket {}, listen {}, ring {}",
+                args.config.display(),
+                settings.service.node,
+                settings.service.whisper_root.display(),
+                settings.service.bucket,
+                settings.listen,
+                ring_named(&settings.service.ring_fingerprint),
+            );
+            Ok(true)
+        }
+        Command::Serve(args) => {
+            let (settings, checked) = checked_settings(&args)?;
             for warning in &checked.warnings {
                 tracing::warn!("{warning}");
             }
@@ -361,14 +384,22 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .map(|t| t.load())
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let service = bucky_agent::service::AgentService::new(settings.service)?;
+            let service = bucky_agent::service::AgentService::new(settings.service.clone())?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
             println!("listening on {addr}");
             std::io::Write::flush(&mut std::io::stdout())?;
-            tracing::info!(%addr, "agent serving");
+            tracing::info!(
+                %addr,
+                node = settings.service.node,
+                bucket = settings.service.bucket,
+                whisper_root = %settings.service.whisper_root.display(),
+                ring = ring_named(&settings.service.ring_fingerprint),
+                version = bucky_agent::VERSION,
+                "agent serving"
+            );
             bucky_agent::server::run(
                 listener,
                 service,
@@ -406,16 +437,37 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
+/// The config `serve` would run with, checked on this host.
+fn checked_settings(
+    args: &ServeArgs,
+) -> anyhow::Result<(
+    bucky_agent::config::Settings,
+    bucky_agent::config::HostCheck,
+)> {
+    let mut settings = match &args.node {
+        Some(node) => bucky_agent::config::load_as(&args.config, node)?,
+        None => bucky_agent::config::load(&args.config, hostname)?,
+    };
+    if let Some(listen) = &args.listen {
+        settings.listen = listen.clone();
+    }
+    let checked = bucky_agent::config::check_on_host(&settings)
+        .with_context(|| format!("starting with {}", args.config.display()))?;
+    Ok((settings, checked))
+}
+
+/// A ring fingerprint, or what its absence means.
+fn ring_named(fingerprint: &str) -> &str {
+    if fingerprint.is_empty() {
+        "none configured (the coordinator will refuse this agent)"
+    } else {
+        fingerprint
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    cli.log.init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(true) => ExitCode::SUCCESS,

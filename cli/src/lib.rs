@@ -18,11 +18,14 @@ use clap::{Parser, Subcommand};
 
 /// Back up, restore and heal the whisper files of Graphite clusters.
 #[derive(Debug, Parser)]
-#[command(name = "bucky", version, propagate_version = true)]
+#[command(name = "bucky", version = bucky_proto::VERSION, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Logging (warnings only unless -v).
+    #[command(flatten)]
+    pub log: bucky_shared::logging::LogArgs,
 }
 
 /// The subcommands.

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
+    cli.log.init_at("warn");
     let mut out = std::io::stdout().lock();
     match bucky_cli::run(cli, &mut out) {
         Ok(code) => ExitCode::from(code),

@@ -9,25 +9,157 @@ use futures::StreamExt;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-/// What went wrong talking to an agent.
+/// What went wrong talking to an agent, by kind, each naming the host and the address tried.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AgentError {
     /// Not reachable (connect failed, timed out, or the connection dropped).
-    #[error("{host}: unreachable: {reason}")]
+    #[error("{host}: agent unreachable at {address}: {reason}")]
     Unreachable {
         /// The host.
         host: String,
+        /// The address tried.
+        address: String,
         /// Why.
         reason: String,
     },
-    /// The agent answered with an error.
-    #[error("{host}: {status}")]
+    /// The TLS handshake failed (certificate, CA, or plaintext on one side).
+    #[error("{host}: TLS with {address} failed: {reason}")]
+    Tls {
+        /// The host.
+        host: String,
+        /// The address tried.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The agent refused the token.
+    #[error(
+        "{host}: the agent at {address} refused the token: the coordinator's token_file must hold \
+         the token the agent was started with"
+    )]
+    Unauthenticated {
+        /// The host.
+        host: String,
+        /// The address tried.
+        address: String,
+    },
+    /// The agent answered the call with an error.
+    #[error("{host}: {what}: {message}")]
     Failed {
         /// The host.
         host: String,
-        /// Its answer.
-        status: String,
+        /// The kind of error, in words.
+        what: &'static str,
+        /// The agent's message.
+        message: String,
     },
+}
+
+/// A gRPC status code in words.
+pub fn code_words(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "error",
+        Code::InvalidArgument => "invalid request",
+        Code::DeadlineExceeded => "timed out",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "not allowed",
+        Code::ResourceExhausted => "busy",
+        Code::FailedPrecondition => "refused",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not supported by this agent (an older version?)",
+        Code::Internal => "internal error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "not authenticated",
+    }
+}
+
+/// The message of `status` and the errors under it, each said once (transport errors repeat
+/// themselves down their chain: "tcp connect error: tcp connect error").
+pub fn reason_of(status: &Status) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut push = |text: String| {
+        for part in text.split(": ") {
+            let part = part.trim();
+            if !part.is_empty() && !parts.iter().any(|p| p == part) {
+                parts.push(part.to_string());
+            }
+        }
+    };
+    push(status.message().to_string());
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        push(e.to_string());
+        source = e.source();
+    }
+    if parts.is_empty() {
+        parts.push(code_words(status.code()).to_string());
+    }
+    parts.join(": ")
+}
+
+/// Sorts a failed call into an [`AgentError`].
+pub fn classify(host: &str, address: &str, status: &Status) -> AgentError {
+    let reason = reason_of(status);
+    let lower = reason.to_ascii_lowercase();
+    let (host, address) = (host.to_string(), address.to_string());
+    if status.code() == tonic::Code::Unauthenticated {
+        return AgentError::Unauthenticated { host, address };
+    }
+    let tls = [
+        "tls",
+        "certificate",
+        "handshake",
+        "invalidcontenttype",
+        "unknownissuer",
+    ];
+    if tls.iter().any(|w| lower.contains(w)) {
+        return AgentError::Tls {
+            host,
+            address,
+            reason,
+        };
+    }
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+    ) && [
+        "transport",
+        "connect",
+        "connection",
+        "broken pipe",
+        "dns",
+        "timed out",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    if transport {
+        return AgentError::Unreachable {
+            host,
+            address,
+            reason,
+        };
+    }
+    AgentError::Failed {
+        host,
+        what: code_words(status.code()),
+        message: status.message().to_string(),
+    }
+}
+
+impl AgentError {
+    /// Whether the agent could not be talked to at all (as opposed to answering with an error).
+    pub fn is_unreachable(&self) -> bool {
+        !matches!(self, AgentError::Failed { .. })
+    }
 }
 
 /// One agent, as the coordinator uses it.
@@ -55,6 +187,7 @@ pub trait AgentApi: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct GrpcAgent {
     host: String,
+    address: String,
     channel: Channel,
     authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
@@ -79,6 +212,7 @@ impl GrpcAgent {
     ) -> Result<Self, AgentError> {
         let bad = |reason: String| AgentError::Unreachable {
             host: host.to_string(),
+            address: address.to_string(),
             reason,
         };
         let mut endpoint = Endpoint::from_shared(address.to_string())
@@ -95,6 +229,7 @@ impl GrpcAgent {
             .map_err(|_| bad("the token is not valid ASCII".into()))?;
         Ok(GrpcAgent {
             host: host.to_string(),
+            address: address.to_string(),
             channel,
             authorization,
         })
@@ -112,29 +247,15 @@ impl GrpcAgent {
         request
     }
 
-    /// Connection failures are the agent being unreachable; anything the agent itself answered
-    /// (bad request, a job already running) is a failure of the call.
     fn error(&self, status: Status) -> AgentError {
-        let message = status.message().to_ascii_lowercase();
-        let transport = matches!(
-            status.code(),
-            tonic::Code::Unavailable
-                | tonic::Code::Unknown
-                | tonic::Code::Cancelled
-                | tonic::Code::DeadlineExceeded
-        ) && ["transport", "connect", "connection", "broken pipe"]
-            .iter()
-            .any(|w| message.contains(w));
-        if transport {
-            AgentError::Unreachable {
-                host: self.host.clone(),
-                reason: status.message().to_string(),
-            }
-        } else {
-            AgentError::Failed {
-                host: self.host.clone(),
-                status: format!("{:?}: {}", status.code(), status.message()),
-            }
+        classify(&self.host, &self.address, &status)
+    }
+
+    fn ended(&self, what: &str) -> AgentError {
+        AgentError::Unreachable {
+            host: self.host.clone(),
+            address: self.address.clone(),
+            reason: format!("the {what} stream ended without a result (the agent went away?)"),
         }
     }
 }
@@ -170,10 +291,7 @@ impl AgentApi for GrpcAgent {
                 return Ok(result);
             }
         }
-        Err(AgentError::Unreachable {
-            host: self.host.clone(),
-            reason: "the backup stream ended without a result".into(),
-        })
+        Err(self.ended("backup"))
     }
 
     async fn restore(
@@ -203,9 +321,39 @@ impl AgentApi for GrpcAgent {
                 return Ok(result);
             }
         }
-        Err(AgentError::Unreachable {
-            host: self.host.clone(),
-            reason: "the restore stream ended without a result".into(),
-        })
+        Err(self.ended("restore"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_sorted_by_kind_and_said_once() {
+        let status =
+            Status::unavailable("tcp connect error: tcp connect error: Connection refused");
+        let e = classify("g1", "http://10.0.0.1:7070", &status);
+        assert!(matches!(e, AgentError::Unreachable { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "g1: agent unreachable at http://10.0.0.1:7070: tcp connect error: Connection refused"
+        );
+        let e = classify("g1", "a", &Status::unauthenticated("bad token"));
+        assert!(e.to_string().contains("refused the token"), "{e}");
+        let e = classify(
+            "g1",
+            "a",
+            &Status::unknown("transport error: invalid peer certificate: UnknownIssuer"),
+        );
+        assert!(matches!(e, AgentError::Tls { .. }), "{e:?}");
+        let e = classify(
+            "g1",
+            "a",
+            &Status::failed_precondition("a backup is running"),
+        );
+        assert_eq!(e.to_string(), "g1: refused: a backup is running");
+        assert!(!e.is_unreachable());
+        assert!(!e.to_string().contains("FailedPrecondition"));
     }
 }

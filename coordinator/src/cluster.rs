@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::{StreamExt, future, stream};
 
 use crate::agents::{AgentApi, AgentError};
-use crate::config::Cluster;
+use crate::config::{Cluster, Host};
 use crate::plan::{self, Action, PlanSummary, Planned, Source};
 use bucky_shared::layout::Layout;
 use bucky_shared::layout::manifest::Record;
@@ -74,6 +74,9 @@ pub struct NodeStatus {
     pub info: Result<pb::InfoResponse, AgentError>,
     /// Whether the agent's ring fingerprint equals the coordinator's.
     pub agrees: bool,
+    /// The agent is not who the coordinator thinks (another node, another bucket), or the
+    /// bucket belongs to another host.
+    pub identity: Option<String>,
     /// Its bucket URL.
     pub bucket: String,
     /// The last completed backup, or why it could not be read.
@@ -92,6 +95,7 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
             Some(agent) => agent.info().await,
             None => Err(AgentError::Unreachable {
                 host: host.name.clone(),
+                address: "-".into(),
                 reason: "no agent configured".into(),
             }),
         };
@@ -119,16 +123,47 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
             },
             Err(_) => None,
         };
+        let mut identity: Vec<String> = info
+            .as_ref()
+            .ok()
+            .and_then(|i| identity_problem(host, i))
+            .into_iter()
+            .collect();
+        if let Some(owner) = bucket_owner.as_ref().filter(|o| **o != host.name) {
+            identity.push(format!(
+                "{}'s bucket {} is owned by {owner}",
+                host.name, host.bucket
+            ));
+        }
         NodeStatus {
             host: host.name.clone(),
             agrees: info.as_ref().is_ok_and(|i| i.ring_fingerprint == expected),
             info,
+            identity: (!identity.is_empty()).then(|| identity.join("; ")),
             bucket: host.bucket.clone(),
             last_backup,
             bucket_owner,
         }
     }))
     .await
+}
+
+/// What is wrong with the agent answering for `host`: another node (swapped addresses), or
+/// another bucket (a copied config) than the coordinator's.
+fn identity_problem(host: &Host, info: &pb::InfoResponse) -> Option<String> {
+    if info.node != host.name {
+        Some(format!(
+            "the agent at {} is {}, not {}",
+            host.agent, info.node, host.name
+        ))
+    } else if info.bucket.trim_end_matches('/') != host.bucket.trim_end_matches('/') {
+        Some(format!(
+            "{} backs up into {}, the coordinator expects {}",
+            host.name, info.bucket, host.bucket
+        ))
+    } else {
+        None
+    }
 }
 
 /// Refuses to go on when a reachable agent has another ring.
@@ -141,19 +176,7 @@ async fn check_agreement<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Result
         .filter_map(|(a, info)| {
             let info = info.as_ref().ok()?;
             let host = cluster.hosts.iter().find(|h| h.name == a.host())?;
-            if info.node != host.name {
-                Some(format!(
-                    "the agent at {} is {}, not {}",
-                    host.agent, info.node, host.name
-                ))
-            } else if info.bucket.trim_end_matches('/') != host.bucket.trim_end_matches('/') {
-                Some(format!(
-                    "{} backs up into {}, the coordinator expects {}",
-                    host.name, info.bucket, host.bucket
-                ))
-            } else {
-                None
-            }
+            identity_problem(host, info)
         })
         .collect();
     if !problems.is_empty() {

@@ -14,4 +14,4 @@ pub mod server;
 pub mod service;
 
 /// The coordinator's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = bucky_proto::VERSION;

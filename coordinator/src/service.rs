@@ -26,6 +26,32 @@ const NAMED: usize = 100;
 pub struct CoordinatorService {
     cluster: Arc<Cluster>,
     agents: Arc<Vec<GrpcAgent>>,
+    /// The start of the cluster backup running now, if one is: a second is refused at once
+    /// instead of running half against busy agents.
+    backup_running: Arc<std::sync::Mutex<Option<Version>>>,
+}
+
+/// Holds the cluster backup slot; frees it when dropped (the job ended, however).
+struct BackupSlot(Arc<std::sync::Mutex<Option<Version>>>);
+
+impl BackupSlot {
+    /// Takes the slot, or says when the backup holding it started.
+    fn take(slot: &Arc<std::sync::Mutex<Option<Version>>>, now: Version) -> Result<Self, Version> {
+        let mut running = slot.lock().expect("the backup slot is never poisoned");
+        match *running {
+            Some(started) => Err(started),
+            None => {
+                *running = Some(now);
+                Ok(BackupSlot(slot.clone()))
+            }
+        }
+    }
+}
+
+impl Drop for BackupSlot {
+    fn drop(&mut self) {
+        *self.0.lock().expect("the backup slot is never poisoned") = None;
+    }
 }
 
 impl CoordinatorService {
@@ -61,6 +87,7 @@ impl CoordinatorService {
         Ok(CoordinatorService {
             cluster: Arc::new(cluster),
             agents: Arc::new(agents),
+            backup_running: Arc::default(),
         })
     }
 }
@@ -116,6 +143,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .unwrap_or_default(),
                 info: s.info.ok(),
                 agrees: s.agrees,
+                identity_error: s.identity.unwrap_or_default(),
                 bucket: s.bucket,
                 last_backup: s
                     .last_backup
@@ -145,9 +173,23 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             verify_all: req.verify_all,
             allow_shrink: req.allow_shrink,
         };
+        let slot = match request.noop {
+            true => None,
+            false => {
+                let now = Version::now();
+                let slot = BackupSlot::take(&self.backup_running, now).map_err(|started| {
+                    Status::failed_precondition(format!(
+                        "a cluster backup started at {started} is still running; wait for it to \
+                         end (bucky status shows its progress)"
+                    ))
+                })?;
+                Some(slot)
+            }
+        };
         let (tx, rx) = mpsc::channel(64);
         let (cluster, agents) = (self.cluster.clone(), self.agents.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let progress_tx = tx.clone();
             let progress = move |host: &str, done: u64, total: u64| {
                 // Progress is best effort: a slow client skips updates, never stalls the backup.
@@ -280,5 +322,22 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_backup_is_refused_until_the_first_ends() {
+        let slot = Arc::default();
+        let first = BackupSlot::take(&slot, Version(100)).unwrap();
+        assert_eq!(
+            BackupSlot::take(&slot, Version(160)).err(),
+            Some(Version(100))
+        );
+        drop(first);
+        assert!(BackupSlot::take(&slot, Version(200)).is_ok());
     }
 }

@@ -2,6 +2,9 @@
 //! tonic-prost-build (no system `protoc`). Callers write `use bucky_proto::v1 as pb;`.
 #![warn(missing_docs)]
 
+/// The version `--version` prints: the package version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUCKY_COMMIT"), ")");
+
 pub mod auth;
 pub mod tls;
 

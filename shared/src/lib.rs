@@ -22,6 +22,7 @@
 pub mod bucket;
 pub mod fill;
 pub mod layout;
+pub mod logging;
 pub mod manifests;
 pub mod metric;
 pub mod ring;

@@ -144,3 +144,75 @@ async fn serve_prints_its_address_and_checks_the_token() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `check-config` says what `serve` would refuse, without serving, and `backup --quiet` prints
+/// nothing when all went well (cron mails any output).
+#[test]
+fn check_config_and_a_quiet_backup() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 2);
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "secret-token-of-the-test\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = tmp.path().join("agent.toml");
+    let write_config = |whisper_root: &std::path::Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "node = \"g1\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/{{host}}\"\ntoken_file = \"{}\"\nlisten = \"127.0.0.1:0\"\n[ring]\ndestinations = [\"g1:2004\"]\n",
+                whisper_root.display(),
+                tmp.path().join("buckets").display(),
+                token.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&root);
+    let out = agent(&["check-config", "--config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(": ok: node g1") && stdout.contains("ring sha256:"),
+        "{stdout}"
+    );
+
+    write_config(&tmp.path().join("not-mounted"));
+    let out = agent(&["check-config", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("not-mounted is not a directory"),
+        "{stderr}"
+    );
+
+    let url = format!("file://{}", tmp.path().join("b2").display());
+    let quiet = ["backup", "--quiet", "--bucket", &url, "--node", "g1"];
+    let out = agent(&[&quiet[..], &["--whisper-root", root.to_str().unwrap()]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    // Without --quiet, one summary line.
+    let out = agent(&[
+        "backup",
+        "--bucket",
+        &url,
+        "--node",
+        "g1",
+        "--whisper-root",
+        root.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "{out:?}"
+    );
+}

@@ -6,7 +6,7 @@ use bucky_proto::v1 as pb;
 use clap::Args;
 use futures::StreamExt;
 
-use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes};
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes, said};
 
 /// Back every node up into its own bucket (refused when an agent's ring differs).
 #[derive(Debug, Args)]
@@ -44,9 +44,14 @@ pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
             verify_all: args.verify_all,
             allow_shrink: args.allow_shrink,
         });
-        let mut stream = client.rpc().cluster_backup(request).await?.into_inner();
+        let mut stream = client
+            .rpc()
+            .cluster_backup(request)
+            .await
+            .map_err(|e| said(e, &args.coordinator))?
+            .into_inner();
         while let Some(update) = stream.next().await {
-            let update = update?;
+            let update = update.map_err(|e| said(e, &args.coordinator))?;
             if !update.results.is_empty() || update.host.is_empty() {
                 if tty {
                     eprintln!();

@@ -61,6 +61,9 @@ pub fn evaluate(
         reasons.push(why);
     };
     for n in &status.nodes {
+        if !n.identity_error.is_empty() {
+            raise(State::Critical, n.identity_error.clone(), &mut state);
+        }
         if n.reachable && !n.agrees {
             raise(
                 State::Critical,
@@ -71,7 +74,10 @@ pub fn evaluate(
         if !n.reachable {
             raise(
                 State::Warning,
-                format!("{}: agent unreachable", n.host),
+                match n.error.is_empty() {
+                    true => format!("{}: agent unreachable", n.host),
+                    false => n.error.clone(),
+                },
                 &mut state,
             );
         }

@@ -34,6 +34,13 @@ impl Client {
     /// An unreadable token, a bad address, or the coordinator not answering.
     pub async fn connect(args: &CoordinatorArgs) -> anyhow::Result<Client> {
         let token = bucky_proto::auth::read_token(&args.token_file).map_err(anyhow::Error::msg)?;
+        if !args.coordinator.contains("://") {
+            anyhow::bail!(
+                "the coordinator address {0} has no scheme: use http://{0} (or https:// with \
+                 --ca-file)",
+                args.coordinator
+            );
+        }
         let mut endpoint = tonic::transport::Endpoint::from_shared(args.coordinator.clone())
             .with_context(|| format!("invalid coordinator address {}", args.coordinator))?
             .connect_timeout(std::time::Duration::from_secs(5));
@@ -41,10 +48,24 @@ impl Client {
             endpoint = endpoint
                 .tls_config(bucky_proto::tls::client(ca, None).map_err(anyhow::Error::msg)?)?;
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("connecting to the coordinator at {}", args.coordinator))?;
+        let channel = endpoint.connect().await.map_err(|e| {
+            let mut parts: Vec<String> = Vec::new();
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(c) = cause {
+                for part in c.to_string().split(": ") {
+                    if !parts.iter().any(|p| p == part) {
+                        parts.push(part.to_string());
+                    }
+                }
+                cause = c.source();
+            }
+            anyhow::anyhow!(
+                "cannot reach the coordinator at {} ({}); is bucky-coordinator running there, \
+                 and is that the address in --coordinator or BUCKY_COORDINATOR?",
+                args.coordinator,
+                parts.join(": ")
+            )
+        })?;
         Ok(Client {
             inner: pb::coordinator_client::CoordinatorClient::new(channel),
             authorization: format!("Bearer {token}")
@@ -65,6 +86,28 @@ impl Client {
     /// The generated client.
     pub fn rpc(&mut self) -> &mut pb::coordinator_client::CoordinatorClient<Channel> {
         &mut self.inner
+    }
+}
+
+/// A coordinator's error answer as an operator reads it: its kind in words, its message, and
+/// what to check where that helps; never gRPC's debug text.
+pub fn said(status: tonic::Status, args: &CoordinatorArgs) -> anyhow::Error {
+    use bucky_coordinator::agents::{code_words, reason_of};
+    match status.code() {
+        tonic::Code::Unauthenticated => anyhow::anyhow!(
+            "the coordinator at {} refused the token in {}: it must be the token the \
+             coordinator's token_file holds",
+            args.coordinator,
+            args.token_file.display()
+        ),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            anyhow::anyhow!(
+                "the coordinator at {} failed: {}",
+                args.coordinator,
+                reason_of(&status)
+            )
+        }
+        code => anyhow::anyhow!("{}: {}", code_words(code), status.message()),
     }
 }
 

@@ -6,7 +6,7 @@ use bucky_proto::v1 as pb;
 use bucky_shared::layout::Version;
 use clap::Args;
 
-use super::coordinator::{Client, CoordinatorArgs, block_on};
+use super::coordinator::{Client, CoordinatorArgs, block_on, said};
 
 /// List a metric's stored versions across all buckets.
 #[derive(Debug, Args)]
@@ -31,7 +31,12 @@ pub fn run(args: ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
         let request = client.request(pb::ListVersionsRequest {
             metric: args.metric.clone(),
         });
-        Ok(client.rpc().list_versions(request).await?.into_inner())
+        Ok(client
+            .rpc()
+            .list_versions(request)
+            .await
+            .map_err(|e| said(e, &args.coordinator))?
+            .into_inner())
     })?;
     if args.json {
         let buckets: Vec<serde_json::Value> = response

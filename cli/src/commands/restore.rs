@@ -8,7 +8,7 @@ use bucky_shared::layout::parse_date;
 use clap::Args;
 use futures::StreamExt;
 
-use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes};
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes, said};
 
 /// Restore one host: every metric the ring gives it, newest version first, merged with the
 /// others by safe fill.
@@ -55,10 +55,15 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
             all: args.all,
             dry_run: args.dry_run,
         });
-        let mut stream = client.rpc().cluster_restore(request).await?.into_inner();
+        let mut stream = client
+            .rpc()
+            .cluster_restore(request)
+            .await
+            .map_err(|e| said(e, &args.coordinator))?
+            .into_inner();
         let (mut plan, mut result) = (None, None);
         while let Some(update) = stream.next().await {
-            let update = update?;
+            let update = update.map_err(|e| said(e, &args.coordinator))?;
             plan = plan.or(update.plan);
             if update.result.is_some() {
                 result = update.result;

@@ -6,7 +6,7 @@ use bucky_proto::v1 as pb;
 use bucky_shared::layout::Version;
 use clap::Args;
 
-use super::coordinator::{Client, CoordinatorArgs, block_on, human_age, human_bytes};
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_age, human_bytes, said};
 
 /// Show every node: reachable, version, ring agreement, metrics, size, last backup, running job.
 #[derive(Debug, Args)]
@@ -27,7 +27,12 @@ pub fn fetch(args: &CoordinatorArgs) -> anyhow::Result<pb::ClusterStatusResponse
     block_on(async {
         let mut client = Client::connect(args).await?;
         let request = client.request(pb::ClusterStatusRequest {});
-        Ok(client.rpc().cluster_status(request).await?.into_inner())
+        Ok(client
+            .rpc()
+            .cluster_status(request)
+            .await
+            .map_err(|e| said(e, args))?
+            .into_inner())
     })
 }
 
@@ -54,20 +59,26 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
                 })),
                 "bucket_error": (!n.bucket_error.is_empty()).then_some(&n.bucket_error),
                 "bucket_owner": (!n.bucket_owner.is_empty()).then_some(&n.bucket_owner),
+                "identity_error": (!n.identity_error.is_empty()).then_some(&n.identity_error),
             })
         })
         .collect();
     serde_json::json!({"ring_fingerprint": status.ring_fingerprint, "nodes": nodes})
 }
 
-/// Runs `bucky status`; the exit code is 1 when an agent is down or a ring differs, so a script
-/// can tell a healthy fleet from the table's word.
+/// Runs `bucky status`; the exit code is 1 when an agent is down, a ring differs or an agent is
+/// not who the coordinator thinks, so a script can tell a healthy fleet from the table's word.
 ///
 /// # Errors
 /// The coordinator cannot be reached.
 pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     let status = fetch(&args.coordinator)?;
-    let code = u8::from(status.nodes.iter().any(|n| !n.reachable || !n.agrees));
+    let code = u8::from(
+        status
+            .nodes
+            .iter()
+            .any(|n| !n.reachable || !n.agrees || !n.identity_error.is_empty()),
+    );
     if args.json {
         writeln!(
             out,
@@ -82,7 +93,7 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     writeln!(out, "ring {}", status.ring_fingerprint)?;
     writeln!(
         out,
-        "{:<16} {:<5} {:<8} {:<5} {:>9} {:>9}  {:<14} {:<28} JOB",
+        "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} JOB",
         "HOST", "UP", "VERSION", "RING", "METRICS", "SIZE", "LAST BACKUP", "RESULT"
     )?;
     for n in &status.nodes {
@@ -117,12 +128,14 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
             });
         writeln!(
             out,
-            "{:<16} {:<5} {:<8} {:<5} {:>9} {:>9}  {:<14} {:<28} {job}",
+            "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {job}",
             n.host,
             if n.reachable { "yes" } else { "NO" },
-            info.map_or("-", |i| i.version.as_str()),
+            info.map_or("-".into(), |i| short_version(&i.version)),
             if !n.reachable {
                 "?"
+            } else if !n.identity_error.is_empty() {
+                "WHO?"
             } else if n.agrees {
                 "ok"
             } else {
@@ -140,16 +153,19 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     for n in status.nodes.iter().filter(|n| !n.reachable) {
         writeln!(out, "{}: {}", n.host, n.error)?;
     }
-    for n in status
-        .nodes
-        .iter()
-        .filter(|n| !n.bucket_owner.is_empty() && n.bucket_owner != n.host)
-    {
-        writeln!(
-            out,
-            "{}: bucket {} is owned by {}",
-            n.host, n.bucket, n.bucket_owner
-        )?;
+    for n in status.nodes.iter().filter(|n| !n.identity_error.is_empty()) {
+        writeln!(out, "{}: {}", n.host, n.identity_error)?;
     }
     Ok(code)
+}
+
+/// `0.1.0 (0123456789ab)` as `0.1.0@0123456`: the commit tells two builds of one version apart.
+fn short_version(version: &str) -> String {
+    match version.split_once(" (") {
+        Some((v, commit)) => {
+            let commit = commit.trim_end_matches(')');
+            format!("{v}@{}", &commit[..commit.len().min(7)])
+        }
+        None => version.to_string(),
+    }
 }

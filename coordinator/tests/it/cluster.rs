@@ -285,6 +285,18 @@ async fn swapped_agent_addresses_block_the_backup() {
         "{message}"
     );
     assert!(snapshot(&fleet.dir.path().join("buckets")).is_empty());
+
+    // Status says the same, per node.
+    let status = cluster::status(&cluster, &agents(&cluster)).await;
+    let identity: Vec<Option<String>> = status.iter().map(|n| n.identity.clone()).collect();
+    assert_eq!(
+        identity,
+        [
+            Some(format!("the agent at http://{b} is g2, not g1")),
+            Some(format!("the agent at http://{a} is g1, not g2")),
+            None
+        ]
+    );
     drop(fleet.stops);
 }
 
@@ -301,7 +313,11 @@ async fn a_dead_agent_fails_its_node_only() {
         .collect();
     assert_eq!(outcomes, [("g1", true), ("g2", false), ("g3", true)]);
     match &results[1].outcome {
-        Outcome::Failed(why) => assert!(why.contains("g2") && why.contains("unreachable"), "{why}"),
+        Outcome::Failed(why) => assert!(
+            why.contains("g2: agent unreachable at http://127.0.0.1:")
+                && !why.contains("Unavailable"),
+            "{why}"
+        ),
         other => panic!("{other:?}"),
     }
     let status = cluster::status(&cluster, &agents).await;

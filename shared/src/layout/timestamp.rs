@@ -11,6 +11,17 @@ use std::str::FromStr;
 #[serde(into = "String", try_from = "String")]
 pub struct Version(pub i64);
 
+impl Version {
+    /// The current time, to the second.
+    pub fn now() -> Version {
+        Version(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        )
+    }
+}
+
 /// A date that does not parse, with what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid date '{0}': expected ISO-8601 such as 2026-11-21T10:00:00+00:00")]
