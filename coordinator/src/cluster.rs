@@ -13,7 +13,8 @@ use futures::{StreamExt, future, stream};
 
 use crate::agents::{AgentApi, AgentError};
 use crate::config::{Cluster, Host};
-use crate::plan::{self, Action, PlanSummary, Planned, Source};
+use crate::plan::{self, PlanSummary, Source};
+pub use crate::plan::{Action, Planned, Step};
 use bucky_shared::layout::Layout;
 use bucky_shared::layout::manifest::Record;
 use bucky_shared::ring::Ring;

@@ -92,6 +92,25 @@ impl CoordinatorService {
     }
 }
 
+/// One metric's plan as the client shows it.
+fn planned_metric(steps: Vec<cluster::Step>) -> pb::PlannedMetric {
+    pb::PlannedMetric {
+        metric: steps.first().map(|s| s.metric.clone()).unwrap_or_default(),
+        copies: steps
+            .into_iter()
+            .map(|s| pb::PlannedCopy {
+                bucket: s.bucket,
+                version: s.version.0,
+                bytes: s.bytes,
+                action: match s.action {
+                    cluster::Action::Write => pb::RestoreAction::Write,
+                    cluster::Action::Fill => pb::RestoreAction::Fill,
+                } as i32,
+            })
+            .collect(),
+    }
+}
+
 fn to_status(err: cluster::Error) -> Status {
     match err {
         cluster::Error::RingMismatch { .. } | cluster::Error::IdentityMismatch { .. } => {
@@ -275,6 +294,36 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 ..Default::default()
             }))
             .await;
+        if request.dry_run && req.show > 0 {
+            let mut planned = plan.stream();
+            let mut left = req.show;
+            let mut batch = Vec::new();
+            while left > 0
+                && let Some(next) = planned.recv().await
+            {
+                if let cluster::Planned::Metric(steps) = next {
+                    batch.push(planned_metric(steps));
+                    left -= 1;
+                }
+                if batch.len() == NAMED || (left == 0 && !batch.is_empty()) {
+                    let metrics = std::mem::take(&mut batch);
+                    let _ = tx
+                        .send(Ok(pb::ClusterRestoreResponse {
+                            metrics,
+                            ..Default::default()
+                        }))
+                        .await;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx
+                    .send(Ok(pb::ClusterRestoreResponse {
+                        metrics: batch,
+                        ..Default::default()
+                    }))
+                    .await;
+            }
+        }
         if !request.dry_run {
             let agents = self.agents.clone();
             tokio::spawn(async move {

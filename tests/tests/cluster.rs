@@ -213,6 +213,18 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         "{}",
         stdout(&plan)
     );
+    let shown = run(&["restore", "--host", "node-b", "--dry-run", "--show", "1"]);
+    let text = stdout(&shown);
+    assert_eq!(text.matches(": write file://").count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("and {} more metrics", original.len() - 1)),
+        "{text}"
+    );
+    let json = run(&["restore", "--host", "node-b", "--dry-run", "--show", "2", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["plan"]["metrics"], original.len() as u64);
+    assert_eq!(json["metrics"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["metrics"][0]["copies"][0]["action"], "write");
     assert!(!lost.exists(), "a dry run changes nothing");
     let restore = run(&["restore", "--host", "node-b"]);
     assert!(

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use bucky_proto::v1 as pb;
-use bucky_shared::layout::parse_date;
+use bucky_shared::layout::{Version, parse_date};
 use clap::Args;
 use futures::StreamExt;
 
@@ -32,6 +32,47 @@ pub struct RestoreArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: list the plan of the first N metrics (the buckets holding each, newest
+    /// first); the rest are counted.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub show: u64,
+    /// Print one JSON document: the plan, the metrics listed, the result.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The JSON document of `--json`.
+fn json_of(
+    plan: &pb::RestorePlanSummary,
+    listed: &[pb::PlannedMetric],
+    result: Option<&pb::RestoreResult>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "plan": {
+            "metrics": plan.metrics,
+            "sources": plan.sources.iter().map(|s| serde_json::json!({
+                "bucket": s.bucket, "versions": s.steps, "bytes": s.bytes,
+            })).collect::<Vec<_>>(),
+            "not_owned_count": plan.not_owned_count,
+            "not_owned": plan.not_owned,
+        },
+        "metrics": listed.iter().map(|m| serde_json::json!({
+            "metric": m.metric,
+            "copies": m.copies.iter().map(|c| serde_json::json!({
+                "bucket": c.bucket,
+                "version": Version(c.version).to_string(),
+                "bytes": c.bytes,
+                "action": if c.action() == pb::RestoreAction::Fill { "fill" } else { "write" },
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "result": result.map(|r| serde_json::json!({
+            "written": r.written,
+            "filled": r.filled,
+            "points_filled": r.points_filled,
+            "failed_count": r.failed_count,
+            "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
+        })),
+    })
 }
 
 /// Runs `bucky restore`.
@@ -46,7 +87,7 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .transpose()?
         .map_or(0, |v| v.0);
     let tty = std::io::stdout().is_terminal();
-    let (plan, result) = block_on(async {
+    let (plan, result, listed) = block_on(async {
         let mut client = Client::connect(&args.coordinator).await?;
         let request = client.request(pb::ClusterRestoreRequest {
             host: args.host.clone(),
@@ -54,6 +95,7 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
             globs: args.globs.clone(),
             all: args.all,
             dry_run: args.dry_run,
+            show: if args.dry_run { args.show } else { 0 },
         });
         let mut stream = client
             .rpc()
@@ -61,10 +103,11 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
             .await
             .map_err(|e| said(e, &args.coordinator))?
             .into_inner();
-        let (mut plan, mut result) = (None, None);
+        let (mut plan, mut result, mut listed) = (None, None, Vec::new());
         while let Some(update) = stream.next().await {
             let update = update.map_err(|e| said(e, &args.coordinator))?;
             plan = plan.or(update.plan);
+            listed.extend(update.metrics);
             if update.result.is_some() {
                 result = update.result;
             } else if tty && update.total > 0 && plan.is_some() {
@@ -77,8 +120,22 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         Ok((
             plan.ok_or_else(|| anyhow::anyhow!("the coordinator sent no plan"))?,
             result,
+            listed,
         ))
     })?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json_of(&plan, &listed, result.as_ref()))?
+        )?;
+        return match result {
+            Some(r) if r.failed_count > 0 => {
+                anyhow::bail!("{} restore steps failed", r.failed_count)
+            }
+            _ => Ok(()),
+        };
+    }
     writeln!(out, "restore of {}: {} metrics", args.host, plan.metrics)?;
     for s in &plan.sources {
         writeln!(
@@ -109,6 +166,29 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         }
     }
     if args.dry_run {
+        for m in &listed {
+            let copies: Vec<String> = m
+                .copies
+                .iter()
+                .map(|c| {
+                    let how = match c.action() {
+                        pb::RestoreAction::Fill => "fill",
+                        _ => "write",
+                    };
+                    format!(
+                        "{how} {} {} ({})",
+                        c.bucket,
+                        Version(c.version),
+                        human_bytes(c.bytes)
+                    )
+                })
+                .collect();
+            writeln!(out, "  {}: {}", m.metric, copies.join("; "))?;
+        }
+        let more = plan.metrics.saturating_sub(listed.len() as u64);
+        if more > 0 {
+            writeln!(out, "  and {more} more metrics (--show N lists more)")?;
+        }
         writeln!(out, "dry run: nothing changed")?;
         return Ok(());
     }
