@@ -35,6 +35,9 @@ enum Command {
     Purge(PurgeArgs),
     /// Serve the Agent gRPC API to the coordinator and the bucky command.
     Serve(ServeArgs),
+    /// Completions and man pages.
+    #[command(flatten)]
+    Docs(bucky_shared::command_docs::DocsCommand),
     /// Check the config as `serve` would (whisper root, token file, bucket URL, TLS files)
     /// without serving; exits non-zero naming the first problem.
     CheckConfig(ServeArgs),
@@ -350,6 +353,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 }
             }
             Ok(unreadable.is_empty())
+        }
+        Command::Docs(command) => {
+            command.run(
+                <Cli as clap::CommandFactory>::command(),
+                &mut std::io::stdout(),
+            )?;
+            Ok(true)
         }
         Command::CheckConfig(args) => {
             let (settings, checked) = checked_settings(&args)?;

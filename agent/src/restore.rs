@@ -522,9 +522,10 @@ pub async fn execute_plan(
                     Ok(bucket) => apply_entry(&bucket, root, &step, options).await,
                     Err(e) => Err(e),
                 };
-                progress.done.fetch_add(1, Ordering::Relaxed);
                 outcomes.push((step.metric, outcome));
             }
+            // Progress counts metrics, as the plan does.
+            progress.done.fetch_add(1, Ordering::Relaxed);
             outcomes
         })
         .buffer_unordered(options.workers.max(1));

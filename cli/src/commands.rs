@@ -7,6 +7,7 @@ pub mod demo;
 pub mod fill;
 pub mod list;
 pub mod locate;
+pub mod progress;
 pub mod restore;
 pub mod ring;
 pub mod ring_args;

@@ -54,6 +54,9 @@ pub enum Command {
     /// -update).
     #[command(subcommand)]
     Whisper(commands::whisper::WhisperCommand),
+    /// Completions and man pages.
+    #[command(flatten)]
+    Docs(bucky_shared::command_docs::DocsCommand),
 }
 
 /// Runs one parsed command, writing its results to `out`; returns the exit code (0, or the
@@ -79,5 +82,6 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
         )),
         Command::Ring(command) => done(commands::ring::run(command, out)),
         Command::Whisper(command) => done(commands::whisper::run(command, out)),
+        Command::Docs(command) => done(command.run(<Cli as clap::CommandFactory>::command(), out)),
     }
 }

@@ -457,7 +457,9 @@ pub async fn execute_plan<A: AgentApi>(
             } as i32,
         }))
     });
-    Ok(agent.restore(entries, plan.summary.steps, progress).await?)
+    Ok(agent
+        .restore(entries, plan.summary.metrics, progress)
+        .await?)
 }
 
 /// [`plan_host`], then, unless `dry_run`, [`execute_plan`].

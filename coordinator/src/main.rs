@@ -41,6 +41,9 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Completions and man pages.
+    #[command(flatten)]
+    Docs(bucky_shared::command_docs::DocsCommand),
 }
 
 async fn shutdown() {
@@ -55,6 +58,10 @@ async fn shutdown() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Docs(command) => command.run(
+            <Cli as clap::CommandFactory>::command(),
+            &mut std::io::stdout(),
+        ),
         Command::CheckConfig { config } => {
             let cluster = bucky_coordinator::config::load(&config)?;
             println!(

@@ -285,7 +285,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             not_owned: plan.summary.not_owned.iter().take(NAMED).cloned().collect(),
             not_owned_count: plan.summary.not_owned_count,
         };
-        let total = plan.summary.steps;
+        // Progress counts metrics, as the plan summary does.
+        let total = plan.summary.metrics;
         let (tx, rx) = mpsc::channel(64);
         let _ = tx
             .send(Ok(pb::ClusterRestoreResponse {

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod bucket;
+pub mod command_docs;
 pub mod fill;
 pub mod layout;
 pub mod logging;

@@ -220,7 +220,15 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         text.contains(&format!("and {} more metrics", original.len() - 1)),
         "{text}"
     );
-    let json = run(&["restore", "--host", "node-b", "--dry-run", "--show", "2", "--json"]);
+    let json = run(&[
+        "restore",
+        "--host",
+        "node-b",
+        "--dry-run",
+        "--show",
+        "2",
+        "--json",
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["plan"]["metrics"], original.len() as u64);
     assert_eq!(json["metrics"].as_array().map(Vec::len), Some(2));

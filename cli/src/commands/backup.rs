@@ -1,12 +1,13 @@
 //! `bucky backup`: back the whole cluster up, each node into its own bucket.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use bucky_proto::v1 as pb;
 use clap::Args;
 use futures::StreamExt;
 
 use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes, said};
+use super::progress::Progress;
 
 /// Back every node up into its own bucket (refused when an agent's ring differs).
 #[derive(Debug, Args)]
@@ -27,6 +28,30 @@ pub struct BackupArgs {
     /// backup saw are gone (removed on purpose, not a disk that did not mount).
     #[arg(long)]
     pub allow_shrink: bool,
+    /// Print one JSON document of every node's outcome.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One node's outcome as `--json` prints it.
+fn json_of(node: &pb::NodeBackup) -> serde_json::Value {
+    let r = node.result.as_ref();
+    serde_json::json!({
+        "host": node.host,
+        "outcome": node.outcome,
+        "reason": (!node.reason.is_empty()).then_some(&node.reason),
+        "result": r.map(|r| serde_json::json!({
+            "run": (r.run != 0).then(|| bucky_shared::layout::Version(r.run).to_string()),
+            "new": r.new,
+            "changed": r.changed,
+            "unchanged": r.unchanged,
+            "failed_count": r.failed_count,
+            "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
+            "bytes_uploaded": r.bytes_uploaded,
+            "missing": r.missing,
+            "purged": r.purged,
+        })),
+    })
 }
 
 /// Runs `bucky backup`; fails when any node did not back up completely.
@@ -34,7 +59,7 @@ pub struct BackupArgs {
 /// # Errors
 /// The coordinator refused (ring mismatch) or was unreachable, or a node failed.
 pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let tty = std::io::stdout().is_terminal();
+    let mut progress = Progress::new("files");
     let results = block_on(async {
         let mut client = Client::connect(&args.coordinator).await?;
         let request = client.request(pb::ClusterBackupRequest {
@@ -53,22 +78,23 @@ pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
         while let Some(update) = stream.next().await {
             let update = update.map_err(|e| said(e, &args.coordinator))?;
             if !update.results.is_empty() || update.host.is_empty() {
-                if tty {
-                    eprintln!();
-                }
+                progress.finish();
                 return Ok(update.results);
             }
-            if tty {
-                eprint!(
-                    "\r{:<16} {:>8}/{:<8}",
-                    update.host, update.done, update.total
-                );
-            }
+            progress.update(&update.host, update.done, update.total);
         }
         anyhow::bail!("the coordinator closed the backup stream without results")
     })?;
-    let mut failed = 0;
-    for node in &results {
+    let failed = results.iter().filter(|n| n.outcome != "ok").count();
+    if args.json {
+        let nodes: Vec<serde_json::Value> = results.iter().map(json_of).collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes }))?
+        )?;
+    }
+    for node in results.iter().filter(|_| !args.json) {
         let r = node.result.clone().unwrap_or_default();
         write!(out, "{:<16} {:<8}", node.host, node.outcome)?;
         if node.result.is_some() {
@@ -86,7 +112,6 @@ pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
             write!(out, " ({})", node.reason)?;
         }
         writeln!(out)?;
-        failed += usize::from(node.outcome != "ok");
     }
     if failed > 0 {
         anyhow::bail!(

@@ -1,7 +1,7 @@
 //! `bucky restore`: restore one host from its own and its peers' buckets, under the ring as it
 //! is now.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use bucky_proto::v1 as pb;
 use bucky_shared::layout::{Version, parse_date};
@@ -9,6 +9,7 @@ use clap::Args;
 use futures::StreamExt;
 
 use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes, said};
+use super::progress::Progress;
 
 /// Restore one host: every metric the ring gives it, newest version first, merged with the
 /// others by safe fill.
@@ -86,7 +87,7 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .map(parse_date)
         .transpose()?
         .map_or(0, |v| v.0);
-    let tty = std::io::stdout().is_terminal();
+    let mut progress = Progress::new("metrics");
     let (plan, result, listed) = block_on(async {
         let mut client = Client::connect(&args.coordinator).await?;
         let request = client.request(pb::ClusterRestoreRequest {
@@ -110,13 +111,11 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
             listed.extend(update.metrics);
             if update.result.is_some() {
                 result = update.result;
-            } else if tty && update.total > 0 && plan.is_some() {
-                eprint!("\r{}/{}", update.done, update.total);
+            } else if update.total > 0 && plan.is_some() && !args.dry_run {
+                progress.update(&args.host, update.done, update.total);
             }
         }
-        if tty {
-            eprintln!();
-        }
+        progress.finish();
         Ok((
             plan.ok_or_else(|| anyhow::anyhow!("the coordinator sent no plan"))?,
             result,

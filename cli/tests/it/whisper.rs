@@ -101,7 +101,11 @@ fn fetch_and_info_print_what_whisper_tools_print() {
     ])
     .unwrap();
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["values"], serde_json::json!([1.5, -2.0]));
+    assert_eq!(
+        json["points"],
+        serde_json::json!([[1699999800, 1.5], [1699999860, -2.0]]),
+        "with --drop each point keeps its time"
+    );
     assert_eq!(json["step"], 60);
 
     let out = bucky(&[

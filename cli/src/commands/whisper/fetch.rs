@@ -31,7 +31,8 @@ pub struct FetchArgs {
     /// whisper-fetch, the remaining points keep their own timestamps.
     #[arg(long, value_enum)]
     pub drop: Option<Drop>,
-    /// Print `{"start", "end", "step", "values"}` as JSON.
+    /// Print `{"start", "end", "step", "values"}` as JSON (whisper-fetch's); with `--drop`,
+    /// `"points": [[time, value], ...]` instead of `"values"`, so each point keeps its time.
     #[arg(long)]
     pub json: bool,
 }
@@ -81,8 +82,14 @@ pub fn run(args: FetchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     let keep = |v: Option<f64>| args.drop.is_none_or(|d| d.keeps(v));
     if args.json {
-        let values: Vec<Option<f64>> = series.values.iter().copied().filter(|v| keep(*v)).collect();
-        let body = json!({"start": series.from, "end": series.until, "step": series.step, "values": values});
+        let mut body = json!({"start": series.from, "end": series.until, "step": series.step});
+        if args.drop.is_some() {
+            let points: Vec<(i64, Option<f64>)> =
+                series.points().filter(|(_, v)| keep(*v)).collect();
+            body["points"] = json!(points);
+        } else {
+            body["values"] = json!(series.values);
+        }
         writeln!(out, "{body}")?;
         return Ok(());
     }
