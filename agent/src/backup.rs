@@ -246,9 +246,34 @@ pub async fn backup(
         true => None,
         false => Some(lease::acquire(bucket, &options.node, lease::DEFAULT_TTL).await?),
     };
+    let started = std::time::Instant::now();
+    info!(
+        node = options.node,
+        bucket = bucket.url(),
+        root = %root.display(),
+        noop = options.noop,
+        purge_only = options.purge_only,
+        "backup started"
+    );
     let result = run(bucket, root, options, now).await;
     if let Some(lease) = lease {
         lease.release().await;
+    }
+    match &result {
+        Ok(report) => info!(
+            node = options.node,
+            bucket = bucket.url(),
+            new = report.new,
+            changed = report.changed,
+            unchanged = report.unchanged,
+            failed = report.failed.len(),
+            missing = report.missing,
+            purged = report.purged.len(),
+            bytes = report.bytes_uploaded,
+            seconds = started.elapsed().as_secs_f64(),
+            "backup ended"
+        ),
+        Err(e) => warn!(node = options.node, bucket = bucket.url(), error = %e, "backup failed"),
     }
     result
 }
@@ -522,15 +547,6 @@ async fn run(
         Err(e) => warn!(error = %e, "could not list the checkpoint to remove it"),
     }
     prune_manifests(bucket, options.keep_manifests).await;
-    info!(
-        bucket = bucket.url(),
-        new = report.new,
-        changed = report.changed,
-        unchanged = report.unchanged,
-        failed = report.failed.len(),
-        bytes = report.bytes_uploaded,
-        "backup done"
-    );
     Ok(report)
 }
 

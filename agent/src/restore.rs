@@ -166,6 +166,8 @@ pub async fn restore(
     root: &Path,
     options: &RestoreOptions,
 ) -> Result<RestoreReport, bucket::Error> {
+    let started = std::time::Instant::now();
+    info!(bucket = bucket.url(), root = %root.display(), "restore started");
     let mut report = RestoreReport::default();
     let committed =
         manifests::latest_stored(bucket, options.before.map(|before| Version(before.0 - 1)))
@@ -251,7 +253,9 @@ pub async fn restore(
         written = report.written,
         filled = report.filled,
         failed = report.failed.len(),
-        "restore done"
+        no_version = report.no_version,
+        seconds = started.elapsed().as_secs_f64(),
+        "restore ended"
     );
     Ok(report)
 }

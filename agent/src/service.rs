@@ -314,7 +314,17 @@ impl pb::agent_server::Agent for AgentService {
                 }
             };
             let items = Box::pin(items);
+            let started = std::time::Instant::now();
+            tracing::info!(root = %root.display(), metrics = job_progress.total.load(std::sync::atomic::Ordering::Relaxed), "restore started");
             let report = restore::execute_plan(items, &root, open, &options, &job_progress).await;
+            tracing::info!(
+                root = %root.display(),
+                written = report.written,
+                filled = report.filled,
+                failed = report.failed.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "restore ended"
+            );
             node.forget().await;
             Ok(wire::restore_result(&report))
         };

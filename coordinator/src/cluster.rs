@@ -240,7 +240,16 @@ pub async fn backup<A: AgentApi>(
     splay: Duration,
     progress: &(dyn Fn(&str, u64, u64) + Sync),
 ) -> Result<Vec<NodeBackup>, Error> {
-    check_agreement(cluster, agents).await?;
+    if let Err(e) = check_agreement(cluster, agents).await {
+        tracing::warn!(error = %e, "cluster backup refused");
+        return Err(e);
+    }
+    let started = std::time::Instant::now();
+    tracing::info!(
+        nodes = agents.len(),
+        noop = request.noop,
+        "cluster backup started"
+    );
     // Boxed, and built in a loop rather than by a closure: rustc cannot prove a closure-made
     // future `Send` for every lifetime when this runs inside a spawned task (rust#110338).
     type Job<'a> = Pin<Box<dyn Future<Output = NodeBackup> + Send + 'a>>;
@@ -288,6 +297,21 @@ pub async fn backup<A: AgentApi>(
         .collect()
         .await;
     results.sort_by(|a, b| a.host.cmp(&b.host));
+    for r in &results {
+        match &r.outcome {
+            Outcome::Ok => {}
+            Outcome::Partial(why) => tracing::warn!(host = r.host, why, "node backed up in part"),
+            Outcome::Failed(why) => tracing::warn!(host = r.host, why, "node not backed up"),
+        }
+    }
+    let count = |want: fn(&Outcome) -> bool| results.iter().filter(|r| want(&r.outcome)).count();
+    tracing::info!(
+        ok = count(|o| *o == Outcome::Ok),
+        partial = count(|o| matches!(o, Outcome::Partial(_))),
+        failed = count(|o| matches!(o, Outcome::Failed(_))),
+        seconds = started.elapsed().as_secs_f64(),
+        "cluster backup ended"
+    );
     Ok(results)
 }
 
@@ -388,7 +412,10 @@ pub async fn plan_host<A: AgentApi>(
     if !agents.iter().any(|a| a.host() == request.target) {
         return Err(Error::UnknownHost(request.target.clone()));
     }
-    check_agreement(cluster, agents).await?;
+    if let Err(e) = check_agreement(cluster, agents).await {
+        tracing::warn!(target = request.target, error = %e, "restore refused");
+        return Err(e);
+    }
     let mut sources = Vec::new();
     for host in &cluster.hosts {
         let bucket = Bucket::open(&host.bucket, &cluster.config.storage)?;
@@ -441,6 +468,13 @@ pub async fn execute_plan<A: AgentApi>(
         .iter()
         .find(|a| a.host() == plan.summary.target)
         .ok_or_else(|| Error::UnknownHost(plan.summary.target.clone()))?;
+    let started = std::time::Instant::now();
+    tracing::info!(
+        target = plan.summary.target,
+        metrics = plan.summary.metrics,
+        sources = plan.summary.sources.len(),
+        "restore started"
+    );
     let entries = tokio_stream::wrappers::ReceiverStream::new(plan.stream()).flat_map(|planned| {
         let steps = match planned {
             Planned::Metric(steps) => steps,
@@ -457,9 +491,19 @@ pub async fn execute_plan<A: AgentApi>(
             } as i32,
         }))
     });
-    Ok(agent
-        .restore(entries, plan.summary.metrics, progress)
-        .await?)
+    let result = agent.restore(entries, plan.summary.metrics, progress).await;
+    match &result {
+        Ok(r) => tracing::info!(
+            target = plan.summary.target,
+            written = r.written,
+            filled = r.filled,
+            failed = r.failed_count,
+            seconds = started.elapsed().as_secs_f64(),
+            "restore ended"
+        ),
+        Err(e) => tracing::warn!(target = plan.summary.target, error = %e, "restore failed"),
+    }
+    Ok(result?)
 }
 
 /// [`plan_host`], then, unless `dry_run`, [`execute_plan`].

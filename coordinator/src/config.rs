@@ -60,6 +60,9 @@ pub struct CoordinatorConfig {
     /// Ring host name → agent address (`http://graphite-01:7431`); one agent per host, even when
     /// the host runs several carbon instances.
     pub agents: BTreeMap<String, String>,
+    /// Prometheus and carbon metrics of the fleet; none by default.
+    #[serde(default)]
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 fn default_listen() -> String {

@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod plan;
 pub mod server;
 pub mod service;

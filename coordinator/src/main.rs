@@ -97,14 +97,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|t| t.load())
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
+            let metrics = cluster.config.metrics.clone();
             let service = bucky_coordinator::service::CoordinatorService::new(cluster, &token)?;
+            if let Some(metrics) = metrics {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = service.serve_metrics(metrics).await {
+                        tracing::error!(error = %e, "metrics are not served");
+                    }
+                });
+            }
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
             println!("listening on {addr}");
             std::io::Write::flush(&mut std::io::stdout())?;
-            tracing::info!(%addr, "coordinator serving");
+            tracing::info!(
+                %addr,
+                version = bucky_coordinator::VERSION,
+                "coordinator serving"
+            );
             bucky_coordinator::server::run(listener, service, &token, tls, shutdown()).await?;
             Ok(())
         }

@@ -111,6 +111,16 @@ fn planned_metric(steps: Vec<cluster::Step>) -> pb::PlannedMetric {
     }
 }
 
+impl CoordinatorService {
+    /// The fleet's metrics, as `[metrics]` configures them; runs until the process ends.
+    ///
+    /// # Errors
+    /// The metrics address cannot be bound.
+    pub async fn serve_metrics(&self, config: crate::metrics::MetricsConfig) -> anyhow::Result<()> {
+        crate::metrics::serve(config, self.cluster.clone(), self.agents.clone()).await
+    }
+}
+
 fn to_status(err: cluster::Error) -> Status {
     match err {
         cluster::Error::RingMismatch { .. } | cluster::Error::IdentityMismatch { .. } => {

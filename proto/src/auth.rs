@@ -79,7 +79,14 @@ impl tonic::service::Interceptor for TokenCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         match request.metadata().get("authorization") {
             Some(value) if constant_time_eq(value.as_bytes(), &self.expected) => Ok(request),
-            _ => Err(Status::unauthenticated("missing or wrong bearer token")),
+            presented => {
+                tracing::warn!(
+                    peer = ?request.remote_addr(),
+                    token = if presented.is_some() { "wrong" } else { "missing" },
+                    "request refused: missing or wrong bearer token"
+                );
+                Err(Status::unauthenticated("missing or wrong bearer token"))
+            }
         }
     }
 }

@@ -55,6 +55,10 @@ struct Fleet {
     agents: Vec<Server>,
     coordinator: Server,
     names: Vec<String>,
+    /// Where the coordinator serves Prometheus metrics.
+    metrics: std::net::SocketAddr,
+    /// The test's carbon line receiver, which the coordinator sends its metrics to.
+    carbon: std::net::TcpListener,
 }
 
 impl Fleet {
@@ -117,12 +121,18 @@ impl Fleet {
             .zip(&agents)
             .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
             .collect();
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let carbon = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std::fs::write(
             &coordinator_config,
             format!(
-                "token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agent_lines}",
+                "token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agent_lines}[metrics]\nlisten = \"{metrics}\"\ncarbon = \"{}\"\ninterval_secs = 1\n",
                 token.display(),
-                dir.path().display()
+                dir.path().display(),
+                carbon.local_addr().unwrap()
             ),
         )
         .unwrap();
@@ -132,6 +142,8 @@ impl Fleet {
             agents,
             coordinator,
             names,
+            metrics,
+            carbon,
         }
     }
 
@@ -148,6 +160,60 @@ impl Fleet {
         ]);
         bucky(&args)
     }
+}
+
+/// `GET /metrics` from `addr`, or what went wrong.
+fn scrape(addr: std::net::SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response)
+}
+
+/// The coordinator's fleet metrics reach Prometheus (scraped) and carbon (pushed).
+#[test]
+fn fleet_metrics_reach_prometheus_and_carbon() {
+    let fleet = Fleet::start(|_| None);
+    assert!(fleet.bucky(&["backup"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let want = format!("bucky_last_backup_metrics{{host=\"{}\"}}", HOSTS[0]);
+    let text = loop {
+        match scrape(fleet.metrics) {
+            Ok(text) if text.contains(&want) => break text,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no backup figures at /metrics: {other:?}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for host in HOSTS {
+        assert!(
+            text.contains(&format!("bucky_up{{host=\"{host}\"}} 1")),
+            "{text}"
+        );
+    }
+    fleet.carbon.set_nonblocking(false).unwrap();
+    let (mut line_receiver, _) = fleet.carbon.accept().unwrap();
+    line_receiver
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut lines = String::new();
+    std::io::Read::read_to_string(&mut line_receiver, &mut lines).unwrap();
+    assert!(
+        lines.contains(&format!("bucky.{}.up 1 ", HOSTS[0])),
+        "{lines}"
+    );
 }
 
 #[test]
