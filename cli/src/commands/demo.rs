@@ -55,6 +55,7 @@ pub fn run(args: DemoArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if args.keep {
         let kept = dir.keep();
         writeln!(out, "kept {}", kept.display())?;
+        keep_configs(&kept, out)?;
     }
     result?;
     writeln!(
@@ -62,6 +63,79 @@ pub fn run(args: DemoArgs, out: &mut impl Write) -> anyhow::Result<()> {
         "demo finished in {:.1} s",
         started.elapsed().as_secs_f64()
     )?;
+    Ok(())
+}
+
+/// Writes a token and the configs of the demo's cluster beside its trees and buckets, and prints
+/// the commands that start it again as real processes and run the tour against it.
+fn keep_configs(root: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let token = root.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n"))?;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
+    let free_port = || -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let ring = format!(
+        "[ring]\nhash = \"carbon_ch\"\ndestinations = [{}]\n",
+        HOSTS
+            .iter()
+            .map(|h| format!("\"{h}:2004\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut agents = String::new();
+    let mut commands = Vec::new();
+    for host in HOSTS {
+        let port = free_port()?;
+        let config = root.join(format!("{host}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "node = \"{host}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{host}\"\ntoken_file = \"{}\"\nlisten = \"127.0.0.1:{port}\"\n{ring}",
+                tree(root, host).display(),
+                root.display(),
+                token.display()
+            ),
+        )?;
+        agents.push_str(&format!("{host} = \"http://127.0.0.1:{port}\"\n"));
+        commands.push(format!("bucky-agent serve --config {} &", config.display()));
+    }
+    let port = free_port()?;
+    let coordinator = root.join("coordinator.toml");
+    std::fs::write(
+        &coordinator,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n{ring}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agents}",
+            token.display(),
+            root.display()
+        ),
+    )?;
+    commands.push(format!(
+        "bucky-coordinator serve --config {} &",
+        coordinator.display()
+    ));
+    commands.push(format!(
+        "export BUCKY_COORDINATOR=http://127.0.0.1:{port} BUCKY_TOKEN_FILE={}",
+        token.display()
+    ));
+    commands.extend(
+        [
+            "bucky status",
+            "bucky backup",
+            "bucky restore --host graphite-02 --dry-run",
+        ]
+        .map(String::from),
+    );
+    writeln!(
+        out,
+        "configs and token written beside the trees; to run this cluster again as processes and take the README's tour:"
+    )?;
+    for command in commands {
+        writeln!(out, "  {command}")?;
+    }
     Ok(())
 }
 
@@ -187,16 +261,20 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
     .await?;
     for r in &results {
         let res = r.result.clone().unwrap_or_default();
+        let outcome = match &r.outcome {
+            Outcome::Ok => "ok".to_string(),
+            Outcome::Partial(why) => format!("partial ({why})"),
+            Outcome::Failed(why) => format!("failed ({why})"),
+        };
         writeln!(
             out,
-            "   {:<12} {:?}: {} new, {} bytes uploaded",
-            r.host, r.outcome, res.new, res.bytes_uploaded
+            "   {:<12} {outcome}: {} new, {} bytes uploaded",
+            r.host, res.new, res.bytes_uploaded
         )?;
         ensure!(
             r.outcome == Outcome::Ok,
-            "{} did not back up: {:?}",
-            r.host,
-            r.outcome
+            "{} did not back up: {outcome}",
+            r.host
         );
     }
     writeln!(
@@ -220,11 +298,14 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
     let (plan, result) =
         cluster::restore_host(&cluster, &agents, &request, &Default::default(), |_, _| {}).await?;
     let result = result.context("the restore returned no result")?;
-    ensure!(
-        result.failed.is_empty(),
-        "restore failures: {:?}",
-        result.failed
-    );
+    if let Some(first) = result.failed.first() {
+        bail!(
+            "{} metrics were not restored, first {}: {}",
+            result.failed_count,
+            first.metric,
+            first.error
+        );
+    }
     writeln!(
         out,
         "5. restored {}: {} metrics planned, {} written, in {:.1} s",

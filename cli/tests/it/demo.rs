@@ -49,3 +49,45 @@ fn the_demo_takes_a_schema() {
     let err = bucky(&["demo", "--schema", "60x:1h"]).unwrap_err();
     assert!(format!("{err:#}").contains("60x"), "{err:#}");
 }
+
+/// `--keep` leaves configs and a token the real loaders accept, for the same cluster, and prints
+/// the commands to start it again.
+#[test]
+fn a_kept_demo_leaves_a_cluster_to_start_again() {
+    let out = bucky(&["demo", "--metrics", "30", "--days", "1", "--keep"]).unwrap();
+    let kept = out
+        .lines()
+        .find_map(|l| l.strip_prefix("kept "))
+        .expect("the kept directory is named");
+    let root = std::path::Path::new(kept);
+    let cluster = bucky_coordinator::config::load(&root.join("coordinator.toml")).unwrap();
+    for host in &cluster.hosts {
+        let agent =
+            bucky_agent::config::load_as(&root.join(format!("{}.toml", host.name)), &host.name)
+                .unwrap();
+        assert_eq!(
+            agent.service.ring_fingerprint,
+            cluster.ring.fingerprint().to_string()
+        );
+        assert_eq!(agent.service.bucket, host.bucket);
+        assert!(
+            host.agent
+                .ends_with(agent.listen.trim_start_matches("127.0.0.1")),
+            "{} {}",
+            host.agent,
+            agent.listen
+        );
+        assert!(
+            out.contains(&format!(
+                "bucky-agent serve --config {}/{}.toml",
+                kept, host.name
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("export BUCKY_COORDINATOR=http://127.0.0.1:"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
