@@ -48,7 +48,8 @@ pub struct CoordinatorConfig {
     pub splay_secs: u64,
     /// Serve over TLS; default plain HTTP/2.
     pub tls: Option<bucky_proto::tls::ServerTls>,
-    /// PEM CA the agents' certificates chain to, for agents at `https://` addresses.
+    /// PEM CA the agents' certificates chain to, for agents at `https://` addresses; default
+    /// the system's CA roots.
     pub agent_ca_file: Option<PathBuf>,
     /// The ring.
     pub ring: RingSection,

@@ -62,14 +62,12 @@ impl CoordinatorService {
     pub fn new(cluster: Cluster, token: &str) -> anyhow::Result<Self> {
         let ca = cluster.config.agent_ca_file.clone();
         let tls_for = |address: &str| -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
-            match (&ca, address.starts_with("https://")) {
-                (Some(ca), true) => Ok(Some(
-                    bucky_proto::tls::client(ca, None).map_err(anyhow::Error::msg)?,
+            match address.starts_with("https://") {
+                // Without agent_ca_file, the system's CA roots.
+                true => Ok(Some(
+                    bucky_proto::tls::client(ca.as_deref(), None).map_err(anyhow::Error::msg)?,
                 )),
-                (None, true) => {
-                    anyhow::bail!("agent {address} is https:// but no agent_ca_file is configured")
-                }
-                _ => Ok(None),
+                false => Ok(None),
             }
         };
         let agents = cluster

@@ -67,10 +67,15 @@ pub fn server_builder(
 ///
 /// # Errors
 /// The CA file cannot be read.
-pub fn client(ca_file: &Path, domain: Option<&str>) -> Result<ClientTlsConfig, String> {
+pub fn client(ca_file: Option<&Path>, domain: Option<&str>) -> Result<ClientTlsConfig, String> {
     ensure_crypto_provider();
-    let mut config =
-        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file, "CA")?));
+    let mut config = match ca_file {
+        Some(ca_file) => {
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file, "CA")?))
+        }
+        // A server with a certificate from a public or company CA the system trusts.
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
     if let Some(domain) = domain {
         config = config.domain_name(domain);
     }

@@ -257,7 +257,7 @@ async fn tls_serves_clients_that_trust_the_ca_only() {
             tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).unwrap();
         if let Some(ca) = ca {
             endpoint = endpoint
-                .tls_config(bucky_proto::tls::client(&ca, Some("localhost")).unwrap())
+                .tls_config(bucky_proto::tls::client(Some(&ca), Some("localhost")).unwrap())
                 .unwrap();
         }
         let channel = endpoint.connect().await.map_err(|e| e.to_string())?;

@@ -16,7 +16,8 @@ pub struct CoordinatorArgs {
     /// File holding the bearer token.
     #[arg(long, env = "BUCKY_TOKEN_FILE", default_value = "/etc/bucky/token")]
     pub token_file: PathBuf,
-    /// PEM CA the coordinator's certificate chains to (for an https:// coordinator).
+    /// PEM CA the coordinator's certificate chains to (for an https:// coordinator; default the
+    /// system's CA roots).
     #[arg(long, env = "BUCKY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 }
@@ -44,9 +45,11 @@ impl Client {
         let mut endpoint = tonic::transport::Endpoint::from_shared(args.coordinator.clone())
             .with_context(|| format!("invalid coordinator address {}", args.coordinator))?
             .connect_timeout(std::time::Duration::from_secs(5));
-        if let Some(ca) = &args.ca_file {
-            endpoint = endpoint
-                .tls_config(bucky_proto::tls::client(ca, None).map_err(anyhow::Error::msg)?)?;
+        if args.coordinator.starts_with("https://") {
+            // Without --ca-file, the system's CA roots.
+            let tls = bucky_proto::tls::client(args.ca_file.as_deref(), None)
+                .map_err(anyhow::Error::msg)?;
+            endpoint = endpoint.tls_config(tls)?;
         }
         let channel = endpoint.connect().await.map_err(|e| {
             let mut parts: Vec<String> = Vec::new();
