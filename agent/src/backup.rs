@@ -309,6 +309,7 @@ async fn run(
         resumed = checkpoint.metrics;
     }
     let present = present_before(previous.clone(), &options.selection).await;
+    let previous_size = previous.as_ref().map_or(0, |p| p.bytes.len());
     let rules = plan::Rules {
         run,
         now,
@@ -346,9 +347,11 @@ async fn run(
 
     let (records, to_write) = tokio::sync::mpsc::channel::<Record>(CHANNEL);
     let (node, noop) = (options.node.clone(), options.noop);
+    // About the previous manifest's size: most runs add or drop a few metrics.
+    let expected_size = previous_size + previous_size / 16;
     let writer = tokio::task::spawn_blocking(move || {
         let mut to_write = to_write;
-        let mut writer = Writer::new(&node, run);
+        let mut writer = Writer::with_capacity(&node, run, expected_size);
         while let Some(record) = to_write.blocking_recv() {
             if !noop {
                 writer.record(&record);
@@ -525,7 +528,7 @@ async fn run(
             .expect("finishing a manifest does not panic");
     let encoded = Bytes::from(encoded);
     bucket
-        .put(&bucket.layout().manifest_key(run), encoded.to_vec())
+        .put_bytes(&bucket.layout().manifest_key(run), encoded.clone())
         .await?;
     let summary = serde_json::to_vec(&summary).expect("a summary serialises");
     if let Err(e) = bucket.put(&bucket.layout().summary_key(run), summary).await {

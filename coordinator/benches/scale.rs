@@ -3,7 +3,7 @@
 //! through the coordinator, with the node's status asked in between. Printed at each size so
 //! growth with the number of metrics is seen, not assumed.
 //!
-//! `cargo bench -p bucky-coordinator --bench scale [-- --sizes 100000,1000000]`
+//! `cargo bench -p bucky-coordinator --bench scale [-- --sizes 100000,1000000] [--backup-only]`
 //!
 //! Memory is the peak resident set of this process during each step above what it held when the
 //! step began (freed memory is first handed back with `malloc_trim`, then Linux `clear_refs`
@@ -34,6 +34,7 @@ const HOST: &str = "graphite-01";
 
 fn main() -> anyhow::Result<()> {
     let mut sizes = vec![100_000usize, 1_000_000];
+    let mut backup_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -45,6 +46,7 @@ fn main() -> anyhow::Result<()> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
             }
+            "--backup-only" => backup_only = true,
             "--bench" => {}
             other => bail!("unknown argument {other}"),
         }
@@ -58,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for &n in &sizes {
-        let (row, work) = runtime.block_on(measure(n))?;
+        let (row, work) = runtime.block_on(measure(n, backup_only))?;
         row.print();
         rows.push(row);
         // Printed first: removing millions of files (with online discard) takes minutes.
@@ -139,6 +141,9 @@ impl Row {
             "  manifest            {:>8.1} bytes/metric in the bucket",
             self.manifest_bytes as f64 / n
         );
+        if self.restore.secs == 0.0 {
+            return; // --backup-only
+        }
         println!(
             "  status, check       {:>8.3} s first (ClusterStatus, which both use: the agent's Info walks the tree, the bucket's summary), {:.3} s again (the walk is reused for 5 minutes)",
             self.status.secs, self.status_again.secs
@@ -215,7 +220,7 @@ fn generate(root: &Path, n: usize, now: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(n: usize) -> anyhow::Result<(Row, tempfile::TempDir)> {
+async fn measure(n: usize, backup_only: bool) -> anyhow::Result<(Row, tempfile::TempDir)> {
     let work = tempfile::tempdir()?;
     let root = work.path().join("whisper").join(HOST);
     let now = std::time::SystemTime::now()
@@ -260,6 +265,21 @@ async fn measure(n: usize) -> anyhow::Result<(Row, tempfile::TempDir)> {
         )
         .await?
         .map_or(0, |b| b.len() as u64);
+
+    if backup_only {
+        let row = Row {
+            n,
+            backup: backup_step,
+            rerun: rerun_step,
+            rerun_requests,
+            manifest_bytes,
+            status: Step::default(),
+            status_again: Step::default(),
+            plan: Step::default(),
+            restore: Step::default(),
+        };
+        return Ok((row, work));
+    }
 
     // The coordinator and the node's agent, on loopback.
     let agent_config = AgentConfig {

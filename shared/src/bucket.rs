@@ -247,6 +247,14 @@ impl Bucket {
     /// # Errors
     /// The store failed the request.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
+        self.put_bytes(key, Bytes::from(bytes)).await
+    }
+
+    /// [`Bucket::put`] of bytes the caller keeps using (no copy is made).
+    ///
+    /// # Errors
+    /// The store failed the request.
+    pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<(), Error> {
         self.bounded("writing", key, async {
             self.count(1);
             self.store

@@ -12,6 +12,33 @@ use bucky_shared::whisper::{self, CreateOptions, Whisper};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// A loopback port that is free now and that the kernel will not hand out as the source port of
+/// an outgoing connection before a child process binds it: it lies below the ephemeral range.
+/// A port probed with `bind(":0")` comes from that range, and any connection the test makes
+/// meanwhile may take it.
+///
+/// # Panics
+/// When no port below the ephemeral range can be bound.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Processes running tests at the same time start apart; each process walks its own ports.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = low.saturating_sub(10_000).max(1);
+    let start = 10_000 + (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = 10_000 + (start - 10_000 + offset) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 10000 and {low}");
+}
+
 /// Path of a workspace binary built for the current profile.
 ///
 /// # Panics

@@ -121,10 +121,7 @@ impl Fleet {
             .zip(&agents)
             .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
             .collect();
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let metrics: std::net::SocketAddr = ([127, 0, 0, 1], bucky_tests::free_port()).into();
         let carbon = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std::fs::write(
             &coordinator_config,
@@ -267,6 +264,11 @@ fn cluster_backup_status_restore_and_failures_across_processes() {
         "{}",
         stdout(&check)
     );
+    let check = run(&["check", "--json"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&check)).unwrap();
+    assert_eq!(json["state"], "OK");
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
 
     // Lose node-b's tree; restore it from the buckets.
     let lost = dir.join("trees").join("node-b");

@@ -19,6 +19,10 @@ pub struct CheckArgs {
     /// CRITICAL when a node's last backup is older than this many hours (or it has none).
     #[arg(long, default_value_t = 50.0)]
     pub critical: f64,
+    /// Print `{"state", "code", "summary", "reasons", "nodes"}` as JSON instead of the Nagios
+    /// line (the exit code is the same).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Nagios states.
@@ -192,6 +196,31 @@ pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
             )
         })
         .collect();
+    if args.json {
+        let nodes: Vec<serde_json::Value> = status
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "host": n.host,
+                    "age_seconds": n.last_backup.as_ref().map(|b| (now - b.finished).max(0)),
+                    "missing": n.last_backup.as_ref().map(|b| b.missing),
+                    "failed": n.last_backup.as_ref().map(|b| b.failed),
+                    "reachable": n.reachable,
+                    "ring_agrees": n.agrees,
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "state": state.label(),
+            "code": state.code(),
+            "summary": summary,
+            "reasons": reasons,
+            "nodes": nodes,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        return Ok(state);
+    }
     writeln!(
         out,
         "BUCKY {} - {summary} | {}",

@@ -37,6 +37,60 @@ pub struct DemoArgs {
     /// Keep the demo directory (trees, buckets, configs) instead of removing it.
     #[arg(long)]
     pub keep: bool,
+    /// Print one JSON document at the end (`dir`, `kept`, `metrics`, `backup`, `restore`,
+    /// `status`, `verified_files`, `commands`, `seconds`) instead of the narration.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `demo --json` prints: the figures the narration gives, per step.
+#[derive(Debug, Default, serde::Serialize)]
+struct DemoReport {
+    dir: PathBuf,
+    kept: bool,
+    metrics: usize,
+    per_host: Vec<HostCount>,
+    ring_fingerprint: String,
+    backup: Vec<BackupLine>,
+    backup_seconds: f64,
+    restore: RestoreLine,
+    status: Vec<StatusLine>,
+    verified_files: usize,
+    /// With `--keep`: the commands that start the kept cluster again.
+    commands: Vec<String>,
+    seconds: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct HostCount {
+    host: String,
+    metrics: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct BackupLine {
+    host: String,
+    outcome: String,
+    new: u64,
+    bytes_uploaded: u64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct RestoreLine {
+    host: String,
+    wiped_files: usize,
+    planned: u64,
+    written: u64,
+    seconds: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct StatusLine {
+    host: String,
+    reachable: bool,
+    ring_agrees: bool,
+    metrics: u64,
+    last_backup_metrics: usize,
 }
 
 /// Runs the demo.
@@ -44,31 +98,49 @@ pub struct DemoArgs {
 /// # Errors
 /// Any step that fails, named; the restored data not matching the original.
 pub fn run(args: DemoArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    if args.json {
+        let mut report = DemoReport::default();
+        let result = narrate(&args, &mut std::io::sink(), &mut report);
+        if let Err(e) = result {
+            if !args.keep {
+                return Err(e.context(format!(
+                    "the demo failed (run with --keep to inspect {})",
+                    report.dir.display()
+                )));
+            }
+            return Err(e);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    narrate(&args, out, &mut DemoReport::default())
+}
+
+fn narrate(args: &DemoArgs, out: &mut impl Write, report: &mut DemoReport) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("bucky-demo-").tempdir()?;
     let root = dir.path().to_path_buf();
+    report.dir = root.clone();
     writeln!(out, "bucky demo in {}", root.display())?;
-    let result = tokio::runtime::Runtime::new()?.block_on(demo(&args, &root, out));
+    let result = tokio::runtime::Runtime::new()?.block_on(demo(args, &root, out, report));
     if result.is_err() && !args.keep {
         writeln!(out, "(run with --keep to inspect {})", root.display())?;
     }
     if args.keep {
         let kept = dir.keep();
+        report.kept = true;
         writeln!(out, "kept {}", kept.display())?;
-        keep_configs(&kept, out)?;
+        report.commands = keep_configs(&kept, out)?;
     }
     result?;
-    writeln!(
-        out,
-        "demo finished in {:.1} s",
-        started.elapsed().as_secs_f64()
-    )?;
+    report.seconds = started.elapsed().as_secs_f64();
+    writeln!(out, "demo finished in {:.1} s", report.seconds)?;
     Ok(())
 }
 
 /// Writes a token and the configs of the demo's cluster beside its trees and buckets, and prints
 /// the commands that start it again as real processes and run the tour against it.
-fn keep_configs(root: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+fn keep_configs(root: &Path, out: &mut impl Write) -> anyhow::Result<Vec<String>> {
     use std::os::unix::fs::PermissionsExt;
     let token = root.join("token");
     std::fs::write(&token, format!("{TOKEN}\n"))?;
@@ -133,10 +205,10 @@ fn keep_configs(root: &Path, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "configs and token written beside the trees; to run this cluster again as processes and take the README's tour:"
     )?;
-    for command in commands {
+    for command in &commands {
         writeln!(out, "  {command}")?;
     }
-    Ok(())
+    Ok(commands)
 }
 
 fn tree(root: &Path, host: &str) -> PathBuf {
@@ -160,7 +232,12 @@ fn files(dir: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
     Ok(out)
 }
 
-async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+async fn demo(
+    args: &DemoArgs,
+    root: &Path,
+    out: &mut impl Write,
+    report: &mut DemoReport,
+) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let destinations: Vec<String> = HOSTS.iter().map(|h| format!("\"{h}:2004\"")).collect();
     let config_text = |agents: &str| {
@@ -203,6 +280,15 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
         std::fs::create_dir_all(path.parent().expect("metric paths have a directory"))?;
         std::fs::write(&path, image.bytes())?;
     }
+    report.metrics = args.metrics;
+    report.per_host = HOSTS
+        .iter()
+        .zip(per_host)
+        .map(|(h, n)| HostCount {
+            host: h.to_string(),
+            metrics: n,
+        })
+        .collect();
     writeln!(
         out,
         "1. wrote {} metrics ({} days of minute data, schema {}) placed by carbon_ch: {} in {:.1} s",
@@ -242,6 +328,7 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
         .iter()
         .map(|h| GrpcAgent::new(&h.name, &h.agent, TOKEN, None))
         .collect::<Result<_, _>>()?;
+    report.ring_fingerprint = ring.fingerprint().to_string();
     writeln!(
         out,
         "2. started 3 agents on loopback; ring {}",
@@ -271,16 +358,23 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
             "   {:<12} {outcome}: {} new, {} bytes uploaded",
             r.host, res.new, res.bytes_uploaded
         )?;
+        report.backup.push(BackupLine {
+            host: r.host.clone(),
+            outcome: outcome.clone(),
+            new: res.new,
+            bytes_uploaded: res.bytes_uploaded,
+        });
         ensure!(
             r.outcome == Outcome::Ok,
             "{} did not back up: {outcome}",
             r.host
         );
     }
+    report.backup_seconds = step.elapsed().as_secs_f64();
     writeln!(
         out,
         "3. backed the cluster up into file:// buckets in {:.1} s",
-        step.elapsed().as_secs_f64()
+        report.backup_seconds
     )?;
 
     // 4. Lose a node.
@@ -306,13 +400,20 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
             first.error
         );
     }
+    report.restore = RestoreLine {
+        host: HOSTS[1].to_string(),
+        wiped_files: original.len(),
+        planned: plan.metric_count() as u64,
+        written: result.written,
+        seconds: step.elapsed().as_secs_f64(),
+    };
     writeln!(
         out,
         "5. restored {}: {} metrics planned, {} written, in {:.1} s",
         HOSTS[1],
         plan.metric_count(),
         result.written,
-        step.elapsed().as_secs_f64()
+        report.restore.seconds
     )?;
 
     // 6. Status.
@@ -329,6 +430,13 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
             info.map_or(0, |i| i.metric_count),
             last.map_or(0, |b| b.metrics)
         )?;
+        report.status.push(StatusLine {
+            host: s.host.clone(),
+            reachable: info.is_some(),
+            ring_agrees: s.agrees,
+            metrics: info.map_or(0, |i| i.metric_count),
+            last_backup_metrics: last.map_or(0, |b| b.metrics),
+        });
     }
 
     // 7. Verify.
@@ -339,6 +447,7 @@ async fn demo(args: &DemoArgs, root: &Path, out: &mut impl Write) -> anyhow::Res
             HOSTS[1]
         );
     }
+    report.verified_files = restored.len();
     writeln!(
         out,
         "7. verified: all {} restored files are byte-identical to the originals",

@@ -91,3 +91,35 @@ fn a_kept_demo_leaves_a_cluster_to_start_again() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// `--json` prints one document with the demo's figures and no narration.
+#[test]
+fn the_demo_reports_as_json() {
+    let out = bucky(&["demo", "--metrics", "45", "--days", "1", "--json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(json["metrics"], 45);
+    let per_host: u64 = json["per_host"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["metrics"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_host, 45);
+    let backed_up: u64 = json["backup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["new"].as_u64().unwrap())
+        .sum();
+    assert_eq!(backed_up, 45, "{json}");
+    assert_eq!(json["restore"]["host"], "graphite-02");
+    assert_eq!(
+        json["verified_files"], json["restore"]["wiped_files"],
+        "{json}"
+    );
+    assert_eq!(json["kept"], false);
+    assert!(
+        !std::path::Path::new(json["dir"].as_str().unwrap()).exists(),
+        "without --keep the directory is removed"
+    );
+}

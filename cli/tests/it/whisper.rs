@@ -133,6 +133,33 @@ fn fetch_and_info_print_what_whisper_tools_print() {
 }
 
 #[test]
+fn create_and_update_report_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = path_str(&tmp.path().join("m.wsp"));
+    let out = bucky(&["whisper", "create", &path, "60s:1h", "--json"]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["path"], path.as_str());
+    assert_eq!(
+        json["bytes"],
+        16 + 12 + 60 * 12,
+        "header, one archive, 60 points"
+    );
+    let out = bucky(&[
+        "whisper",
+        "update",
+        &path,
+        "--now",
+        "1700000030",
+        "1699999800:1",
+        "1699999860:2",
+        "--json",
+    ])
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["points"], 2);
+}
+
+#[test]
 fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let path = path_str(&tmp.path().join("m.wsp"));

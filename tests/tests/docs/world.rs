@@ -60,8 +60,7 @@ impl World {
             .to_path_buf();
         let mut ports = HashMap::new();
         for name in NODES.iter().chain(&["coordinator"]) {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            ports.insert(name.to_string(), probe.local_addr().unwrap().port());
+            ports.insert(name.to_string(), bucky_tests::free_port());
         }
         let mut world = World {
             _dir: dir,

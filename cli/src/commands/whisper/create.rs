@@ -26,6 +26,9 @@ pub struct CreateArgs {
     /// Replace the file if it exists (atomically).
     #[arg(long)]
     pub overwrite: bool,
+    /// Print `{"path", "bytes"}` as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `bucky whisper create`.
@@ -43,6 +46,11 @@ pub fn run(args: CreateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     whisper::create(&args.path, &archives, &options)?;
     let size = std::fs::metadata(&args.path)?.len();
-    writeln!(out, "Created: {} ({} bytes)", args.path.display(), size)?;
+    if args.json {
+        let body = serde_json::json!({"path": args.path, "bytes": size});
+        writeln!(out, "{body}")?;
+    } else {
+        writeln!(out, "Created: {} ({} bytes)", args.path.display(), size)?;
+    }
     Ok(())
 }

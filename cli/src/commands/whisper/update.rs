@@ -21,6 +21,9 @@ pub struct UpdateArgs {
     /// Treat this Unix time as now (default: the system clock).
     #[arg(long)]
     pub now: Option<i64>,
+    /// Print `{"path", "points"}` as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses `TIMESTAMP:VALUE` as whisper-update does: `int(float(ts))`, `N` for now.
@@ -55,12 +58,17 @@ pub fn run(args: UpdateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     file.storage()
         .sync_data()
         .with_context(|| format!("syncing {}", args.path.display()))?;
-    writeln!(
-        out,
-        "{}: {} points written",
-        args.path.display(),
-        points.len()
-    )?;
+    if args.json {
+        let body = serde_json::json!({"path": args.path, "points": points.len()});
+        writeln!(out, "{body}")?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} points written",
+            args.path.display(),
+            points.len()
+        )?;
+    }
     Ok(())
 }
 

@@ -119,8 +119,15 @@ pub struct Writer {
 impl Writer {
     /// A manifest of `node`'s run started at `started`.
     pub fn new(node: &str, started: Version) -> Self {
+        Self::with_capacity(node, started, 0)
+    }
+
+    /// A manifest expected to take about `bytes` compressed (the previous one's size, say): its
+    /// buffer is sized once instead of doubling past it, which on a node of millions of metrics
+    /// is tens of megabytes.
+    pub fn with_capacity(node: &str, started: Version, bytes: usize) -> Self {
         let mut writer = Writer {
-            gz: GzEncoder::new(Vec::new(), Compression::default()),
+            gz: GzEncoder::new(Vec::with_capacity(bytes), Compression::default()),
             started,
             metrics: 0,
             missing: 0,
@@ -197,7 +204,8 @@ impl Writer {
             stats,
         };
         self.line(&EndLine { end });
-        let bytes = self.gz.finish().expect("writing to memory");
+        let mut bytes = self.gz.finish().expect("writing to memory");
+        bytes.shrink_to_fit();
         let summary = Summary {
             started: self.started,
             finished,
