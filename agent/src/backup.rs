@@ -117,6 +117,9 @@ pub struct BackupReport {
     pub changed: u64,
     /// Metrics whose stored version is current.
     pub unchanged: u64,
+    /// Of the unchanged, those read and hashed (their size or mtime changed, or `--verify-all`);
+    /// the rest were judged by size and mtime alone and not read.
+    pub unchanged_read: u64,
     /// Files that could not be backed up (their previous backup is kept).
     pub failed: Failures,
     /// Bytes read from disk.
@@ -266,6 +269,8 @@ pub async fn backup(
             new = report.new,
             changed = report.changed,
             unchanged = report.unchanged,
+            unchanged_read = report.unchanged_read,
+            bytes_read = report.bytes_read,
             failed = report.failed.len(),
             missing = report.missing,
             purged = report.purged.len(),
@@ -426,6 +431,7 @@ async fn run(
                     Count::Kept => report.unchanged += 1,
                     Count::Unchanged { read } => {
                         report.unchanged += 1;
+                        report.unchanged_read += 1;
                         report.bytes_read += read;
                     }
                     Count::Uploaded {

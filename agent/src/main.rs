@@ -261,13 +261,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 print_planned(&report.planned);
                 println!(
-                    "{}backup of {} into {}: {} new, {} changed, {} unchanged, {} failed, {} missing, {} purged; {} bytes read, {} uploaded, {} objects deleted",
+                    "{}backup of {} into {}: {} new, {} changed, {} unchanged ({} of them read), {} failed, {} missing, {} purged; {} bytes read, {} uploaded, {} objects deleted",
                     if args.noop { "noop " } else { "" },
                     args.whisper_root.display(),
                     bucket.url(),
                     report.new,
                     report.changed,
                     report.unchanged,
+                    report.unchanged_read,
                     report.failed.len(),
                     report.missing,
                     report.purged.len(),

@@ -23,6 +23,8 @@ pub(crate) fn backup_result(report: &BackupReport) -> pb::BackupResult {
         new: report.new,
         changed: report.changed,
         unchanged: report.unchanged,
+        unchanged_read: report.unchanged_read,
+        bytes_read: report.bytes_read,
         failed: failures(&report.failed),
         failed_count: report.failed.len(),
         bytes_uploaded: report.bytes_uploaded,

@@ -68,6 +68,11 @@ async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts(backend: Bac
         let before = counts.total();
         let report = backup(&bucket, &root, &options, at(60)).await.unwrap();
         assert_eq!(report.unchanged, files as u64);
+        assert_eq!(
+            (report.unchanged_read, report.bytes_read),
+            (0, 0),
+            "size and mtime judged them; nothing was read"
+        );
         rerun_requests.push(counts.total() - before);
 
         // Change 3 files: 2 PUTs each, plus the lease, the manifest and its summary.
@@ -78,6 +83,29 @@ async fn unchanged_files_cost_no_requests_and_changed_ones_two_puts(backend: Bac
         let report = backup(&bucket, &root, &options, at(120)).await.unwrap();
         assert_eq!((report.changed, report.unchanged), (3, files as u64 - 3));
         assert_eq!(counts.puts() - puts_before, 3 * 2 + 3);
+
+        // Touch 2 files without changing them: read and hashed, counted as read, not uploaded.
+        let mut touched_bytes = 0;
+        for i in 0..2 {
+            let path = metric::path_of(&root, &format!("app.m{i:03}.requests")).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            let later =
+                file.metadata().unwrap().modified().unwrap() + std::time::Duration::from_secs(3600);
+            file.set_modified(later).unwrap();
+            touched_bytes += file.metadata().unwrap().len();
+        }
+        let puts_before = counts.puts();
+        let report = backup(&bucket, &root, &options, at(180)).await.unwrap();
+        assert_eq!(
+            (report.changed, report.unchanged, report.unchanged_read),
+            (0, files as u64, 2)
+        );
+        assert_eq!(report.bytes_read, touched_bytes);
+        assert_eq!(
+            counts.puts() - puts_before,
+            3,
+            "the lease, the manifest and its summary"
+        );
     }
     assert_eq!(
         rerun_requests[0], rerun_requests[1],

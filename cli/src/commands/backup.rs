@@ -45,6 +45,8 @@ fn json_of(node: &pb::NodeBackup) -> serde_json::Value {
             "new": r.new,
             "changed": r.changed,
             "unchanged": r.unchanged,
+            "unchanged_read": r.unchanged_read,
+            "bytes_read": r.bytes_read,
             "failed_count": r.failed_count,
             "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
             "bytes_uploaded": r.bytes_uploaded,
@@ -100,11 +102,13 @@ pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
         if node.result.is_some() {
             write!(
                 out,
-                " {} new, {} changed, {} unchanged, {} failed, {} uploaded",
+                " {} new, {} changed, {} unchanged ({} read), {} failed, {} read, {} uploaded",
                 r.new,
                 r.changed,
                 r.unchanged,
+                r.unchanged_read,
                 r.failed.len(),
+                human_bytes(r.bytes_read),
                 human_bytes(r.bytes_uploaded)
             )?;
         }
