@@ -27,11 +27,11 @@ pub fn free_port() -> u16 {
         .unwrap_or(32768);
     // Processes running tests at the same time start apart; each process walks its own ports.
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let span = low.saturating_sub(10_000).max(1);
-    let start = 10_000 + (std::process::id() % u32::from(span)) as u16;
+    let span = u32::from(low.saturating_sub(10_000).max(1));
+    let base = std::process::id() % span;
     for _ in 0..span {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
-        let port = 10_000 + (start - 10_000 + offset) % span;
+        let offset = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = 10_000 + ((base + offset) % span) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

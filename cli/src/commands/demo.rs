@@ -100,16 +100,14 @@ struct StatusLine {
 pub fn run(args: DemoArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if args.json {
         let mut report = DemoReport::default();
-        let result = narrate(&args, &mut std::io::sink(), &mut report);
-        if let Err(e) = result {
-            if !args.keep {
-                return Err(e.context(format!(
-                    "the demo failed (run with --keep to inspect {})",
-                    report.dir.display()
-                )));
-            }
-            return Err(e);
-        }
+        // The narration's hint to rerun with --keep goes to the sink; the error carries it.
+        narrate(&args, &mut std::io::sink(), &mut report).map_err(|e| match args.keep {
+            true => e,
+            false => e.context(format!(
+                "the demo failed (run with --keep to inspect {})",
+                report.dir.display()
+            )),
+        })?;
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }

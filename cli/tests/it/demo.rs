@@ -98,20 +98,12 @@ fn the_demo_reports_as_json() {
     let out = bucky(&["demo", "--metrics", "45", "--days", "1", "--json"]).unwrap();
     let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
     assert_eq!(json["metrics"], 45);
-    let per_host: u64 = json["per_host"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["metrics"].as_u64().unwrap())
-        .sum();
-    assert_eq!(per_host, 45);
-    let backed_up: u64 = json["backup"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["new"].as_u64().unwrap())
-        .sum();
-    assert_eq!(backed_up, 45, "{json}");
+    let sum = |list: &str, field: &str| -> u64 {
+        let items = json[list].as_array().unwrap().iter();
+        items.map(|item| item[field].as_u64().unwrap()).sum()
+    };
+    assert_eq!(sum("per_host", "metrics"), 45);
+    assert_eq!(sum("backup", "new"), 45, "{json}");
     assert_eq!(json["restore"]["host"], "graphite-02");
     assert_eq!(
         json["verified_files"], json["restore"]["wiped_files"],
