@@ -128,7 +128,10 @@ struct BackupArgs {
     /// Days after a metric disappears from disk before its backups are deleted (-1: never).
     #[arg(long, default_value_t = 45, allow_negative_numbers = true)]
     purge_after_days: i64,
-    /// gzip level, 0-9.
+    /// gzip level, 0-9. bucky's deflate (zlib-rs) stores within 2% of pigz at levels 3, 6 and
+    /// 9, but 23% more than `pigz -1` at level 1 (ratio 3.75 against 4.62), for twice level 3's
+    /// speed; level 3 stores as little as 6 at 1.7x its speed. Measured by `cargo bench -p
+    /// bucky-agent --bench backup` (its level table).
     #[arg(long, default_value_t = 6)]
     gzip_level: u32,
     /// Files read, compressed and uploaded at once.

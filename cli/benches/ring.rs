@@ -1,11 +1,15 @@
 //! Ring benchmark: placing 1,000,000 generated metric names on a 12-node ring with replication
 //! 2, for every algorithm and flavour, on one core; and, in the same run, carbon 1.1.10's
 //! `ConsistentHashingRouter` (virtualenv from PyPI) on a 100,000-name sample, whose owners must
-//! equal bucky's.
+//! equal bucky's. Two bucky figures are set against carbon's: the library in-process (what the
+//! coordinator and agents call), and the `bucky locate` command fed the names on stdin (what an
+//! operator runs, process start and output included).
 //!
 //! `cargo bench -p bucky-cli --bench ring [-- --names 1000000 --python-names 100000 --no-python]`
 
+use std::fs::File;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -78,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         "ring benchmark: {} names, 12 destinations, replication 2, one thread, best of {RUNS} runs",
         names.len()
     );
-    let mut carbon_ch_rate = 0.0;
+    let (mut carbon_ch_single, mut carbon_ch_batched) = (0.0, 0.0);
     for (label, algorithm, flavour, router) in cases {
         let destinations = if flavour == Flavour::Carbon {
             &carbon_destinations
@@ -109,7 +113,7 @@ fn main() -> anyhow::Result<()> {
             bail!("{label}: batched placement differs from single lookups");
         }
         if label == "carbon carbon_ch" {
-            carbon_ch_rate = batched;
+            (carbon_ch_single, carbon_ch_batched) = (single, batched);
         }
         println!(
             "  bucky {label:<30} {:>6.2} M names/s one by one, {:>6.2} M names/s batched",
@@ -117,6 +121,11 @@ fn main() -> anyhow::Result<()> {
             batched / 1e6
         );
     }
+    let command_rate = time_locate_command(&names, &carbon_destinations)?;
+    println!(
+        "  bucky locate command, carbon carbon_ch      {:>6.2} M names/s (names on stdin from a file, owners to /dev/null, process start included)",
+        command_rate / 1e6
+    );
     if python {
         let sample = &names[..python_count.min(names.len())];
         let (rate, owners) = time_carbon(sample, &carbon_destinations)?;
@@ -125,10 +134,16 @@ fn main() -> anyhow::Result<()> {
             rate / 1e6,
             sample.len()
         );
+        println!("  names/s of bucky carbon_ch / carbon 1.1.10's router (in Python, in-process):");
         println!(
-            "  bucky carbon carbon_ch, batched as `bucky locate` runs, / carbon 1.1.10: {:.0}x",
-            carbon_ch_rate / rate
+            "    bucky library, one by one: {:.0}x",
+            carbon_ch_single / rate
         );
+        println!(
+            "    bucky library, batched:    {:.0}x",
+            carbon_ch_batched / rate
+        );
+        println!("    bucky locate command:      {:.0}x", command_rate / rate);
         let mut config = RingConfig::new(
             Algorithm::CarbonCh,
             Flavour::Carbon,
@@ -158,6 +173,30 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `bucky locate` (the release binary beside this bench) over `names` on stdin: names/s of
+/// the best of 3 runs.
+fn time_locate_command(names: &[String], destinations: &[String]) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let names_path = dir.path().join("names.txt");
+    std::fs::write(&names_path, names.join("\n"))?;
+    let destinations = destinations.join(",");
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let status = Command::new(env!("CARGO_BIN_EXE_bucky"))
+            .args(["locate", "--hash", "carbon_ch", "--replication", "2"])
+            .args(["--destinations", &destinations])
+            .stdin(File::open(&names_path)?)
+            .stdout(Stdio::null())
+            .status()?;
+        best = best.min(start.elapsed().as_secs_f64());
+        if !status.success() {
+            bail!("bucky locate: {status}");
+        }
+    }
+    Ok(names.len() as f64 / best)
 }
 
 /// carbon's router over `names` in one interpreter: names/s and each name's owner servers.

@@ -192,6 +192,20 @@ impl Bucket {
             opts.push(("allow_http".into(), "true".into()));
         }
         opts.extend(options.extra.iter().cloned());
+        // object_store refuses a plain-http endpoint on every request with "URL scheme is not
+        // allowed", which reaches the operator as an unreadable bucket; say it once, here.
+        let http_allowed = opts
+            .iter()
+            .any(|(k, v)| matches!(k.as_str(), "allow_http" | "aws_allow_http") && v == "true");
+        if let Some(endpoint) = &options.endpoint
+            && endpoint.to_ascii_lowercase().starts_with("http://")
+            && !http_allowed
+        {
+            return Err(open_err(format!(
+                "endpoint {endpoint} is plain http, which is refused unless allowed: set \
+                 allow_http = true under [storage] (or pass --s3-allow-http), or use https://"
+            )));
+        }
         let (store, path) =
             object_store::parse_url_opts(&parsed, opts).map_err(|e| open_err(e.to_string()))?;
         Ok(Bucket::new(Arc::from(store), path.as_ref(), url))
@@ -469,5 +483,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("b").display());
         assert!(Bucket::open(&url, &StoreOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn a_plain_http_endpoint_needs_allow_http() {
+        let mut options = StoreOptions {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: Some("default".into()),
+            path_style: true,
+            ..StoreOptions::default()
+        };
+        let err = Bucket::open("s3://graphite-backup", &options).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("allow_http = true") && text.contains("--s3-allow-http"),
+            "{text}"
+        );
+        options.allow_http = true;
+        Bucket::open("s3://graphite-backup", &options).unwrap();
+        options.allow_http = false;
+        options.endpoint = Some("https://127.0.0.1:9000".into());
+        Bucket::open("s3://graphite-backup", &options).unwrap();
     }
 }
