@@ -36,7 +36,7 @@ pub enum Error {
         after: Duration,
     },
     /// The store refused or failed a request.
-    #[error("bucket {bucket}: {action} {key}")]
+    #[error("bucket {bucket}: {action} {key}: {cause}")]
     Request {
         /// The bucket's URL.
         bucket: String,
@@ -44,9 +44,8 @@ pub enum Error {
         action: &'static str,
         /// The object.
         key: String,
-        /// The store's error (boxed: it is large and errors are rare).
-        #[source]
-        source: Box<object_store::Error>,
+        /// The store's error and its causes, each said once (see [`cause_text`]).
+        cause: String,
     },
 }
 
@@ -235,7 +234,7 @@ impl Bucket {
             bucket,
             action,
             key,
-            source: Box::new(source),
+            cause: cause_text(&source),
         }
     }
 
@@ -470,6 +469,25 @@ pub struct Listing {
     pub partial_uploads: Vec<std::path::PathBuf>,
 }
 
+/// `error` and its sources joined by ": ", leaving out a source whose text the message before
+/// it already holds: object_store's messages embed their sources, and printing the chain as well
+/// repeated one cause up to five times on a line.
+pub fn cause_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !last.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        last = said;
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +522,31 @@ mod tests {
         options.allow_http = false;
         options.endpoint = Some("https://127.0.0.1:9000".into());
         Bucket::open("s3://graphite-backup", &options).unwrap();
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connection refused")]
+        struct Refused;
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request: {0}")]
+        struct Sending(#[source] Refused);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Generic S3 error: {0}")]
+        struct Generic(#[source] Sending);
+        #[derive(Debug, thiserror::Error)]
+        #[error("request failed")]
+        struct Terse(#[source] Refused);
+
+        let nested = Generic(Sending(Refused));
+        assert_eq!(
+            cause_text(&nested),
+            "Generic S3 error: error sending request: connection refused"
+        );
+        assert_eq!(
+            cause_text(&Terse(Refused)),
+            "request failed: connection refused"
+        );
     }
 }
