@@ -72,6 +72,16 @@ pub struct StoreOptions {
     pub extra: Vec<(String, String)>,
 }
 
+/// Settings (object_store's names, lower case) any one of which gives an S3 store credentials
+/// or says it needs none.
+const CREDENTIAL_KEYS: [&str; 5] = [
+    "aws_access_key_id",
+    "aws_web_identity_token_file",
+    "aws_container_credentials_relative_uri",
+    "aws_container_credentials_full_uri",
+    "aws_skip_signature",
+];
+
 /// How long one request may take before it counts as failed: a stuck store never hangs a run.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -204,6 +214,21 @@ impl Bucket {
                 "endpoint {endpoint} is plain http, which is refused unless allowed: set \
                  allow_http = true under [storage] (or pass --s3-allow-http), or use https://"
             )));
+        }
+        if matches!(parsed.scheme(), "s3" | "s3a") && options.endpoint.is_some() {
+            let found = |key: &str| opts.iter().any(|(k, _)| k == key);
+            // Without credentials object_store asks the EC2 instance metadata service, and the
+            // operator of a Ceph or MinIO store reads a 403 from 169.254.169.254.
+            if !CREDENTIAL_KEYS.iter().any(|key| found(key)) {
+                return Err(open_err(
+                    "no credentials for the S3-compatible endpoint: looked for \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE and \
+                     AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI in the environment (the \
+                     systemd units read /etc/bucky/agent.env and /etc/bucky/coordinator.env) \
+                     and found none; set AWS_SKIP_SIGNATURE=true for a public bucket"
+                        .into(),
+                ));
+            }
         }
         let (store, path) =
             object_store::parse_url_opts(&parsed, opts).map_err(|e| open_err(e.to_string()))?;
@@ -518,9 +543,38 @@ mod tests {
             "{text}"
         );
         options.allow_http = true;
+        options.extra = vec![
+            ("aws_access_key_id".into(), "key".into()),
+            ("aws_secret_access_key".into(), "secret".into()),
+        ];
         Bucket::open("s3://graphite-backup", &options).unwrap();
         options.allow_http = false;
         options.endpoint = Some("https://127.0.0.1:9000".into());
+        Bucket::open("s3://graphite-backup", &options).unwrap();
+    }
+
+    #[test]
+    fn an_s3_compatible_endpoint_without_credentials_says_where_it_looked() {
+        let mut options = StoreOptions {
+            endpoint: Some("https://rgw.example.internal".into()),
+            path_style: true,
+            ..StoreOptions::default()
+        };
+        // The check reads the environment too: a test run with credentials there has nothing
+        // to refuse.
+        if std::env::vars().any(|(k, _)| CREDENTIAL_KEYS.contains(&k.to_ascii_lowercase().as_str()))
+        {
+            return;
+        }
+        let text = Bucket::open("s3://graphite-backup", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("no credentials") && text.contains("AWS_ACCESS_KEY_ID"),
+            "{text}"
+        );
+        assert!(!text.contains("169.254"), "{text}");
+        options.extra = vec![("aws_skip_signature".into(), "true".into())];
         Bucket::open("s3://graphite-backup", &options).unwrap();
     }
 
