@@ -66,19 +66,17 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
     serde_json::json!({"ring_fingerprint": status.ring_fingerprint, "nodes": nodes})
 }
 
-/// Runs `bucky status`; the exit code is 1 when an agent is down, a ring differs or an agent is
-/// not who the coordinator thinks, so a script can tell a healthy fleet from the table's word.
+/// Runs `bucky status`; the exit code is 1 when an agent is down, a ring differs, an agent is
+/// not who the coordinator thinks or a bucket cannot be read, so a script can tell a healthy
+/// fleet from the table's word.
 ///
 /// # Errors
 /// The coordinator cannot be reached.
 pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     let status = fetch(&args.coordinator)?;
-    let code = u8::from(
-        status
-            .nodes
-            .iter()
-            .any(|n| !n.reachable || !n.agrees || !n.identity_error.is_empty()),
-    );
+    let code = u8::from(status.nodes.iter().any(|n| {
+        !n.reachable || !n.agrees || !n.identity_error.is_empty() || !n.bucket_error.is_empty()
+    }));
     if args.json {
         writeln!(
             out,
@@ -90,6 +88,17 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
+    write_table(&status, now, out)?;
+    Ok(code)
+}
+
+/// The fleet table, then one line per problem with its cause: the table's word ("NO",
+/// "bucket unreadable") is never all the operator gets.
+fn write_table(
+    status: &pb::ClusterStatusResponse,
+    now: i64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     writeln!(out, "ring {}", status.ring_fingerprint)?;
     writeln!(
         out,
@@ -156,7 +165,10 @@ pub fn run(args: StatusArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     for n in status.nodes.iter().filter(|n| !n.identity_error.is_empty()) {
         writeln!(out, "{}: {}", n.host, n.identity_error)?;
     }
-    Ok(code)
+    for n in status.nodes.iter().filter(|n| !n.bucket_error.is_empty()) {
+        writeln!(out, "{}: {}", n.host, n.bucket_error)?;
+    }
+    Ok(())
 }
 
 /// `0.1.0 (0123456789ab)` as `0.1.0@0123456`: the commit tells two builds of one version apart.
@@ -167,5 +179,32 @@ fn short_version(version: &str) -> String {
             format!("{v}@{}", &commit[..commit.len().min(7)])
         }
         None => version.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_error_is_printed_with_its_cause() {
+        let status = pb::ClusterStatusResponse {
+            ring_fingerprint: "abc".into(),
+            nodes: vec![pb::NodeStatus {
+                host: "graphite-01".into(),
+                reachable: true,
+                agrees: true,
+                bucket_error: "bucket s3://b: endpoint http://rgw is plain http".into(),
+                ..Default::default()
+            }],
+        };
+        let mut out = Vec::new();
+        write_table(&status, 0, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("bucket unreadable"), "{text}");
+        assert!(
+            text.contains("graphite-01: bucket s3://b: endpoint http://rgw is plain http"),
+            "{text}"
+        );
     }
 }
