@@ -165,6 +165,21 @@ pub enum Error {
     /// The previous manifest went bad while it was read again (it was whole when fetched).
     #[error("previous manifest: {0}")]
     Previous(bucky_shared::layout::manifest::Error),
+    /// The store stopped answering; the run stopped early, and what it uploaded is resumed by the
+    /// next run from its checkpoint.
+    #[error(
+        "bucket {bucket}: stopped the run after {unanswered} requests in a row got no answer \
+         within {after:?}; the store is not answering. Nothing committed is lost; the next run \
+         resumes where this one stopped"
+    )]
+    Stalled {
+        /// The bucket's URL.
+        bucket: String,
+        /// Requests in a row without an answer.
+        unanswered: u32,
+        /// The deadline of each.
+        after: std::time::Duration,
+    },
     /// Too many metrics went missing at once; no manifest was written.
     #[error(
         "refusing to back up {root}: {missing} of the {known} metrics the last backup saw are gone \
@@ -393,6 +408,7 @@ async fn run(
         .buffered(options.workers.max(1) * 64);
     let mut redo: Vec<String> = Vec::new();
     let (mut newly_missing, mut deleted_versions) = (0u64, 0u64);
+    let mut stalled = None;
     while let Some(outcome) = outcomes.next().await {
         let record = match outcome {
             Outcome::Redo(name, versions) => {
@@ -424,6 +440,10 @@ async fn run(
                     "not backed up"
                 );
                 report.failed.push(failure);
+                if let Some(unanswered) = bucket.stalled() {
+                    stalled = Some(unanswered);
+                    break;
+                }
                 previous.map(|p| Record::Entry(p, Vec::new()))
             }
             Outcome::Done { record, count } => {
@@ -500,6 +520,13 @@ async fn run(
     drop(records);
     let writer = writer.await.expect("the manifest writer does not panic");
     let walk = joined.await.expect("the tree walk does not panic");
+    if let Some(unanswered) = stalled {
+        return Err(Error::Stalled {
+            bucket: bucket.url().to_string(),
+            unanswered,
+            after: bucket.timeout(),
+        });
+    }
     if refused.into_inner() {
         return Err(Error::Shrink {
             root: root.to_path_buf(),

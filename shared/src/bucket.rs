@@ -98,7 +98,14 @@ pub struct Bucket {
     /// Requests sent through this bucket (and its clones): one per object read, written or
     /// deleted, one per listing.
     requests: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests in a row (through this bucket and its clones) that got no answer in time; any
+    /// answer, even an error, sets it back to 0.
+    unanswered: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Requests in a row without an answer after which the store counts as stalled
+/// ([`Bucket::stalled`]): a frozen server costs a run a few timeouts, not hours of them.
+pub const STALL_LIMIT: u32 = 5;
 
 impl Bucket {
     /// Wraps an existing store (tests, in-process servers); `url` names it in errors.
@@ -110,6 +117,7 @@ impl Bucket {
             timeout: DEFAULT_REQUEST_TIMEOUT,
             local_dir: None,
             requests: Arc::default(),
+            unanswered: Arc::default(),
         }
     }
 
@@ -136,16 +144,34 @@ impl Bucket {
         key: &str,
         request: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.timeout, request)
-            .await
-            .unwrap_or_else(|_| {
+        use std::sync::atomic::Ordering::Relaxed;
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(answer) => {
+                self.unanswered.store(0, Relaxed);
+                answer
+            }
+            Err(_) => {
+                self.unanswered.fetch_add(1, Relaxed);
                 Err(Error::Timeout {
                     bucket: self.url.clone(),
                     action,
                     key: key.to_string(),
                     after: self.timeout,
                 })
-            })
+            }
+        }
+    }
+
+    /// How many requests in a row got no answer, once that is [`STALL_LIMIT`] or more: the
+    /// store is not answering, and a run should stop rather than wait out every request.
+    pub fn stalled(&self) -> Option<u32> {
+        let unanswered = self.unanswered.load(std::sync::atomic::Ordering::Relaxed);
+        (unanswered >= STALL_LIMIT).then_some(unanswered)
+    }
+
+    /// The deadline of one request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Opens the bucket at `url`. A `file://` directory is created if missing.

@@ -99,7 +99,43 @@ async fn a_flaky_store_loses_nothing(backend: Backend) {
     assert_eq!(snapshot(&target), snapshot(&root));
 }
 
+/// A store that freezes mid-run: the run stops after a few requests in a row go unanswered,
+/// with an error that says so, instead of waiting out every file; the next run completes.
+async fn a_frozen_store_stops_the_run_early_and_loses_nothing(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 40);
+    let options = BackupOptions {
+        workers: 2,
+        ..BackupOptions::new("g1")
+    };
+    // The lease and two metrics (2 PUTs each) are stored, then nothing answers.
+    let (frozen, counts) = counted_bucket(backend.store(), Faults::FreezeAfterPuts(5));
+    let frozen = frozen.with_timeout(std::time::Duration::from_millis(100));
+    let error = backup(&frozen, &root, &options, at(0))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("not answering") && error.contains("in a row"),
+        "{error}"
+    );
+    // Waiting out every file would send 2 PUTs for each of the 38 left.
+    let sent = counts.puts() + counts.gets() + counts.lists() + counts.deletes();
+    assert!(sent < 30, "{sent} requests: the run did not stop early");
+
+    let (healthy, _) = counted_bucket(backend.store(), Faults::None);
+    let report = backup(&healthy, &root, &options, at(60)).await.unwrap();
+    assert_eq!(report.failed.len(), 0);
+    let target = tmp.path().join("r");
+    restore(&healthy, &target, &RestoreOptions::new(NOW))
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&target), snapshot(&root));
+}
+
 crate::on_every_store!(
+    a_frozen_store_stops_the_run_early_and_loses_nothing,
     a_stuck_store_times_out_and_loses_nothing,
     a_run_killed_midway_is_resumed_without_uploading_again,
     a_flaky_store_loses_nothing,

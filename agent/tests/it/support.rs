@@ -109,6 +109,8 @@ pub enum Faults {
     EveryNth(usize),
     /// Every `n`-th request never answers (a stuck connection).
     HangEveryNth(usize),
+    /// Every request after the first `n` PUTs never answers (a server frozen mid-run).
+    FreezeAfterPuts(usize),
 }
 
 /// An object store that counts requests and injects [`Faults`].
@@ -144,6 +146,7 @@ impl Counting {
             Faults::DieAfterPuts(limit) => (self.counts.puts() > limit, false),
             Faults::EveryNth(k) => (n.is_multiple_of(k), false),
             Faults::HangEveryNth(k) => (false, n.is_multiple_of(k)),
+            Faults::FreezeAfterPuts(limit) => (false, self.counts.puts() > limit),
         };
         if hang {
             std::future::pending::<()>().await;
