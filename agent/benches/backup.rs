@@ -137,15 +137,20 @@ fn main() -> anyhow::Result<()> {
         Ok(start.elapsed().as_secs_f64())
     };
 
-    let mut uploaded = 0;
-    let secs = timed(&mut || {
-        let report = runtime.block_on(backup(&bucket, &root, &options, Version(now)))?;
-        uploaded = report.bytes_uploaded;
-        check(
-            report.new == files as u64 && report.failed.is_empty(),
-            "first backup uploads every file",
-        )
-    })?;
+    // A first backup into `bucket`: seconds and bytes stored.
+    let first_backup = |bucket: &Bucket, options: &BackupOptions| -> anyhow::Result<(f64, u64)> {
+        let mut uploaded = 0;
+        let secs = timed(&mut || {
+            let report = runtime.block_on(backup(bucket, &root, options, Version(now)))?;
+            uploaded = report.bytes_uploaded;
+            check(
+                report.new == files as u64 && report.failed.is_empty(),
+                "a first backup uploads every file",
+            )
+        })?;
+        Ok((secs, uploaded))
+    };
+    let (secs, uploaded) = first_backup(&bucket, &options)?;
     row("bucky first backup (level 6)", secs, &bases);
     stored(uploaded);
     let mut bucky_levels = vec![(6, secs, uploaded)];
@@ -250,15 +255,7 @@ fn main() -> anyhow::Result<()> {
             gzip_level: level,
             ..options.clone()
         };
-        let mut uploaded = 0;
-        let secs = timed(&mut || {
-            let report = runtime.block_on(backup(&bucket, &root, &options, Version(now)))?;
-            uploaded = report.bytes_uploaded;
-            check(
-                report.new == files as u64 && report.failed.is_empty(),
-                "a first backup at each level uploads every file",
-            )
-        })?;
+        let (secs, uploaded) = first_backup(&bucket, &options)?;
         bucky_levels.push((level, secs, uploaded));
         std::fs::remove_dir_all(&dir)?;
     }

@@ -124,14 +124,7 @@ async fn a_frozen_store_stops_the_run_early_and_loses_nothing(backend: Backend) 
     let sent = counts.puts() + counts.gets() + counts.lists() + counts.deletes();
     assert!(sent < 30, "{sent} requests: the run did not stop early");
 
-    let (healthy, _) = counted_bucket(backend.store(), Faults::None);
-    let report = backup(&healthy, &root, &options, at(60)).await.unwrap();
-    assert_eq!(report.failed.len(), 0);
-    let target = tmp.path().join("r");
-    restore(&healthy, &target, &RestoreOptions::new(NOW))
-        .await
-        .unwrap();
-    assert_eq!(snapshot(&target), snapshot(&root));
+    a_healthy_run_restores_the_tree(&backend, &root, &options, at(60)).await;
 }
 
 crate::on_every_store!(
@@ -165,14 +158,25 @@ async fn a_stuck_store_times_out_and_loses_nothing(backend: Backend) {
         }
     }
     assert!(timeouts > 0, "some requests hung and timed out");
+    a_healthy_run_restores_the_tree(&backend, &root, &options, at(3600)).await;
+}
+
+/// After a faulty store: a run against the healthy store fails nothing, and a restore from it
+/// equals the tree at `root`.
+async fn a_healthy_run_restores_the_tree(
+    backend: &Backend,
+    root: &std::path::Path,
+    options: &BackupOptions,
+    run: bucky_shared::layout::Version,
+) {
     let (healthy, _) = counted_bucket(backend.store(), Faults::None);
-    let report = backup(&healthy, &root, &options, at(3600)).await.unwrap();
+    let report = backup(&healthy, root, options, run).await.unwrap();
     assert_eq!(report.failed.len(), 0);
-    let target = tmp.path().join("r");
-    restore(&healthy, &target, &RestoreOptions::new(NOW))
+    let target = tempfile::tempdir().unwrap();
+    restore(&healthy, target.path(), &RestoreOptions::new(NOW))
         .await
         .unwrap();
-    assert_eq!(snapshot(&target), snapshot(&root));
+    assert_eq!(snapshot(target.path()), snapshot(root));
 }
 
 /// Checkpoints cost what was uploaded: each segment holds only the uploads since the one before
