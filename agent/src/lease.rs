@@ -75,6 +75,7 @@ pub struct Lease {
     bucket: Bucket,
     holder: Holder,
     renewer: JoinHandle<()>,
+    registered: Registered,
 }
 
 fn unix_now() -> i64 {
@@ -126,15 +127,18 @@ pub async fn acquire(bucket: &Bucket, node: &str, ttl: Duration) -> Result<Lease
         expires: now + ttl.as_secs() as i64,
     };
     let record = serde_json::to_vec(&holder).expect("a lease serialises");
+    // Registered before the create: another run of this process that reads the lease between our
+    // create and our next poll must see it held, not stale.
+    let registered = Registered::new(holder.run_id.clone());
     // At most two tries: the second after removing a stale lease.
     for _ in 0..2 {
         if bucket.create(&key, record.clone()).await? {
-            active().insert(holder.run_id.clone());
             let renewer = tokio::spawn(renew(bucket.clone(), holder.clone(), ttl));
             return Ok(Lease {
                 bucket: bucket.clone(),
                 holder,
                 renewer,
+                registered,
             });
         }
         let Some(bytes) = bucket.get(&key).await? else {
@@ -167,6 +171,24 @@ pub async fn acquire(bucket: &Bucket, node: &str, ttl: Duration) -> Result<Lease
     })
 }
 
+/// A run id in [`ACTIVE`] until dropped: a run that did not get the lease (or whose future was
+/// dropped mid-acquire) leaves no trace.
+#[derive(Debug)]
+struct Registered(String);
+
+impl Registered {
+    fn new(run_id: String) -> Self {
+        active().insert(run_id.clone());
+        Self(run_id)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        active().remove(&self.0);
+    }
+}
+
 async fn renew(bucket: Bucket, mut holder: Holder, ttl: Duration) {
     let key = bucket.layout().lease_key();
     loop {
@@ -188,7 +210,7 @@ impl Lease {
     /// Ends the lease: stops renewing and removes it, if it is still this run's.
     pub async fn release(self) {
         self.renewer.abort();
-        active().remove(&self.holder.run_id);
+        drop(self.registered);
         let key = self.bucket.layout().lease_key();
         let ours = match self.bucket.get(&key).await {
             Ok(Some(bytes)) => serde_json::from_slice::<Holder>(&bytes)
@@ -235,5 +257,23 @@ mod tests {
         assert!(is_stale(&holder("h", u32::MAX, 100), 50, "h"));
         // On another machine only the clock can tell.
         assert!(!is_stale(&holder("other", u32::MAX, 100), 50, "h"));
+    }
+
+    /// Two runs of one process racing for one lease: exactly one gets it, every time, however
+    /// their polls interleave with the store's answers.
+    #[tokio::test]
+    async fn two_runs_of_one_process_never_both_hold_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let bucket = Bucket::open(&url, &Default::default()).unwrap();
+        for round in 0..50 {
+            let ttl = Duration::from_secs(60);
+            let (a, b) = tokio::join!(acquire(&bucket, "g1", ttl), acquire(&bucket, "g1", ttl));
+            let held: Vec<Lease> = [a, b].into_iter().filter_map(Result::ok).collect();
+            assert_eq!(held.len(), 1, "round {round}: {held:?}");
+            for lease in held {
+                lease.release().await;
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! manifest committed, two runs at once, a dead run's uploads.
 
 use bucky_agent::backup::{BackupOptions, Error, backup};
+use bucky_agent::lease;
 use bucky_agent::restore::{RestoreOptions, restore};
 use bucky_shared::metric;
 
@@ -91,8 +92,9 @@ async fn a_restore_reads_committed_versions_only() {
     assert!(!metric::path_of(&target, "app.zz.new").unwrap().exists());
 }
 
-/// Two backups into one bucket at once: one runs, the other is refused at once with the first's
-/// identity; a lease whose run is gone (lapsed, or on another machine past its time) is taken.
+/// Two backups into one bucket at once: while one run holds the lease, another is refused at once
+/// with the first's identity; a lease whose run is gone (lapsed, or on another machine past its
+/// time) is taken. (Two runs racing for the lease: `lease`'s unit tests.)
 #[tokio::test]
 async fn one_backup_per_bucket_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
@@ -100,15 +102,10 @@ async fn one_backup_per_bucket_at_a_time() {
     write_tree(&root, 20);
     let (bucket, _) = counted_bucket(Backend::file().store(), Faults::None);
     let options = BackupOptions::new("g1");
-    let (a, b) = tokio::join!(
-        backup(&bucket, &root, &options, at(0)),
-        backup(&bucket, &root, &options, at(0))
-    );
-    let (ok, refused) = match (a, b) {
-        (Ok(ok), Err(refused)) | (Err(refused), Ok(ok)) => (ok, refused),
-        other => panic!("one run and one refusal expected: {other:?}"),
-    };
-    assert_eq!(ok.new, 20);
+    let running = lease::acquire(&bucket, "g1", lease::DEFAULT_TTL)
+        .await
+        .unwrap();
+    let refused = backup(&bucket, &root, &options, at(0)).await.unwrap_err();
     assert!(matches!(refused, Error::Lease(_)), "{refused}");
     let text = refused.to_string();
     assert!(
@@ -116,6 +113,9 @@ async fn one_backup_per_bucket_at_a_time() {
             && text.contains(&format!("pid {}", std::process::id())),
         "{text}"
     );
+    running.release().await;
+    let ok = backup(&bucket, &root, &options, at(0)).await.unwrap();
+    assert_eq!(ok.new, 20);
 
     // A run on another machine holds the lease: refused, but a noop run may look.
     let key = bucket.layout().lease_key();
