@@ -27,7 +27,8 @@ pub enum Installed {
     Filled(u64),
 }
 
-/// Installs `image` at `path`.
+/// Installs `image` at `path` with restore's fill: safe mode at `now`, waiting at most
+/// `lock_timeout` for the file's lock.
 ///
 /// # Errors
 /// A write, lock or fill failure, as text naming the path.
@@ -38,6 +39,25 @@ pub fn install(
     now: i64,
     file_mode: u32,
 ) -> Result<Installed, String> {
+    let options = FillOptions {
+        lock_timeout,
+        ..FillOptions::new(FillMode::Safe, now)
+    };
+    install_with(path, image, &options, file_mode)
+}
+
+/// Installs `image` at `path`, filling an existing file as `options` say. A new file is
+/// fsynced before it is linked into place even when `options.fsync` is false: a crash must
+/// never leave a whole-looking file of zeros.
+///
+/// # Errors
+/// A write, lock or fill failure, as text naming the path.
+pub fn install_with(
+    path: &Path,
+    image: &Whisper<Image>,
+    options: &FillOptions,
+    file_mode: u32,
+) -> Result<Installed, String> {
     if !path.exists() {
         match write_new(path, image.storage().bytes(), file_mode) {
             Ok(()) => return Ok(Installed::Created),
@@ -46,11 +66,7 @@ pub fn install(
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
     }
-    let options = FillOptions {
-        lock_timeout,
-        ..FillOptions::new(FillMode::Safe, now)
-    };
-    let report = fill::fill_file_from_image(image, path, &options).map_err(|e| format!("{e:#}"))?;
+    let report = fill::fill_file_from_image(image, path, options).map_err(|e| format!("{e:#}"))?;
     Ok(Installed::Filled(report.points_written))
 }
 

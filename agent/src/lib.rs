@@ -14,6 +14,7 @@ pub mod backup;
 pub mod codec;
 pub mod config;
 pub mod failures;
+pub mod fill_batch;
 pub mod install;
 pub mod io_priority;
 pub mod lease;

@@ -1,24 +1,26 @@
-//! Fill benchmark: `bucky fill` (safe and carbonate modes) against carbonate 1.1.10's
-//! whisper-fill, on identical copies of a generated tree of replica pairs.
+//! Fill benchmark: bucky's batch fill (`bucky fill -r`), bucky one process per pair, carbonate
+//! 1.1.10's `fill_archives` in one interpreter and its `whisper-fill` command per pair, on
+//! identical copies of generated trees of replica pairs, at two tree sizes.
 //!
-//! `cargo bench -p bucky-cli --bench fill [-- --pairs 300 --cli-pairs 50 --no-python]`
+//! `cargo bench -p bucky-cli --bench fill [-- --sizes 200,2000 --cli-pairs 50 --no-python]`
 //!
-//! The tree: schema `60s:30d,15m:2y`, 30 days of 1-minute data written like carbon-cache (one
-//! update_many per 30-minute block), each pair two replicas of one series with different outages
-//! and single missing points. Two comparisons are printed:
-//! - library: every pair filled in one process (bucky in-process without fsync; carbonate's
-//!   `fill_archives` in one Python interpreter, clock pinned), so start-up costs are excluded;
-//! - command: one process per pair (`bucky fill` vs the `whisper-fill` script) on the first
-//!   `--cli-pairs` pairs, as an operator's shell loop would run them.
+//! The trees: schema `60s:30d,15m:2y` (1.36 MB files), 30 days of 1-minute data written like
+//! carbon-cache (one update_many per 30-minute block); each pair two replicas of one series with
+//! their own outages and single missing points, at `src/bench/mNNNN.wsp` and `dst/bench/...`.
+//! Every run fills a fresh copy of dst (copying is not timed), without fsync unless the row says
+//! so (carbonate does not fsync). bucky and Go rows are the best of 3 runs; Python rows one run.
+//! Rates are pairs/s and MB/s of whisper data (src + dst bytes of the pairs filled per second).
 //!
-//! The carbonate-mode results are compared with carbonate's byte for byte.
+//! buckytools' Go `bucky-fill` gets a per-pair row when `$BUCKY_FILL` names its binary; Go is
+//! not installed on this project's machine, so the row is skipped there, and says so.
+//!
+//! The carbonate-mode batch is compared with carbonate's own output byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bucky_shared::fill::{self, FillMode, FillOptions};
 use bucky_shared::synth::{self, Rng};
 use bucky_shared::whisper;
 use support::{ensure_venv, run_python};
@@ -26,204 +28,276 @@ use support::{ensure_venv, run_python};
 mod support;
 
 const MINUTES_30_DAYS: i64 = 30 * 24 * 60;
+/// Repetitions of each bucky run.
+const RUNS: usize = 3;
 
 struct Args {
-    pairs: usize,
+    sizes: Vec<usize>,
     cli_pairs: usize,
     python: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
-        pairs: 300,
+        sizes: vec![200, 2000],
         cli_pairs: 50,
         python: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--pairs" => args.pairs = it.next().context("--pairs N")?.parse()?,
+            "--sizes" => {
+                args.sizes = it
+                    .next()
+                    .context("--sizes N,M")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             "--cli-pairs" => args.cli_pairs = it.next().context("--cli-pairs N")?.parse()?,
             "--no-python" => args.python = false,
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
     }
-    args.cli_pairs = args.cli_pairs.min(args.pairs);
     Ok(args)
+}
+
+/// One tree of pairs and where its runs happen.
+struct Trees {
+    work: PathBuf,
+    src: PathBuf,
+    dst: PathBuf,
+    pairs: usize,
+    /// src + dst bytes of one pair.
+    pair_bytes: u64,
+}
+
+impl Trees {
+    /// A fresh copy of dst under `name`, returned as the tree to fill.
+    fn fresh_dst(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let copy = self.work.join(name);
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy)?;
+        }
+        std::fs::create_dir_all(copy.join("bench"))?;
+        for i in 0..self.pairs {
+            let file = format!("bench/m{i:04}.wsp");
+            std::fs::copy(self.dst.join(&file), copy.join(&file))?;
+        }
+        Ok(copy)
+    }
+
+    fn pair(&self, root: &Path, i: usize) -> (PathBuf, PathBuf) {
+        let file = format!("bench/m{i:04}.wsp");
+        (self.src.join(&file), root.join(file))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let work = tempfile::tempdir()?;
-    let started = Instant::now();
-    let pairs = generate(&work.path().join("tree"), args.pairs, now)?;
-    println!(
-        "fill benchmark: {} replica pairs, schema 60s:30d,15m:2y, 30 days of 1-minute data ({:.1} MB per file), generated in {:.1} s",
-        pairs.len(),
-        std::fs::metadata(&pairs[0].0)?.len() as f64 / 1e6,
-        started.elapsed().as_secs_f64()
-    );
-
-    println!(
-        "\nlibrary: all pairs in one process, no fsync (bucky: best of {RUNS} runs; carbonate: one run)"
-    );
-    let safe = time_bucky(&pairs, &work.path().join("safe"), FillMode::Safe, now)?;
-    let carb = time_bucky(
-        &pairs,
-        &work.path().join("carbonate"),
-        FillMode::Carbonate,
-        now,
-    )?;
-    let python = if args.python {
-        let venv = ensure_venv()?;
-        Some(time_python(
-            &venv,
-            &pairs,
-            &work.path().join("python"),
-            now,
-        )?)
+    let go = std::env::var_os("BUCKY_FILL").map(PathBuf::from);
+    let venv = if args.python {
+        Some(ensure_venv()?)
     } else {
         None
     };
-    let rows = [
-        ("bucky fill --mode safe", safe),
-        ("bucky fill --mode carbonate", carb),
-    ];
-    report(
-        &rows,
-        python
-            .as_ref()
-            .map(|p| ("carbonate 1.1.10 fill_archives", p.0)),
-        pairs.len(),
-    );
-    if let Some((_, python_dsts)) = &python {
-        let carb_dsts = copies(&pairs, &work.path().join("carbonate"));
-        let identical = carb_dsts
-            .iter()
-            .zip(python_dsts)
-            .filter(|(a, b)| std::fs::read(a).ok() == std::fs::read(b).ok())
-            .count();
+    let mut batch_rates = Vec::new();
+    for &size in &args.sizes {
+        let work = tempfile::tempdir()?;
+        let started = Instant::now();
+        let trees = generate(work.path(), size, now)?;
         println!(
-            "  carbonate-mode output byte-identical to carbonate's: {identical}/{}",
-            pairs.len()
+            "\nfill benchmark: {size} replica pairs, schema 60s:30d,15m:2y, 30 days of 1-minute \
+             data ({:.2} MB per file), generated in {:.1} s; {} cores",
+            trees.pair_bytes as f64 / 2e6,
+            started.elapsed().as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
         );
-        if identical != pairs.len() {
-            bail!(
-                "carbonate mode differs from carbonate on {} pairs",
-                pairs.len() - identical
+        let baseline = match &venv {
+            Some(venv) => Some(time_python(venv, &trees, now)?),
+            None => None,
+        };
+        let bucky = env!("CARGO_BIN_EXE_bucky");
+        let batch = |mode: &str, extra: &[&str]| -> anyhow::Result<f64> {
+            best_of(RUNS, || {
+                let dst = trees.fresh_dst("dst-bucky")?;
+                let mut cmd = Command::new(bucky);
+                cmd.args(["fill", "-r", "--mode", mode, "--now", &now.to_string()])
+                    .args(extra)
+                    .arg(&trees.src)
+                    .arg(&dst);
+                time_one(cmd)
+            })
+        };
+        let safe = batch("safe", &["--no-fsync"])?;
+        let carbonate = batch("carbonate", &["--no-fsync"])?;
+        if let Some((_, python_dst)) = &baseline {
+            let identical = (0..size)
+                .filter(|&i| {
+                    let (_, a) = trees.pair(&trees.work.join("dst-bucky"), i);
+                    let (_, b) = trees.pair(python_dst, i);
+                    std::fs::read(a).ok() == std::fs::read(b).ok()
+                })
+                .count();
+            if identical != size {
+                bail!(
+                    "carbonate mode differs from carbonate on {} pairs",
+                    size - identical
+                );
+            }
+        }
+        let fsynced = batch("safe", &[])?;
+        let one_core = batch("safe", &["--no-fsync", "--workers", "1"])?;
+        batch_rates.push((size, size as f64 / safe));
+
+        let sample = args.cli_pairs.min(size);
+        let per_pair = |runs: usize, dir: &str, command: &dyn Fn(&Path, &Path) -> Command| {
+            best_of(runs, || {
+                let dst = trees.fresh_dst(dir)?;
+                let start = Instant::now();
+                for i in 0..sample {
+                    let (s, d) = trees.pair(&dst, i);
+                    let status = command(&s, &d).stdout(Stdio::null()).status()?;
+                    if !status.success() {
+                        bail!("fill of {} failed: {status}", d.display());
+                    }
+                }
+                Ok(start.elapsed().as_secs_f64())
+            })
+        };
+        let bucky_per_pair = per_pair(RUNS, "dst-cli", &|s, d| {
+            let mut cmd = Command::new(bucky);
+            cmd.args(["fill", "--no-fsync", "--now", &now.to_string()])
+                .arg(s)
+                .arg(d);
+            cmd
+        })?;
+
+        let table = Table {
+            pair_bytes: trees.pair_bytes,
+            baseline: baseline.as_ref().map(|(secs, _)| (size, *secs)),
+        };
+        table.header();
+        table.row("bucky fill -r (safe)", size, safe);
+        table.row("bucky fill -r --mode carbonate", size, carbonate);
+        table.row("bucky fill -r, fsync (the default)", size, fsynced);
+        table.row("bucky fill -r --workers 1", size, one_core);
+        table.row(
+            &format!("bucky fill, one process per pair ({sample})"),
+            sample,
+            bucky_per_pair,
+        );
+        if let Some(venv) = &venv {
+            let script = venv.join("bin/whisper-fill");
+            let python = per_pair(1, "dst-whisper-fill", &|s, d| {
+                let mut cmd = Command::new(&script);
+                cmd.arg(s).arg(d);
+                cmd
+            })?;
+            table.row(
+                &format!("whisper-fill, one process per pair ({sample})"),
+                sample,
+                python,
             );
         }
+        match &go {
+            Some(binary) => {
+                let go = per_pair(RUNS, "dst-go", &|s, d| {
+                    let mut cmd = Command::new(binary);
+                    cmd.arg(s).arg(d);
+                    cmd
+                })?;
+                table.row(
+                    &format!("buckytools bucky-fill per pair ({sample})"),
+                    sample,
+                    go,
+                );
+            }
+            None => println!(
+                "  buckytools bucky-fill: skipped (Go is not installed here; set BUCKY_FILL to \
+                 its binary to add it)"
+            ),
+        }
+        println!(
+            "  carbonate mode: {:.0}% of safe mode's time{}",
+            100.0 * carbonate / safe,
+            if baseline.is_some() {
+                "; its output byte-identical to carbonate's on every pair"
+            } else {
+                ""
+            }
+        );
     }
-
-    if args.python && args.cli_pairs > 0 {
-        let sample = &pairs[..args.cli_pairs];
-        println!("\ncommand: one process per pair, {} pairs", sample.len());
-        let bucky = time_command(sample, &work.path().join("cli-bucky"), |src, dst| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucky"));
-            cmd.args([
-                "fill",
-                "--mode",
-                "carbonate",
-                "--no-fsync",
-                "--now",
-                &now.to_string(),
-            ])
-            .arg(src)
-            .arg(dst);
-            cmd
-        })?;
-        let venv = ensure_venv()?;
-        let python = time_command(sample, &work.path().join("cli-python"), |src, dst| {
-            let mut cmd = Command::new(venv.join("bin/whisper-fill"));
-            cmd.arg(src).arg(dst);
-            cmd
-        })?;
-        report(
-            &[("bucky fill --mode carbonate", bucky)],
-            Some(("whisper-fill (carbonate 1.1.10)", python)),
-            sample.len(),
+    if let [(a, rate_a), .., (b, rate_b)] = batch_rates[..] {
+        println!(
+            "\ngrowth: bucky fill -r {rate_a:.0} pairs/s at {a} pairs, {rate_b:.0} pairs/s at {b} \
+             ({:.2}x the rate at {}x the pairs)",
+            rate_b / rate_a,
+            b / a.max(1)
         );
     }
     Ok(())
 }
 
-fn report(rows: &[(&str, f64)], baseline: Option<(&str, f64)>, files: usize) {
-    let rate = |secs: f64| files as f64 / secs;
-    if let Some((name, secs)) = baseline {
-        println!(
-            "  {name:<32} {secs:>8.3} s {:>10.1} files/s   (baseline)",
-            rate(secs)
+struct Table {
+    pair_bytes: u64,
+    /// Pairs and seconds of carbonate's in-process fill.
+    baseline: Option<(usize, f64)>,
+}
+
+impl Table {
+    fn header(&self) {
+        if let Some((pairs, secs)) = self.baseline {
+            self.line("carbonate 1.1.10 fill_archives", pairs, secs);
+            println!("   (baseline)");
+        }
+    }
+
+    fn row(&self, name: &str, pairs: usize, secs: f64) {
+        self.line(name, pairs, secs);
+        match self.baseline {
+            Some((base_pairs, base_secs)) => println!(
+                "   {:.1}x the speed of the baseline",
+                (pairs as f64 / secs) / (base_pairs as f64 / base_secs)
+            ),
+            None => println!(),
+        }
+    }
+
+    fn line(&self, name: &str, pairs: usize, secs: f64) {
+        let rate = pairs as f64 / secs;
+        print!(
+            "  {name:<44} {secs:>8.3} s {rate:>8.0} pairs/s {:>8.0} MB/s",
+            rate * self.pair_bytes as f64 / 1e6
         );
     }
-    for (name, secs) in rows {
-        print!("  {name:<32} {secs:>8.3} s {:>10.1} files/s", rate(*secs));
-        if let Some((_, base)) = baseline {
-            print!("   {:.1}x the baseline", base / secs);
-        }
-        println!();
-    }
 }
 
-/// Copies every dst into `dir` and returns the copies' paths.
-fn copy_dsts(pairs: &[(PathBuf, PathBuf)], dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let out = copies(pairs, dir);
-    for ((_, dst), copy) in pairs.iter().zip(&out) {
-        std::fs::copy(dst, copy)?;
-    }
-    Ok(out)
-}
-
-fn copies(pairs: &[(PathBuf, PathBuf)], dir: &Path) -> Vec<PathBuf> {
-    (0..pairs.len())
-        .map(|i| dir.join(format!("{i}.wsp")))
-        .collect()
-}
-
-/// Seconds of the fastest of [`RUNS`] runs, each on fresh copies (copying is not timed): this
-/// machine is shared, and the best run is the one least disturbed. The copies of the last run
-/// stay in `dir`.
-fn time_bucky(
-    pairs: &[(PathBuf, PathBuf)],
-    dir: &Path,
-    mode: FillMode,
-    now: i64,
-) -> anyhow::Result<f64> {
-    let options = FillOptions {
-        fsync: false,
-        ..FillOptions::new(mode, now)
-    };
+/// The fastest of `runs` runs of `run`, in seconds: this machine is shared, and the best run
+/// is the one least disturbed.
+fn best_of(runs: usize, mut run: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
     let mut best = f64::INFINITY;
-    for _ in 0..RUNS {
-        let dsts = copy_dsts(pairs, dir)?;
-        let start = Instant::now();
-        for ((src, _), dst) in pairs.iter().zip(&dsts) {
-            fill::fill_files(src, dst, &options)?;
-        }
-        best = best.min(start.elapsed().as_secs_f64());
+    for _ in 0..runs {
+        best = best.min(run()?);
     }
     Ok(best)
 }
 
-/// Repetitions of each bucky library run.
-const RUNS: usize = 3;
-
-fn time_command(
-    pairs: &[(PathBuf, PathBuf)],
-    dir: &Path,
-    command: impl Fn(&Path, &Path) -> Command,
-) -> anyhow::Result<f64> {
-    let dsts = copy_dsts(pairs, dir)?;
+/// Seconds `cmd` took; fails unless it succeeded.
+fn time_one(mut cmd: Command) -> anyhow::Result<f64> {
     let start = Instant::now();
-    for ((src, _), dst) in pairs.iter().zip(&dsts) {
-        let status = command(src, dst).stdout(Stdio::null()).status()?;
-        if !status.success() {
-            bail!("fill of {} failed: {status}", dst.display());
-        }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(secs)
 }
 
 /// carbonate's `fill_archives` over all pairs in one interpreter, clock pinned to `now`.
@@ -239,50 +313,46 @@ for src, dst in pairs:
 print(time.perf_counter() - start)
 "#;
 
-fn time_python(
-    venv: &Path,
-    pairs: &[(PathBuf, PathBuf)],
-    dir: &Path,
-    now: i64,
-) -> anyhow::Result<(f64, Vec<PathBuf>)> {
-    let dsts = copy_dsts(pairs, dir)?;
-    let list: Vec<(&Path, &Path)> = pairs
-        .iter()
-        .zip(&dsts)
-        .map(|((s, _), d)| (s.as_path(), d.as_path()))
-        .collect();
-    let list_path = dir.join("pairs.json");
+/// Seconds of carbonate's in-process fill of every pair, and the dst tree it filled.
+fn time_python(venv: &Path, trees: &Trees, now: i64) -> anyhow::Result<(f64, PathBuf)> {
+    let dst = trees.fresh_dst("dst-python")?;
+    let list: Vec<(PathBuf, PathBuf)> = (0..trees.pairs).map(|i| trees.pair(&dst, i)).collect();
+    let list_path = trees.work.join("pairs.json");
     std::fs::write(&list_path, serde_json::to_string(&list)?)?;
     let now = now.to_string();
     let stdout = run_python(
         venv,
-        dir,
+        &trees.work,
         PYTHON_BENCH,
         &[now.as_ref(), list_path.as_os_str()],
     )?;
-    let secs: f64 = stdout.trim().parse()?;
-    Ok((secs, dsts))
+    Ok((stdout.trim().parse()?, dst))
 }
 
 /// Writes `count` replica pairs under `dir`: one series each, two replicas with their own
 /// outages and 20 single missing points, written carbon-style in 30-minute blocks.
-fn generate(dir: &Path, count: usize, now: i64) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+fn generate(dir: &Path, count: usize, now: i64) -> anyhow::Result<Trees> {
     let schema = whisper::parse_retentions(&["60s:30d", "15m:2y"])?;
-    let mut pairs = Vec::with_capacity(count);
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    std::fs::create_dir_all(src.join("bench"))?;
+    std::fs::create_dir_all(dst.join("bench"))?;
+    let mut pair_bytes = 0;
     for i in 0..count {
-        let pair_dir = dir.join(format!("metric{i:04}"));
-        std::fs::create_dir_all(&pair_dir)?;
         let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
         let series = synth::random_walk(&mut rng, now, MINUTES_30_DAYS);
-        let mut paths = Vec::new();
-        for name in ["src.wsp", "dst.wsp"] {
+        pair_bytes = 0;
+        for root in [&src, &dst] {
             let missing = synth::outages(&mut rng, now, MINUTES_30_DAYS * 60, 20);
             let image = synth::carbon_written(&schema, &series, &missing, 30)?;
-            let path = pair_dir.join(name);
-            std::fs::write(&path, image.bytes())?;
-            paths.push(path);
+            std::fs::write(root.join(format!("bench/m{i:04}.wsp")), image.bytes())?;
+            pair_bytes += image.bytes().len() as u64;
         }
-        pairs.push((paths[0].clone(), paths[1].clone()));
     }
-    Ok(pairs)
+    Ok(Trees {
+        work: dir.to_path_buf(),
+        src,
+        dst,
+        pairs: count,
+        pair_bytes,
+    })
 }

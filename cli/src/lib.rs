@@ -43,7 +43,7 @@ pub enum Command {
     List(commands::list::ListArgs),
     /// Run a whole cluster locally: backup, lose a node, restore it, verify (no config needed).
     Demo(commands::demo::DemoArgs),
-    /// Fill the gaps of DST with the data of SRC (drop-in for whisper-fill).
+    /// Fill the gaps of DST with the data of SRC (drop-in for whisper-fill); -r for two trees.
     Fill(commands::fill::FillArgs),
     /// Print which destinations own each metric under a carbon or carbon-c-relay ring.
     Locate(commands::locate::LocateArgs),
@@ -74,7 +74,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
         Command::Check(args) => commands::check::run(args, out).map(commands::check::State::code),
         Command::List(args) => done(commands::list::run(args, out)),
         Command::Demo(args) => done(commands::demo::run(args, out)),
-        Command::Fill(args) => done(commands::fill::run(args, out)),
+        Command::Fill(args) => commands::fill::run(args, out),
         Command::Locate(args) => done(commands::locate::run(
             args,
             &mut std::io::stdin().lock(),

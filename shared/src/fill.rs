@@ -7,20 +7,23 @@
 //! - [`FillMode::Safe`], the default and the one every restore uses: never changes a point that
 //!   is present in dst and fills every empty slot src can supply (rules in [`safe`]).
 //!
-//! [`fill_files`] locks dst exclusively and src shared for the whole fill, works on in-memory
-//! copies, and writes back only the points that changed, safe against a writer that takes no
+//! [`fill_files`] locks dst exclusively and src shared for the whole fill, computes the fill in
+//! memory, and writes back only the points that changed, safe against a writer that takes no
 //! lock and against a full disk ([`write_back`]).
 
 pub mod carbonate;
 pub mod safe;
 pub mod write_back;
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::whisper::{self, Access, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Storage, Whisper};
+use crate::whisper::{
+    self, Access, ArchiveInfo, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Storage, Whisper,
+};
 
 /// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,14 @@ impl FillOptions {
             overwrite: false,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             fsync: true,
+        }
+    }
+
+    /// The timestamps a safe fill may touch.
+    fn window(&self) -> safe::Window {
+        safe::Window {
+            oldest: self.end_at,
+            newest: self.start_from.unwrap_or(self.now),
         }
     }
 
@@ -149,33 +160,32 @@ pub fn fill_images<S: Storage, D: Storage>(
             })
         }
         FillMode::Safe => {
-            let window = safe::Window {
-                oldest: options.end_at,
-                newest: start_from,
-            };
-            let filled = safe::fill(src, dst, window, options.now)?;
-            let per_archive: Vec<ArchiveFill> = dst
-                .header()
-                .archives
-                .iter()
-                .zip(filled)
-                .map(|(a, points)| ArchiveFill {
-                    seconds_per_point: a.seconds_per_point,
-                    points,
-                })
-                .collect();
-            Ok(FillReport {
-                points_written: per_archive.iter().map(|a| a.points).sum(),
-                filled_per_archive: per_archive,
-                points_kept_live: 0,
-            })
+            let filled = safe::fill(src, dst, options.window(), options.now)?;
+            Ok(safe_report(&dst.header().archives, filled))
         }
     }
 }
 
+fn safe_report(archives: &[ArchiveInfo], filled: Vec<u64>) -> FillReport {
+    let per_archive: Vec<ArchiveFill> = archives
+        .iter()
+        .zip(filled)
+        .map(|(a, points)| ArchiveFill {
+            seconds_per_point: a.seconds_per_point,
+            points,
+        })
+        .collect();
+    FillReport {
+        points_written: per_archive.iter().map(|a| a.points).sum(),
+        filled_per_archive: per_archive,
+        points_kept_live: 0,
+    }
+}
+
 /// Fills the file `dst` from the file `src`. dst is locked exclusively and src shared until the
-/// fill is done; both are read whole, filled in memory, and only the points that changed are
-/// written back ([`write_back`]), then fsynced unless `options.fsync` is false.
+/// fill is done. Safe mode reads only the archive windows it compares and the src ranges that
+/// can fill a gap ([`safe::plan`]); carbonate mode reads dst whole. Only the points that changed
+/// are written back ([`write_back`]), then fsynced unless `options.fsync` is false.
 ///
 /// # Errors
 /// Invalid options, src and dst being one file, a lock not obtained within
@@ -192,14 +202,24 @@ pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillR
         });
     }
     whisper::lock_file(&src_file, LockMode::Shared, options.lock_timeout, src)?;
-    let src_image = Whisper::open(whisper::file::read_all(&src_file, src)?, src)?;
-    let report = fill_locked(&src_image, dst_file, dst, options)?;
-    drop(src_file); // releases src's shared lock only once dst is safely written
-    Ok(report)
+    // src's shared lock is released (on drop) only once dst is safely written.
+    let src_whisper = Whisper::open(src_file, src)?;
+    match options.mode {
+        FillMode::Safe => fill_locked(&src_whisper, dst_file, dst, options),
+        // carbonate fetches src gap by gap: from memory, not a read per gap.
+        FillMode::Carbonate => {
+            let buffer = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
+            let image = whisper::file::read_all_into(src_whisper.storage(), src, buffer)?;
+            let image = Whisper::open(image, src)?;
+            let report = fill_locked(&image, dst_file, dst, options);
+            give_back(image.into_storage());
+            report
+        }
+    }
 }
 
 /// Fills the file `dst` from `src` already in memory (a downloaded backup), as [`fill_files`]
-/// does: dst locked exclusively, filled in memory, changed bytes written back and fsynced.
+/// does: dst locked exclusively, changed points written back and fsynced.
 ///
 /// # Errors
 /// Invalid options, a lock timeout, or a corrupt or unreadable dst; each names the path.
@@ -213,15 +233,48 @@ pub fn fill_file_from_image(
     fill_locked(src, dst_file, dst, options)
 }
 
-fn fill_locked(
-    src: &Whisper<Image>,
-    mut dst_file: File,
+thread_local! {
+    /// Each thread's fill buffers, so a batch of fills reuses them instead of allocating.
+    static SCRATCH: RefCell<safe::Scratch> = RefCell::default();
+    /// Whole-file buffers of carbonate mode, given back after each fill.
+    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn give_back(image: Image) {
+    BUFFERS.with_borrow_mut(|buffers| {
+        if buffers.len() < 2 {
+            buffers.push(image.into_bytes());
+        }
+    });
+}
+
+fn fill_locked<S: Storage>(
+    src: &Whisper<S>,
+    dst_file: File,
     dst: &Path,
     options: &FillOptions,
 ) -> Result<FillReport, Error> {
-    let mut dst_image = Whisper::open(whisper::file::read_all(&dst_file, dst)?, dst)?;
-    let mut report = fill_images(src, &mut dst_image, options)?;
-    let written = write_back::write_changes(dst_image.storage(), &mut dst_file, dst)?;
+    let (mut report, written, dst_file) = match options.mode {
+        FillMode::Safe => SCRATCH.with_borrow_mut(|scratch| {
+            let dst_whisper = Whisper::open(dst_file, dst)?;
+            let filled = safe::plan(src, &dst_whisper, options.window(), options.now, scratch)?;
+            let report = safe_report(&dst_whisper.header().archives, filled);
+            let mut dst_file = dst_whisper.into_storage();
+            let written = write_back::write_changes(&scratch.changes, &mut dst_file, dst)?;
+            Ok::<_, Error>((report, written, dst_file))
+        })?,
+        FillMode::Carbonate => {
+            let buffer = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
+            let image = whisper::file::read_all_into(&dst_file, dst, buffer)?;
+            let mut dst_image = Whisper::open(image, dst)?;
+            let report = fill_images(src, &mut dst_image, options)?;
+            let changes = dst_image.storage().changed_points();
+            give_back(dst_image.into_storage());
+            let mut dst_file = dst_file;
+            let written = write_back::write_changes(&changes, &mut dst_file, dst)?;
+            (report, written, dst_file)
+        }
+    };
     report.points_kept_live = written.kept_live;
     if written.points > 0 && options.fsync {
         dst_file

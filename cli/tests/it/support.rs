@@ -6,11 +6,16 @@ use clap::Parser;
 
 /// Runs `bucky ARGS...` and returns its stdout, or the error it reported.
 pub fn bucky<S: AsRef<str>>(args: &[S]) -> anyhow::Result<String> {
+    bucky_with_code(args).map(|(_, out)| out)
+}
+
+/// [`bucky`], with the exit code the command returned.
+pub fn bucky_with_code<S: AsRef<str>>(args: &[S]) -> anyhow::Result<(u8, String)> {
     let argv = std::iter::once("bucky").chain(args.iter().map(AsRef::as_ref));
     let cli = bucky_cli::Cli::try_parse_from(argv)?;
     let mut out = Vec::new();
-    bucky_cli::run(cli, &mut out)?;
-    Ok(String::from_utf8(out).expect("utf-8 output"))
+    let code = bucky_cli::run(cli, &mut out)?;
+    Ok((code, String::from_utf8(out).expect("utf-8 output")))
 }
 
 /// The reference vectors: `testdata/vectors` in the repository, or `$BUCKY_VECTORS`.

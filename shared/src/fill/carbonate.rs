@@ -8,8 +8,28 @@
 //!   archives (re-aggregating values dst already had);
 //! - dst archives are visited by increasing retention, each only up to where the previous one
 //!   began.
+//!
+//! Fetched slots are scanned as bytes in buffers kept per thread, so a batch of fills does not
+//! allocate a decoded series per archive and per gap.
+
+use std::cell::RefCell;
 
 use crate::whisper::{Result, Storage, Whisper};
+
+/// Buffers reused from one fill to the next.
+#[derive(Default)]
+struct Buffers {
+    /// dst's fetched slots.
+    dst: Vec<u8>,
+    /// src's fetched slots.
+    src: Vec<u8>,
+    /// src's points for one `update_many`.
+    points: Vec<(i64, f64)>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::default();
+}
 
 /// carbonate's `fill_archives(src, dst, startFrom, endAt, overwrite)` with `time.time() == now`.
 /// Returns the number of points passed to `update_many`.
@@ -24,41 +44,55 @@ pub fn fill_archives<S: Storage, D: Storage>(
     overwrite: bool,
     now: i64,
 ) -> Result<u64> {
-    let mut archives = dst.header().archives.clone();
-    archives.sort_by_key(|a| a.retention());
-    let mut start_from = start_from;
-    let mut written = 0;
-    for archive in archives {
-        let from_time = end_at.max(now - archive.retention());
-        if from_time >= start_from {
-            continue;
-        }
-        // carbonate would crash on a range wholly outside the file; there is nothing to fill.
-        let Some(series) = dst.fetch(from_time, Some(start_from), now)? else {
-            continue;
-        };
-        let step = series.step;
-        // Python truthiness: 0 stands for "no gap open", as `gapstart = None` does there.
-        let mut gap_start = 0;
-        let mut start = series.from;
-        for value in &series.values {
-            let has_value = !overwrite && value.is_some_and(|v| v != 0.0);
-            if !has_value && gap_start == 0 {
-                gap_start = start;
-            } else if has_value && gap_start != 0 {
-                if start - gap_start >= archive.step() {
-                    written += fill(src, dst, gap_start - step, start, now)?;
-                }
-                gap_start = 0;
+    BUFFERS.with_borrow_mut(|buffers| {
+        let Buffers {
+            dst: dst_bytes,
+            src: src_bytes,
+            points,
+        } = buffers;
+        let mut archives = dst.header().archives.clone();
+        archives.sort_by_key(|a| a.retention());
+        let mut start_from = start_from;
+        let mut written = 0;
+        for archive in archives {
+            let from_time = end_at.max(now - archive.retention());
+            if from_time >= start_from {
+                continue;
             }
-            start += step;
+            // carbonate would crash on a range wholly outside the file; nothing to fill.
+            let Some(series) = dst.fetch_raw(from_time, Some(start_from), now, None, dst_bytes)?
+            else {
+                continue;
+            };
+            let step = series.step;
+            // Python truthiness: 0 stands for "no gap open", as `gapstart = None` does there.
+            let mut gap_start = 0;
+            let mut start = series.from;
+            // The slots are scanned first and the gaps filled after: a fill writes into dst,
+            // and carbonate scans the values it fetched before writing.
+            let mut gaps = Vec::new();
+            for value in series.values(dst_bytes) {
+                let has_value = !overwrite && value.is_some_and(|v| v != 0.0);
+                if !has_value && gap_start == 0 {
+                    gap_start = start;
+                } else if has_value && gap_start != 0 {
+                    if start - gap_start >= archive.step() {
+                        gaps.push((gap_start - step, start));
+                    }
+                    gap_start = 0;
+                }
+                start += step;
+            }
+            if gap_start != 0 {
+                gaps.push((gap_start - step, series.until - step));
+            }
+            for (tstart, tstop) in gaps {
+                written += fill(src, dst, tstart, tstop, now, src_bytes, points)?;
+            }
+            start_from = from_time;
         }
-        if gap_start != 0 {
-            written += fill(src, dst, gap_start - step, series.until - step, now)?;
-        }
-        start_from = from_time;
-    }
-    Ok(written)
+        Ok(written)
+    })
 }
 
 /// carbonate's `fill(src, dst, tstart, tstop)`: copies src's known points in `(tstart, tstop]`
@@ -69,6 +103,8 @@ fn fill<S: Storage, D: Storage>(
     tstart: i64,
     tstop: i64,
     now: i64,
+    bytes: &mut Vec<u8>,
+    points: &mut Vec<(i64, f64)>,
 ) -> Result<u64> {
     let src_time = now - i64::from(src.header().max_retention);
     if tstart < src_time && tstop < src_time {
@@ -84,15 +120,18 @@ fn fill<S: Storage, D: Storage>(
             continue;
         }
         let from_time = rtime.max(tstart);
-        let Some(series) = src.fetch(from_time, Some(tstop), now)? else {
+        let Some(series) = src.fetch_raw(from_time, Some(tstop), now, None, bytes)? else {
             return Ok(written);
         };
-        let mut points: Vec<(i64, f64)> = series
-            .points()
-            .filter_map(|(t, v)| v.map(|v| (t, v)))
-            .collect();
+        points.clear();
+        points.extend(
+            (series.from..)
+                .step_by(series.step as usize)
+                .zip(series.values(bytes))
+                .filter_map(|(t, v)| v.map(|v| (t, v))),
+        );
         points.reverse(); // newest first, as carbonate sorts them
-        dst.update_many(&points, now)?;
+        dst.update_many(points, now)?;
         written += points.len() as u64;
         tstop = from_time;
         if tstart == tstop {

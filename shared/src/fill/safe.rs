@@ -24,9 +24,17 @@
 //!
 //! Every empty slot src can supply by rules 2 and 3 is filled, including single-slot gaps and
 //! gaps that run to `now` (both of which carbonate's fill leaves or handles differently).
+//!
+//! The work is sized by what can differ, not by the files: [`plan`] reads each dst archive over
+//! the window only, compares each slot's stored timestamp as raw bytes (a present point's value is
+//! never decoded), reads a src archive only once dst has a gap it could fill and only over the
+//! window, and returns the points to change; [`Scratch`] carries the buffers from one pair to the
+//! next, so a batch of fills allocates nothing per point and almost nothing per pair.
 
 use crate::whisper::file::{decode_point, encode_point, slot_offset};
-use crate::whisper::{ArchiveInfo, POINT_SIZE, Result, Storage, Whisper};
+use crate::whisper::{
+    Aggregation, ArchiveInfo, ChangedPoint, POINT_SIZE, Result, Storage, Whisper,
+};
 
 /// The timestamps a fill may touch: `oldest < t <= newest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +45,21 @@ pub struct Window {
     pub newest: i64,
 }
 
-/// Fills `dst` from `src` by the rules above. Returns the slots filled per dst archive.
+/// Buffers reused from one fill to the next.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The points to change, sorted by offset once [`plan`] returns.
+    pub changes: Vec<ChangedPoint>,
+    /// One dst archive's slots over the window, as stored.
+    dst: Vec<u8>,
+    /// Per src archive: its slots over the window, once read.
+    src: Vec<Vec<u8>>,
+    /// The src slots one dst slot aggregates.
+    slots: Vec<Option<f64>>,
+}
+
+/// Fills `dst` from `src` by the rules above, writing into `dst`. Returns the slots filled per
+/// dst archive.
 ///
 /// # Errors
 /// A read or write error on either file.
@@ -47,133 +69,369 @@ pub fn fill<S: Storage, D: Storage>(
     window: Window,
     now: i64,
 ) -> Result<Vec<u64>> {
-    let src_archives: Vec<SrcArchive> = src
-        .header()
-        .archives
-        .iter()
-        .map(|a| SrcArchive::read(src, *a, now))
-        .collect::<Result<_>>()?;
-    let dst_archives = dst.header().archives.clone();
-    let mut filled = Vec::with_capacity(dst_archives.len());
-    for archive in dst_archives {
-        filled.push(fill_archive(&src_archives, dst, archive, window, now)?);
+    let mut scratch = Scratch::default();
+    let filled = plan(src, dst, window, now, &mut scratch)?;
+    for change in &scratch.changes {
+        dst.write(&change.after, change.offset as i64)?;
     }
     Ok(filled)
 }
 
-fn fill_archive<D: Storage>(
-    src: &[SrcArchive],
-    dst: &mut Whisper<D>,
+/// The safe fill of `dst` from `src`, computed without writing: the points to change are left in
+/// `scratch.changes`, sorted by offset, each with the bytes read; returns the slots filled per dst
+/// archive.
+///
+/// # Errors
+/// A read error on either file.
+pub fn plan<S: Storage, D: Storage>(
+    src: &Whisper<S>,
+    dst: &Whisper<D>,
+    window: Window,
+    now: i64,
+    scratch: &mut Scratch,
+) -> Result<Vec<u64>> {
+    scratch.changes.clear();
+    let reach = dst
+        .header()
+        .archives
+        .iter()
+        .map(ArchiveInfo::step)
+        .max()
+        .unwrap_or(0);
+    let mut src_archives: Vec<SrcArchive> = src
+        .header()
+        .archives
+        .iter()
+        .map(|a| SrcArchive::new(src, *a, window, reach, now))
+        .collect::<Result<_>>()?;
+    if scratch.src.len() < src_archives.len() {
+        scratch.src.resize_with(src_archives.len(), Vec::new);
+    }
+    let rules = Rules {
+        aggregation: dst.header().aggregation,
+        xff: dst.header().xff(),
+    };
+    let mut filled = Vec::with_capacity(dst.header().archives.len());
+    for archive in &dst.header().archives {
+        filled.push(plan_archive(
+            src,
+            &mut src_archives,
+            dst,
+            *archive,
+            window,
+            now,
+            rules,
+            scratch,
+        )?);
+    }
+    scratch.changes.sort_unstable_by_key(|c| c.offset);
+    Ok(filled)
+}
+
+/// dst's aggregation, applied to finer src data.
+#[derive(Clone, Copy)]
+struct Rules {
+    aggregation: Aggregation,
+    xff: f64,
+}
+
+/// How one src archive lines up with the dst archive being filled: dst slot `i` covers the src
+/// window slots `start + i * ratio .. start + (i + 1) * ratio`.
+#[derive(Clone, Copy)]
+struct Source {
+    archive: usize,
+    ratio: i64,
+    start: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_archive<S: Storage, D: Storage>(
+    src: &Whisper<S>,
+    src_archives: &mut [SrcArchive],
+    dst: &Whisper<D>,
     archive: ArchiveInfo,
     window: Window,
     now: i64,
+    rules: Rules,
+    scratch: &mut Scratch,
 ) -> Result<u64> {
     let step = archive.step();
     let newest = (now - now.rem_euclid(step)).min(window.newest - window.newest.rem_euclid(step));
     let first = (now - now.rem_euclid(step) - archive.retention() + step)
         .max(window.oldest - window.oldest.rem_euclid(step) + step);
-    let aggregation = dst.header().aggregation;
-    let xff = dst.header().xff();
-    let mut base = dst.base_interval(&archive)?;
-    let mut count = 0;
-    let mut t = first;
-    while t <= newest {
-        let offset = if base == 0 {
-            None
-        } else {
-            Some(slot_offset(&archive, base, t))
-        };
-        let stored = match offset {
-            Some(offset) => i64::from(dst.read_point(offset)?.0),
-            None => 0,
-        };
-        if stored < t
-            && let Some(value) = supply(src, step, t, |slots| {
-                let known = slots.iter().flatten().count();
-                (known > 0 && known as f64 / slots.len() as f64 >= xff)
-                    .then(|| aggregation.apply(slots))
-            })
-        {
-            let packed = encode_point(dst.path(), t, value)?;
-            let offset = offset.unwrap_or_else(|| {
-                base = t;
-                i64::from(archive.offset)
-            });
-            dst.write(&packed, offset)?;
-            count += 1;
+    if first > newest {
+        return Ok(0);
+    }
+    let slots = ((newest - first) / step + 1) as usize;
+    // Rule 2's archive, then rule 3's, finest first (whisper keeps archives by precision). Every
+    // dst slot is aligned to `step`, so to each src step that divides it: no division per slot.
+    let line_up = |(i, a): (usize, &SrcArchive)| Source {
+        archive: i,
+        ratio: step / a.step,
+        start: (first - a.first) / a.step,
+    };
+    // An archive never written supplies nothing.
+    let same = src_archives
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.step == step && a.base != 0)
+        .map(line_up);
+    let mut finer = [None; 8];
+    let mut count_finer = 0;
+    for source in src_archives
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.step < step && step % a.step == 0 && a.base != 0)
+        .map(line_up)
+    {
+        if count_finer == finer.len() {
+            break; // whisper files have a handful of archives
         }
-        t += step;
+        finer[count_finer] = Some(source);
+        count_finer += 1;
+    }
+    let finer = &finer[..count_finer];
+    if same.is_none() && finer.is_empty() {
+        return Ok(0);
+    }
+    let Scratch {
+        changes,
+        dst: stored,
+        src: src_bytes,
+        slots: aggregated,
+    } = scratch;
+    // An archive with data: its window's slots, slot i holding `first + i * step`. One never
+    // written: the whole archive, as the first point filled becomes its base (rule 5).
+    let mut base = dst.base_interval(&archive)?;
+    let written = base != 0;
+    if written {
+        let from = slot_offset(&archive, base, first);
+        let until = slot_offset(&archive, base, first + slots as i64 * step);
+        dst.read_ring_into(&archive, from, until, stored)?;
+    } else {
+        stored.resize(archive.size() as usize, 0);
+        dst.read(stored, i64::from(archive.offset))?;
+    }
+    let mut count = 0;
+    for i in 0..slots {
+        let t = first + i as i64 * step;
+        let (at, offset) = if written {
+            (i * POINT_SIZE, None)
+        } else if base == 0 {
+            (0, Some(i64::from(archive.offset)))
+        } else {
+            let offset = slot_offset(&archive, base, t);
+            ((offset - i64::from(archive.offset)) as usize, Some(offset))
+        };
+        let point = &stored[at..at + POINT_SIZE];
+        let timestamp = u32::from_be_bytes(point[..4].try_into().expect("4 bytes"));
+        if (written || base != 0) && i64::from(timestamp) >= t {
+            continue;
+        }
+        let mut value = None;
+        if let Some(s) = same {
+            let w = s.start + i as i64;
+            value = src_archives[s.archive].value(src, &mut src_bytes[s.archive], w, t)?;
+        }
+        for s in finer {
+            if value.is_some() {
+                break;
+            }
+            let Some(s) = s else { continue };
+            let a = &mut src_archives[s.archive];
+            let w = s.start + i as i64 * s.ratio;
+            if !a.holds(w) {
+                continue;
+            }
+            aggregated.clear();
+            for m in 0..s.ratio {
+                let ts = t + m * a.step;
+                aggregated.push(a.value(src, &mut src_bytes[s.archive], w + m, ts)?);
+            }
+            let known = aggregated.iter().flatten().count();
+            if known > 0 && known as f64 / aggregated.len() as f64 >= rules.xff {
+                value = Some(rules.aggregation.apply(aggregated));
+            }
+        }
+        let Some(value) = value else { continue };
+        let offset = offset.unwrap_or_else(|| slot_offset(&archive, base, t));
+        if base == 0 {
+            base = t;
+        }
+        changes.push(ChangedPoint {
+            offset: offset as u64,
+            before: point.try_into().expect("a whole point"),
+            after: encode_point(dst.path(), t, value)?,
+        });
+        count += 1;
     }
     Ok(count)
 }
 
-/// The value src supplies for the dst slot `[t, t + step)`, by rules 2 and 3.
-fn supply(
-    src: &[SrcArchive],
-    step: i64,
-    t: i64,
-    aggregate: impl Fn(&[Option<f64>]) -> Option<f64>,
-) -> Option<f64> {
-    if let Some(same) = src.iter().find(|a| a.step == step)
-        && let Some(value) = same.value(t)
-    {
-        return Some(value);
-    }
-    src.iter()
-        .filter(|a| a.step < step && step % a.step == 0)
-        .filter(|a| a.holds(t))
-        .find_map(|a| {
-            let slots: Vec<Option<f64>> = (t..t + step)
-                .step_by(a.step as usize)
-                .map(|ts| a.value(ts))
-                .collect();
-            aggregate(&slots)
-        })
-}
-
-/// One src archive's window, decoded once: its known points by slot.
+/// One src archive's window at `now`, slots numbered from its oldest (`first`); read only when
+/// first asked, and then only over the slots a fill within its [`Window`] can ask for.
 struct SrcArchive {
+    info: ArchiveInfo,
     step: i64,
-    /// First timestamp of the window.
+    /// Timestamp of window slot 0.
     first: i64,
-    /// `values[i]` belongs to `first + i * step`.
-    values: Vec<Option<f64>>,
+    /// Timestamp of its first slot; 0 if never written.
+    base: i64,
+    /// The window slots that get read, `lo..=hi`.
+    lo: i64,
+    hi: i64,
+    read: bool,
 }
 
 impl SrcArchive {
-    fn read<S: Storage>(src: &Whisper<S>, archive: ArchiveInfo, now: i64) -> Result<Self> {
-        let step = archive.step();
-        let first = now - now.rem_euclid(step) - archive.retention() + step;
-        let base = src.base_interval(&archive)?;
-        let mut values = vec![None; archive.points as usize];
-        if base != 0 {
-            let bytes = src.read_ring(
-                &archive,
-                slot_offset(&archive, base, first),
-                slot_offset(&archive, base, first + archive.retention()),
-            )?;
-            for (i, chunk) in bytes.chunks_exact(POINT_SIZE).enumerate() {
-                let (ts, value) = decode_point(chunk);
-                if i64::from(ts) == first + i as i64 * step {
-                    values[i] = Some(value);
-                }
-            }
-        }
+    /// `reach`: the longest dst step, how far past the window's newest slot a fill can look.
+    fn new<S: Storage>(
+        src: &Whisper<S>,
+        info: ArchiveInfo,
+        window: Window,
+        reach: i64,
+        now: i64,
+    ) -> Result<Self> {
+        let step = info.step();
+        let first = now - now.rem_euclid(step) - info.retention() + step;
+        let oldest = window.oldest - window.oldest.rem_euclid(step) + step;
+        let newest = window.newest - window.newest.rem_euclid(step) + reach;
         Ok(SrcArchive {
+            info,
             step,
             first,
-            values,
+            base: src.base_interval(&info)?,
+            lo: ((oldest - first) / step).max(0),
+            hi: ((newest - first) / step).min(i64::from(info.points) - 1),
+            read: false,
         })
     }
 
-    fn holds(&self, t: i64) -> bool {
-        t >= self.first && t < self.first + self.values.len() as i64 * self.step
+    /// Whether window slot `w` exists.
+    fn holds(&self, w: i64) -> bool {
+        (0..i64::from(self.info.points)).contains(&w)
     }
 
-    fn value(&self, t: i64) -> Option<f64> {
-        if !self.holds(t) || (t - self.first) % self.step != 0 {
-            return None;
+    /// The value of window slot `w` (timestamp `t`), if the slot holds exactly `t`. `bytes` is
+    /// this archive's buffer.
+    fn value<S: Storage>(
+        &mut self,
+        src: &Whisper<S>,
+        bytes: &mut Vec<u8>,
+        w: i64,
+        t: i64,
+    ) -> Result<Option<f64>> {
+        if self.base == 0 || !self.holds(w) {
+            return Ok(None);
         }
-        self.values[((t - self.first) / self.step) as usize]
+        let (timestamp, value) = if (self.lo..=self.hi).contains(&w) {
+            if !self.read {
+                let at = |w: i64| slot_offset(&self.info, self.base, self.first + w * self.step);
+                src.read_ring_into(&self.info, at(self.lo), at(self.hi + 1), bytes)?;
+                self.read = true;
+            }
+            let at = (w - self.lo) as usize * POINT_SIZE;
+            decode_point(&bytes[at..at + POINT_SIZE])
+        } else {
+            // Outside what a fill within its window asks for: never in practice, but exact.
+            src.read_point(slot_offset(&self.info, self.base, t))?
+        };
+        Ok((i64::from(timestamp) == t).then_some(value))
+    }
+}
+
+#[cfg(test)]
+mod reference;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whisper::{ArchiveSpec, CreateOptions, Image, create_image};
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_700_000_037;
+
+    /// A file of `schema` written carbon-style in blocks of 13 points, missing the points whose
+    /// index `holes` selects and with some zeros, so archives hold gaps, 0.0 and aggregates.
+    fn file(schema: &[ArchiveSpec], agg: Aggregation, xff: f64, seed: u64) -> Whisper<Image> {
+        let options = CreateOptions {
+            x_files_factor: xff,
+            aggregation: agg,
+            ..CreateOptions::default()
+        };
+        let mut file = Whisper::open(create_image(schema, &options).unwrap(), "t.wsp").unwrap();
+        let step = i64::from(schema[0].seconds_per_point);
+        let span = schema.last().unwrap().retention() as i64;
+        let mut state = seed | 1;
+        let mut points = Vec::new();
+        for t in (NOW - span..NOW).step_by(step as usize) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Runs of missing points: long outages and single slots.
+            if (state >> 8) % 10 < 2 || (t / (step * 40)) % 5 == (seed % 5) as i64 {
+                continue;
+            }
+            points.push((
+                t,
+                if state.is_multiple_of(11) {
+                    0.0
+                } else {
+                    (state % 97) as f64
+                },
+            ));
+        }
+        for block in points.chunks(13) {
+            file.update_many(block, block.last().unwrap().0 + 1)
+                .unwrap();
+        }
+        file
+    }
+
+    fn schema(base: u32, k: u32, three: bool) -> Vec<ArchiveSpec> {
+        let mut s = vec![ArchiveSpec::new(base, 90), ArchiveSpec::new(base * k, 60)];
+        if three {
+            s.push(ArchiveSpec::new(base * k * 3, 50));
+        }
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// The lean plan changes exactly the bytes the plain first version changed, for any
+        /// pair of schemas, aggregation, xff and window.
+        #[test]
+        fn the_plan_fills_exactly_what_the_reference_fills(
+            dst_base in prop::sample::select(vec![10u32, 30, 60]),
+            src_base in prop::sample::select(vec![10u32, 30, 60]),
+            k in 2u32..5, dst_three in any::<bool>(), src_three in any::<bool>(),
+            agg in prop::sample::select(Aggregation::ALL.to_vec()),
+            xff in prop::sample::select(vec![0.0, 0.5, 1.0]),
+            empty_dst in prop::sample::select(vec![false, false, false, true]),
+            oldest_back in prop::option::of(0i64..40_000),
+            newest_back in prop::option::of(0i64..20_000),
+            seed in any::<u64>(),
+        ) {
+            let src = file(&schema(src_base, k, src_three), agg, xff, seed);
+            let dst_schema = schema(dst_base, k, dst_three);
+            let dst = if empty_dst {
+                let options = CreateOptions { x_files_factor: xff, aggregation: agg,
+                    ..CreateOptions::default() };
+                Whisper::open(create_image(&dst_schema, &options).unwrap(), "t.wsp").unwrap()
+            } else {
+                file(&dst_schema, agg, xff, seed.rotate_left(17))
+            };
+            let newest = NOW - newest_back.unwrap_or(0);
+            let oldest = oldest_back.map_or(0, |b| newest - 1 - b);
+            let window = Window { oldest, newest };
+
+            let mut expected = Whisper::open(dst.storage().clone(), "t.wsp").unwrap();
+            let expected_counts = reference::fill(&src, &mut expected, window, NOW).unwrap();
+            let mut lean = Whisper::open(dst.storage().clone(), "t.wsp").unwrap();
+            let counts = fill(&src, &mut lean, window, NOW).unwrap();
+            prop_assert_eq!(counts, expected_counts);
+            prop_assert!(lean.storage().bytes() == expected.storage().bytes());
+        }
     }
 }

@@ -7,10 +7,12 @@
 //!   read was written meanwhile by the live writer, and is left as the writer wrote it.
 //! - Space for every run is reserved before the first byte is written, so a full disk fails the
 //!   fill with every point untouched instead of a timestamp written and its value lost in a hole.
+//!   Runs close together are reserved and re-read as one span (the bytes between are only read,
+//!   never written), so a fill of many single points is not a syscall storm.
 
 use std::path::Path;
 
-use crate::whisper::{self, ChangedPoint, Image, POINT_SIZE, Storage};
+use crate::whisper::{self, ChangedPoint, POINT_SIZE, Storage};
 
 /// What [`write_changes`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,57 +25,95 @@ pub struct WriteBack {
     pub kept_live: u64,
 }
 
-/// Writes the points `image` changed into `target`, as described in the module doc. `path`
-/// names the file in errors.
+/// Writes `changes` (sorted by offset, as [`crate::whisper::Image::changed_points`] and
+/// [`super::safe::plan`] give them) into `target`, as described in the module doc. `path` names
+/// the file in errors.
 ///
 /// # Errors
 /// Reserving space (a full disk: "No space left on device"), re-reading or writing failed; when
 /// reserving fails, nothing has been written.
 pub fn write_changes<S: Storage>(
-    image: &Image,
+    changes: &[ChangedPoint],
     target: &mut S,
     path: &Path,
 ) -> Result<WriteBack, whisper::Error> {
-    let changed = image.changed_points();
-    let runs = runs(&changed);
-    for run in &runs {
-        let (start, len) = extent(run);
+    let runs = runs(changes);
+    let spans = spans(&runs);
+    for span in &spans {
+        let (start, len) = span_extent(span);
         target
             .allocate(start, len as u64)
             .map_err(|e| whisper::Error::io(path, "reserving space for filled points", e))?;
     }
     let mut done = WriteBack::default();
     let mut on_disk = Vec::new();
-    for run in &runs {
-        let (start, len) = extent(run);
+    let mut new = Vec::new();
+    for span in &spans {
+        let (span_start, len) = span_extent(span);
         on_disk.resize(len, 0);
         target
-            .read_at(&mut on_disk, start)
+            .read_at(&mut on_disk, span_start)
             .map_err(|e| whisper::Error::io(path, "re-reading points before writing", e))?;
-        // Points [from, i) are unchanged on disk since the fill read them: one write.
-        let mut from = 0;
-        for i in 0..=run.len() {
-            let untouched =
-                i < run.len() && on_disk[i * POINT_SIZE..(i + 1) * POINT_SIZE] == run[i].before;
-            if untouched {
-                continue;
+        for run in *span {
+            let at = (run[0].offset - span_start) as usize;
+            let now = &on_disk[at..at + run.len() * POINT_SIZE];
+            // Points [from, i) are unchanged on disk since the fill read them: one write.
+            let mut from = 0;
+            for i in 0..=run.len() {
+                let untouched =
+                    i < run.len() && now[i * POINT_SIZE..(i + 1) * POINT_SIZE] == run[i].before;
+                if untouched {
+                    continue;
+                }
+                if from < i {
+                    new.clear();
+                    for point in &run[from..i] {
+                        new.extend_from_slice(&point.after);
+                    }
+                    target
+                        .write_at(&new, run[from].offset)
+                        .map_err(|e| whisper::Error::io(path, "writing filled points", e))?;
+                    done.points += (i - from) as u64;
+                    done.writes += 1;
+                }
+                if i < run.len() {
+                    done.kept_live += 1;
+                }
+                from = i + 1;
             }
-            if from < i {
-                let a = run[from].offset as usize;
-                let b = a + (i - from) * POINT_SIZE;
-                target
-                    .write_at(&image.bytes()[a..b], a as u64)
-                    .map_err(|e| whisper::Error::io(path, "writing filled points", e))?;
-                done.points += (i - from) as u64;
-                done.writes += 1;
-            }
-            if i < run.len() {
-                done.kept_live += 1;
-            }
-            from = i + 1;
         }
     }
     Ok(done)
+}
+
+/// Runs closer than this share one space reservation and one re-read: a syscall per run costs
+/// more than reading or reserving the few pages between them.
+const SPAN_GAP: u64 = 64 * 1024;
+
+/// `runs` grouped into spans of runs less than [`SPAN_GAP`] apart.
+fn spans<'a, 'b>(runs: &'b [&'a [ChangedPoint]]) -> Vec<&'b [&'a [ChangedPoint]]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=runs.len() {
+        let apart = |i: usize| {
+            let (previous, len) = extent(runs[i - 1]);
+            runs[i][0].offset - (previous + len as u64) >= SPAN_GAP
+        };
+        if i == runs.len() || apart(i) {
+            if start < i {
+                out.push(&runs[start..i]);
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+/// First byte and length of a span, from its first run's start to its last run's end.
+fn span_extent(span: &[&[ChangedPoint]]) -> (u64, usize) {
+    let (start, _) = extent(span[0]);
+    let (last, len) = extent(span[span.len() - 1]);
+    (start, (last - start) as usize + len)
 }
 
 /// `changed` cut into runs of adjacent points.

@@ -49,6 +49,31 @@ impl<S: Storage> Whisper<S> {
         now: i64,
         seconds_per_point: Option<i64>,
     ) -> Result<Option<Series>> {
+        let mut bytes = Vec::new();
+        let Some(raw) = self.fetch_raw(from, until, now, seconds_per_point, &mut bytes)? else {
+            return Ok(None);
+        };
+        Ok(Some(Series {
+            from: raw.from,
+            until: raw.until,
+            step: raw.step,
+            values: raw.values(&bytes).collect(),
+        }))
+    }
+
+    /// [`Whisper::fetch_with_precision`] without decoding: the archive's slots are left in
+    /// `bytes` (one buffer serves many fetches) and read through [`RawSeries::values`].
+    ///
+    /// # Errors
+    /// As [`Whisper::fetch_with_precision`].
+    pub(crate) fn fetch_raw(
+        &self,
+        from: i64,
+        until: Option<i64>,
+        now: i64,
+        seconds_per_point: Option<i64>,
+        bytes: &mut Vec<u8>,
+    ) -> Result<Option<RawSeries>> {
         let mut from = from;
         let mut until = until.unwrap_or(now);
         if from > until {
@@ -76,16 +101,18 @@ impl<S: Storage> Whisper<S> {
                     .find(|a| a.retention() >= diff)
                     .unwrap_or_else(|| archives.last().expect("a header has archives")),
             };
-        self.archive_fetch(archive, from, until).map(Some)
+        self.archive_fetch_raw(archive, from, until, bytes)
+            .map(Some)
     }
 
-    /// whisper.py's `__archive_fetch`: the slots of one archive from `from` to `until`.
-    pub(crate) fn archive_fetch(
+    /// whisper.py's `__archive_fetch`: the slots of one archive from `from` to `until`, as bytes.
+    fn archive_fetch_raw(
         &self,
         archive: &ArchiveInfo,
         from: i64,
         until: i64,
-    ) -> Result<Series> {
+        bytes: &mut Vec<u8>,
+    ) -> Result<RawSeries> {
         let step = archive.step();
         let from_interval = from - from.rem_euclid(step) + step;
         let mut until_interval = until - until.rem_euclid(step) + step;
@@ -93,33 +120,51 @@ impl<S: Storage> Whisper<S> {
             until_interval += step;
         }
         let base = self.base_interval(archive)?;
-        if base == 0 {
-            let count = (until_interval - from_interval).div_euclid(step);
-            return Ok(Series {
-                from: from_interval,
-                until: until_interval,
-                step,
-                values: vec![None; count.max(0) as usize],
-            });
-        }
-        let bytes = self.read_ring(
-            archive,
-            slot_offset(archive, base, from_interval),
-            slot_offset(archive, base, until_interval),
-        )?;
-        let values = bytes
-            .chunks_exact(POINT_SIZE)
-            .zip((from_interval..).step_by(step as usize))
-            .map(|(chunk, expected)| {
-                let (ts, value) = decode_point(chunk);
-                (i64::from(ts) == expected).then_some(value)
-            })
-            .collect();
-        Ok(Series {
+        let raw = RawSeries {
             from: from_interval,
             until: until_interval,
             step,
-            values,
+            written: base != 0,
+        };
+        if base == 0 {
+            bytes.clear();
+        } else {
+            self.read_ring_into(
+                archive,
+                slot_offset(archive, base, from_interval),
+                slot_offset(archive, base, until_interval),
+                bytes,
+            )?;
+        }
+        Ok(raw)
+    }
+}
+
+/// A fetch whose slots are still bytes: see [`Whisper::fetch_raw`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawSeries {
+    pub from: i64,
+    pub until: i64,
+    pub step: i64,
+    /// Whether the archive was ever written; if not, every slot is unknown.
+    written: bool,
+}
+
+impl RawSeries {
+    /// One value per slot, `None` where unknown, decoded from the bytes the fetch left. As in
+    /// whisper.py, a range longer than the archive yields one lap of it.
+    pub fn values<'a>(&self, bytes: &'a [u8]) -> impl Iterator<Item = Option<f64>> + 'a {
+        let (from, step) = (self.from, self.step);
+        let len = if self.written {
+            bytes.len() / POINT_SIZE
+        } else {
+            (self.until - self.from).div_euclid(step).max(0) as usize
+        };
+        let bytes = if self.written { bytes } else { &[] };
+        (0..len).map(move |i| {
+            let point = bytes.get(i * POINT_SIZE..(i + 1) * POINT_SIZE)?;
+            let (ts, value) = decode_point(point);
+            (i64::from(ts) == from + i as i64 * step).then_some(value)
         })
     }
 }

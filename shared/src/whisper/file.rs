@@ -75,8 +75,15 @@ pub(crate) fn open_locked(path: &Path, access: Access, timeout: Duration) -> Res
 }
 
 /// The whole content of an open file, as an [`Image`].
-pub(crate) fn read_all(mut file: &File, path: &Path) -> Result<Image> {
-    let mut bytes = Vec::with_capacity(file.len().unwrap_or(0) as usize);
+pub(crate) fn read_all(file: &File, path: &Path) -> Result<Image> {
+    read_all_into(file, path, Vec::new())
+}
+
+/// [`read_all`] into `bytes`, whose capacity is reused (a buffer given back by
+/// [`Image::into_bytes`]).
+pub(crate) fn read_all_into(mut file: &File, path: &Path, mut bytes: Vec<u8>) -> Result<Image> {
+    bytes.clear();
+    bytes.reserve(file.len().unwrap_or(0) as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, "reading", e))?;
     Ok(Image::new(bytes))
@@ -163,16 +170,27 @@ impl<S: Storage> Whisper<S> {
         from: i64,
         until: i64,
     ) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_ring_into(archive, from, until, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Whisper::read_ring`] into `buf` (resized to fit), so one buffer serves many reads.
+    pub(crate) fn read_ring_into(
+        &self,
+        archive: &ArchiveInfo,
+        from: i64,
+        until: i64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         if from < until {
-            let mut buf = vec![0u8; (until - from) as usize];
-            self.read(&mut buf, from)?;
-            Ok(buf)
+            buf.resize((until - from) as usize, 0);
+            self.read(buf, from)
         } else {
             let first = (archive.end() - from) as usize;
-            let mut buf = vec![0u8; first + (until - i64::from(archive.offset)) as usize];
+            buf.resize(first + (until - i64::from(archive.offset)) as usize, 0);
             self.read(&mut buf[..first], from)?;
-            self.read(&mut buf[first..], i64::from(archive.offset))?;
-            Ok(buf)
+            self.read(&mut buf[first..], i64::from(archive.offset))
         }
     }
 }

@@ -83,13 +83,15 @@ pub struct Image {
     replaced: Vec<u8>,
 }
 
-/// One point an [`Image`] changed: where, and what was there before the first write to it.
+/// One point a fill changes: where, what was there when it was read, and what it becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangedPoint {
     /// Byte offset of the point in the file.
     pub offset: u64,
     /// The point's bytes as read, before any write.
     pub before: [u8; POINT_SIZE],
+    /// The point's new bytes.
+    pub after: [u8; POINT_SIZE],
 }
 
 impl Image {
@@ -126,15 +128,19 @@ impl Image {
                 points.push(ChangedPoint {
                     offset: offset + (i * POINT_SIZE) as u64,
                     before: chunk.try_into().expect("a whole point"),
+                    after: [0; POINT_SIZE],
                 });
             }
         }
         // Stable: the first write to a point comes first and holds what was read.
         points.sort_by_key(|p| p.offset);
         points.dedup_by_key(|p| p.offset);
-        points.retain(|p| {
+        points.retain_mut(|p| {
             let at = p.offset as usize;
-            self.bytes[at..at + POINT_SIZE] != p.before
+            p.after = self.bytes[at..at + POINT_SIZE]
+                .try_into()
+                .expect("a whole point");
+            p.after != p.before
         });
         points
     }
@@ -196,11 +202,13 @@ mod tests {
             vec![
                 ChangedPoint {
                     offset: at(1),
-                    before: [0; POINT_SIZE]
+                    before: [0; POINT_SIZE],
+                    after: point(120, 2.0),
                 },
                 ChangedPoint {
                     offset: at(3),
-                    before: [0; POINT_SIZE]
+                    before: [0; POINT_SIZE],
+                    after: point(60, 5.0),
                 },
             ]
         );

@@ -259,3 +259,40 @@ fn future_points_in_dst_are_left_alone() {
         &before[offset..offset + POINT_SIZE]
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// On disk, where safe mode reads only the windows it compares and src only where dst has a
+    /// gap, a fill writes exactly the bytes the in-memory fill computes, for any time window.
+    #[test]
+    fn a_fill_on_disk_writes_what_the_fill_in_memory_computes(
+        dst_schema in schema(), other_schema in schema(), same_schema in any::<bool>(),
+        dst_holes in holes(), src_holes in holes(), seed in any::<u64>(),
+        window in prop::option::of((0i64..30_000, 1i64..30_000)),
+    ) {
+        let src_schema = if same_schema { dst_schema.clone() } else { other_schema };
+        let span = dst_schema.last().unwrap().retention() as i64;
+        let step = i64::from(dst_schema[0].seconds_per_point);
+        let src = file_with(&src_schema, Aggregation::Average, 0.5,
+            &series(step, span, seed, &src_holes, 0.25));
+        let dst = file_with(&dst_schema, Aggregation::Average, 0.5,
+            &series(step, span, seed, &dst_holes, 0.0));
+        let options = FillOptions {
+            start_from: window.map(|(newest, _)| NOW - newest),
+            end_at: window.map_or(0, |(newest, len)| NOW - newest - len),
+            ..FillOptions::new(FillMode::Safe, NOW)
+        };
+
+        let mut in_memory = Whisper::open(dst.storage().clone(), "dst.wsp").unwrap();
+        let expected = fill::fill_images(&src, &mut in_memory, &options).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (src_path, dst_path) = (tmp.path().join("src.wsp"), tmp.path().join("dst.wsp"));
+        std::fs::write(&src_path, src.storage().bytes()).unwrap();
+        std::fs::write(&dst_path, dst.storage().bytes()).unwrap();
+        let report = fill::fill_files(&src_path, &dst_path, &options).unwrap();
+        prop_assert_eq!(report, expected);
+        prop_assert!(std::fs::read(&dst_path).unwrap() == in_memory.storage().bytes());
+        prop_assert!(std::fs::read(&src_path).unwrap() == src.storage().bytes());
+    }
+}

@@ -131,8 +131,11 @@ fn a_full_disk_leaves_every_point_untouched_or_whole() {
         let mut failures = 0;
         for free in 0..=pages {
             let mut disk = FullDisk::new(&before, free);
-            let result =
-                write_back::write_changes(filled.storage(), &mut disk, Path::new("dst.wsp"));
+            let result = write_back::write_changes(
+                &filled.storage().changed_points(),
+                &mut disk,
+                Path::new("dst.wsp"),
+            );
             for at in slots(&dst) {
                 let point = &disk.bytes[at..at + POINT_SIZE];
                 assert!(
@@ -189,8 +192,12 @@ fn a_writer_without_a_lock_keeps_every_point_it_wrote() {
         assert!(!changed_by_carbon.is_empty());
 
         let mut disk = disk.into_storage();
-        let done =
-            write_back::write_changes(filled.storage(), &mut disk, Path::new("dst.wsp")).unwrap();
+        let done = write_back::write_changes(
+            &filled.storage().changed_points(),
+            &mut disk,
+            Path::new("dst.wsp"),
+        )
+        .unwrap();
         assert!(done.kept_live >= 1, "{mode:?}: {done:?}");
         for at in slots(&dst) {
             let point = &disk.bytes()[at..at + POINT_SIZE];
