@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 
-use crate::whisper::{Result, Storage, Whisper};
+use crate::whisper::{ArchiveInfo, Result, Storage, Whisper};
 
 /// Buffers reused from one fill to the next.
 #[derive(Default)]
@@ -52,6 +52,8 @@ pub fn fill_archives<S: Storage, D: Storage>(
         } = buffers;
         let mut archives = dst.header().archives.clone();
         archives.sort_by_key(|a| a.retention());
+        let mut src_archives = src.header().archives.clone();
+        src_archives.sort_by_key(|a| a.retention());
         let mut start_from = start_from;
         let mut written = 0;
         for archive in archives {
@@ -87,7 +89,15 @@ pub fn fill_archives<S: Storage, D: Storage>(
                 gaps.push((gap_start - step, series.until - step));
             }
             for (tstart, tstop) in gaps {
-                written += fill(src, dst, tstart, tstop, now, src_bytes, points)?;
+                written += fill(
+                    src,
+                    &src_archives,
+                    dst,
+                    (tstart, tstop),
+                    now,
+                    src_bytes,
+                    points,
+                )?;
             }
             start_from = from_time;
         }
@@ -96,12 +106,13 @@ pub fn fill_archives<S: Storage, D: Storage>(
 }
 
 /// carbonate's `fill(src, dst, tstart, tstop)`: copies src's known points in `(tstart, tstop]`
-/// into dst, from src's highest-precision archive that has them.
+/// into dst, from src's highest-precision archive that has them. `archives`: src's, by
+/// increasing retention.
 fn fill<S: Storage, D: Storage>(
     src: &Whisper<S>,
+    archives: &[ArchiveInfo],
     dst: &mut Whisper<D>,
-    tstart: i64,
-    tstop: i64,
+    (tstart, tstop): (i64, i64),
     now: i64,
     bytes: &mut Vec<u8>,
     points: &mut Vec<(i64, f64)>,
@@ -110,8 +121,6 @@ fn fill<S: Storage, D: Storage>(
     if tstart < src_time && tstop < src_time {
         return Ok(0);
     }
-    let mut archives = src.header().archives.clone();
-    archives.sort_by_key(|a| a.retention());
     let mut tstop = tstop;
     let mut written = 0;
     for archive in archives {

@@ -164,6 +164,7 @@ impl<S: Storage> Whisper<S> {
     /// Reads the points between two byte offsets of `archive` the way whisper.py does: one read
     /// when `from < until`, otherwise to the archive's end and on from its start (so equal offsets
     /// read the whole archive).
+    #[cfg(test)]
     pub(crate) fn read_ring(
         &self,
         archive: &ArchiveInfo,

@@ -12,16 +12,33 @@ const PERTURB_SHIFT: u32 = 5;
 const MIN_SIZE: usize = 8;
 
 /// The distinct values in the order `for x in set(values)` visits them in CPython 3.11.
+#[cfg(test)]
 pub(crate) fn iteration_order(values: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    let mut out = Vec::new();
+    iteration_order_into(values, &mut out);
+    out
+}
+
+/// [`iteration_order`] into `out`.
+pub(crate) fn iteration_order_into(values: impl IntoIterator<Item = i64>, out: &mut Vec<i64>) {
+    out.clear();
+    let mut values = values.into_iter();
+    let Some(first) = values.next() else {
+        return;
+    };
+    // Adding a value already present changes nothing, so the repeats of the first value can
+    // go; when nothing else is left (a small update, the common case), no table is needed.
+    let mut rest = values.skip_while(|&v| v == first).peekable();
+    if rest.peek().is_none() {
+        out.push(first);
+        return;
+    }
     let mut set = PySet::new();
-    for v in values {
+    set.add(first);
+    for v in rest {
         set.add(v);
     }
-    set.table
-        .into_iter()
-        .flatten()
-        .map(|(key, _)| key)
-        .collect()
+    out.extend(set.table.into_iter().flatten().map(|(key, _)| key));
 }
 
 struct PySet {
