@@ -340,6 +340,9 @@ async fn restore_one(
     options: &RestoreOptions,
 ) -> Result<Restored, String> {
     let path = metric::path_of(root, name).map_err(|e| e.to_string())?;
+    if let Some(why) = bucket.not_answering() {
+        return Err(why);
+    }
     let layout = bucket.layout();
     let encoding = stored.data.expect("chosen versions have data");
     let data_key = match encoding {
@@ -567,6 +570,9 @@ async fn apply_entry(
     options: &RestoreOptions,
 ) -> Result<Restored, String> {
     let path = metric::path_of(root, &step.metric).map_err(|e| e.to_string())?;
+    if let Some(why) = bucket.not_answering() {
+        return Err(why);
+    }
     let encoding = if step.key.ends_with(".wsp.sz") {
         Encoding::Snappy
     } else {

@@ -169,6 +169,19 @@ impl Bucket {
         (unanswered >= STALL_LIMIT).then_some(unanswered)
     }
 
+    /// Why a request is not worth sending now, when the bucket is [`Bucket::stalled`]: a job of
+    /// many objects fails the rest fast instead of waiting out each request's deadline.
+    pub fn not_answering(&self) -> Option<String> {
+        self.stalled().map(|unanswered| {
+            format!(
+                "bucket {}: not tried: the store is not answering ({unanswered} requests in a row \
+                 got no answer within {:?}); run again when it answers",
+                self.url(),
+                self.timeout
+            )
+        })
+    }
+
     /// The deadline of one request.
     pub fn timeout(&self) -> Duration {
         self.timeout

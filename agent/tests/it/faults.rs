@@ -127,7 +127,60 @@ async fn a_frozen_store_stops_the_run_early_and_loses_nothing(backend: Backend) 
     a_healthy_run_restores_the_tree(&backend, &root, &options, at(60)).await;
 }
 
+/// A store that freezes mid-restore: once 5 requests in a row got no answer, the metrics left
+/// fail at once, naming the store, instead of each waiting out its deadline; a restore once the
+/// store answers completes the tree.
+async fn a_store_frozen_mid_restore_fails_the_rest_fast(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 40);
+    let (healthy, counts) = counted_bucket(backend.store(), Faults::None);
+    backup(&healthy, &root, &BackupOptions::new("g1"), at(0))
+        .await
+        .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let before = counts.gets();
+    restore(&healthy, target.path(), &RestoreOptions::new(NOW))
+        .await
+        .unwrap();
+    // Two GETs per metric (object and .sha1), and the manifest's.
+    let per_restore = counts.gets() - before;
+    let target = tempfile::tempdir().unwrap();
+
+    // The manifest and four metrics are read, then nothing answers.
+    let (frozen, counts) =
+        counted_bucket(backend.store(), Faults::FreezeAfterGets(per_restore - 72));
+    let frozen = frozen.with_timeout(std::time::Duration::from_millis(100));
+    let options = RestoreOptions {
+        workers: 2,
+        ..RestoreOptions::new(NOW)
+    };
+    let report = restore(&frozen, target.path(), &options).await.unwrap();
+    assert!(report.failed.len() > 30, "{report:?}");
+    assert!(
+        report
+            .failed
+            .first()
+            .iter()
+            .any(|f| f.error.contains("not answering")),
+        "{report:?}"
+    );
+    // Waiting out every metric would send 2 GETs for each of the 36 left.
+    assert!(
+        counts.gets() < per_restore - 72 + 10,
+        "{} GETs: it did not stop early",
+        counts.gets()
+    );
+
+    let report = restore(&healthy, target.path(), &RestoreOptions::new(NOW))
+        .await
+        .unwrap();
+    assert_eq!(report.failed.len(), 0);
+    assert_eq!(snapshot(target.path()), snapshot(&root));
+}
+
 crate::on_every_store!(
+    a_store_frozen_mid_restore_fails_the_rest_fast,
     a_frozen_store_stops_the_run_early_and_loses_nothing,
     a_stuck_store_times_out_and_loses_nothing,
     a_run_killed_midway_is_resumed_without_uploading_again,

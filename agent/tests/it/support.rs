@@ -111,6 +111,8 @@ pub enum Faults {
     HangEveryNth(usize),
     /// Every request after the first `n` PUTs never answers (a server frozen mid-run).
     FreezeAfterPuts(usize),
+    /// Every request after the first `n` GETs never answers (frozen mid-restore).
+    FreezeAfterGets(usize),
 }
 
 /// An object store that counts requests and injects [`Faults`].
@@ -147,6 +149,7 @@ impl Counting {
             Faults::EveryNth(k) => (n.is_multiple_of(k), false),
             Faults::HangEveryNth(k) => (false, n.is_multiple_of(k)),
             Faults::FreezeAfterPuts(limit) => (false, self.counts.puts() > limit),
+            Faults::FreezeAfterGets(limit) => (false, self.counts.gets() > limit),
         };
         if hang {
             std::future::pending::<()>().await;
