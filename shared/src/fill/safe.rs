@@ -204,11 +204,9 @@ fn plan_archive<S: Storage, D: Storage>(
     // written: the whole archive, as the first point filled becomes its base (rule 5).
     let mut base = dst.base_interval(&archive)?;
     let written = base != 0;
-    if written {
-        let from = slot_offset(&archive, base, first);
-        let until = slot_offset(&archive, base, first + slots as i64 * step);
-        dst.read_ring_into(&archive, from, until, stored)?;
-    } else {
+    // With data, the window is read [`CHUNK`] slots at a time: the buffers stay small and hot.
+    let mut loaded = 0..0;
+    if !written {
         stored.resize(archive.size() as usize, 0);
         dst.read(stored, i64::from(archive.offset))?;
     }
@@ -216,7 +214,13 @@ fn plan_archive<S: Storage, D: Storage>(
     for i in 0..slots {
         let t = first + i as i64 * step;
         let (at, offset) = if written {
-            (i * POINT_SIZE, None)
+            if !loaded.contains(&i) {
+                let end = (i + CHUNK).min(slots);
+                let at = |i: usize| slot_offset(&archive, base, first + i as i64 * step);
+                dst.read_ring_into(&archive, at(i), at(end), stored)?;
+                loaded = i..end;
+            }
+            ((i - loaded.start) * POINT_SIZE, None)
         } else if base == 0 {
             (0, Some(i64::from(archive.offset)))
         } else {
@@ -269,7 +273,7 @@ fn plan_archive<S: Storage, D: Storage>(
 }
 
 /// One src archive's window at `now`, slots numbered from its oldest (`first`); read only when
-/// first asked, and then only over the slots a fill within its [`Window`] can ask for.
+/// asked, a chunk at a time, and only over the slots a fill within its [`Window`] can ask for.
 struct SrcArchive {
     info: ArchiveInfo,
     step: i64,
@@ -280,8 +284,16 @@ struct SrcArchive {
     /// The window slots that get read, `lo..=hi`.
     lo: i64,
     hi: i64,
-    read: bool,
+    /// The window slots in the buffer now: up to [`CHUNK`] from the first one asked for.
+    cached: std::ops::Range<i64>,
 }
+
+/// Slots read at a time (48 KiB): fills walk the slots in time order, so each chunk is read once.
+#[cfg(not(test))]
+const CHUNK: usize = 4096;
+/// Small in unit tests, so their small files cross chunks (and ring ends within chunks).
+#[cfg(test)]
+const CHUNK: usize = 7;
 
 impl SrcArchive {
     /// `reach`: the longest dst step, how far past the window's newest slot a fill can look.
@@ -303,7 +315,7 @@ impl SrcArchive {
             base: src.base_interval(&info)?,
             lo: ((oldest - first) / step).max(0),
             hi: ((newest - first) / step).min(i64::from(info.points) - 1),
-            read: false,
+            cached: 0..0,
         })
     }
 
@@ -325,12 +337,13 @@ impl SrcArchive {
             return Ok(None);
         }
         let (timestamp, value) = if (self.lo..=self.hi).contains(&w) {
-            if !self.read {
+            if !self.cached.contains(&w) {
+                let end = (w + CHUNK as i64).min(self.hi + 1);
                 let at = |w: i64| slot_offset(&self.info, self.base, self.first + w * self.step);
-                src.read_ring_into(&self.info, at(self.lo), at(self.hi + 1), bytes)?;
-                self.read = true;
+                src.read_ring_into(&self.info, at(w), at(end), bytes)?;
+                self.cached = w..end;
             }
-            let at = (w - self.lo) as usize * POINT_SIZE;
+            let at = (w - self.cached.start) as usize * POINT_SIZE;
             decode_point(&bytes[at..at + POINT_SIZE])
         } else {
             // Outside what a fill within its window asks for: never in practice, but exact.
