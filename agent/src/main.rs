@@ -78,6 +78,9 @@ struct BucketArgs {
     /// Allow a plain-HTTP endpoint.
     #[arg(long)]
     s3_allow_http: bool,
+    /// Seconds one store request may take before it counts as failed.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -90,6 +93,7 @@ impl BucketArgs {
             region: self.s3_region.clone(),
             path_style: self.s3_path_style,
             allow_http: self.s3_allow_http,
+            request_timeout: Some(self.request_timeout),
             extra: Vec::new(),
         }
     }

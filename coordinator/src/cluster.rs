@@ -86,6 +86,15 @@ pub struct NodeStatus {
     pub bucket_owner: Option<String>,
 }
 
+/// The longest `status` waits for one host's bucket: a Nagios check has to answer in time, and
+/// a store that does not answer is news, not a reason to hang.
+pub const STATUS_DEADLINE: Duration = Duration::from_secs(10);
+
+/// [`STATUS_DEADLINE`], or the bucket's request timeout when that is shorter.
+fn status_deadline(bucket: Option<&Bucket>) -> Duration {
+    bucket.map_or(STATUS_DEADLINE, |b| b.timeout().min(STATUS_DEADLINE))
+}
+
 /// Status of every host, queried concurrently.
 pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeStatus> {
     let expected = cluster.ring.fingerprint().to_string();
@@ -101,6 +110,7 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
             }),
         };
         let bucket = Bucket::open(&host.bucket, storage);
+        let deadline = status_deadline(bucket.as_ref().ok());
         let last_backup = async {
             let bucket = bucket.as_ref().map_err(|e| e.to_string())?;
             let summary = manifests::latest_summary(bucket)
@@ -113,16 +123,28 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
                 missing: s.missing as usize,
                 stats: s.stats,
             }))
-        }
-        .await;
+        };
+        let (last_backup, answered) = match tokio::time::timeout(deadline, last_backup).await {
+            Ok(last_backup) => (last_backup, true),
+            Err(_) => (
+                Err(format!(
+                    "bucket {}: no answer within {deadline:?}; status does not wait longer",
+                    host.bucket
+                )),
+                false,
+            ),
+        };
         let bucket_owner = match &bucket {
-            Ok(bucket) => match bucket.get(&bucket.layout().owner_key()).await {
-                Ok(Some(bytes)) => bucky_shared::layout::OwnerMarker::decode(&bytes)
-                    .ok()
-                    .map(|m| m.node),
-                _ => None,
-            },
-            Err(_) => None,
+            Ok(bucket) if answered => {
+                let key = bucket.layout().owner_key();
+                match tokio::time::timeout(deadline, bucket.get(&key)).await {
+                    Ok(Ok(Some(bytes))) => bucky_shared::layout::OwnerMarker::decode(&bytes)
+                        .ok()
+                        .map(|m| m.node),
+                    _ => None,
+                }
+            }
+            _ => None,
         };
         let mut identity: Vec<String> = info
             .as_ref()

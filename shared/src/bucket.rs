@@ -65,6 +65,10 @@ pub struct StoreOptions {
     /// Allow plain HTTP endpoints; default false.
     #[serde(default)]
     pub allow_http: bool,
+    /// Seconds one request may take before it counts as failed; default 60
+    /// ([`DEFAULT_REQUEST_TIMEOUT`]).
+    #[serde(default)]
+    pub request_timeout: Option<u64>,
     /// Further object_store settings (`aws_access_key_id`, `google_service_account`, ...),
     /// applied after the environment's. Never logged; not read from config files (credentials
     /// belong in the environment).
@@ -192,6 +196,20 @@ impl Bucket {
     /// # Errors
     /// [`Error::Open`] naming the URL.
     pub fn open(url: &str, options: &StoreOptions) -> Result<Bucket, Error> {
+        let bucket = Self::open_store(url, options)?;
+        Ok(match options.request_timeout {
+            Some(0) => {
+                return Err(Error::Open {
+                    url: url.to_string(),
+                    reason: "request_timeout must be at least 1 second".into(),
+                });
+            }
+            Some(seconds) => bucket.with_timeout(Duration::from_secs(seconds)),
+            None => bucket,
+        })
+    }
+
+    fn open_store(url: &str, options: &StoreOptions) -> Result<Bucket, Error> {
         let open_err = |reason: String| Error::Open {
             url: url.to_string(),
             reason,
@@ -565,6 +583,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("b").display());
         assert!(Bucket::open(&url, &StoreOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn the_request_timeout_comes_from_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let default = Bucket::open(&url, &StoreOptions::default()).unwrap();
+        assert_eq!(default.timeout(), DEFAULT_REQUEST_TIMEOUT);
+        let options = StoreOptions {
+            request_timeout: Some(5),
+            ..StoreOptions::default()
+        };
+        assert_eq!(
+            Bucket::open(&url, &options).unwrap().timeout(),
+            Duration::from_secs(5)
+        );
+        let zero = StoreOptions {
+            request_timeout: Some(0),
+            ..StoreOptions::default()
+        };
+        let err = Bucket::open(&url, &zero).unwrap_err().to_string();
+        assert!(err.contains("request_timeout"), "{err}");
     }
 
     #[test]

@@ -334,6 +334,7 @@ pub fn s3_bucket(server: &S3Server, prefix: &str) -> Bucket {
         region: Some("us-east-1".into()),
         path_style: true,
         allow_http: true,
+        request_timeout: None,
         extra: vec![
             ("aws_access_key_id".into(), "bucky-test-key".into()),
             ("aws_secret_access_key".into(), "bucky-test-secret".into()),

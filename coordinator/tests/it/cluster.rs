@@ -325,6 +325,45 @@ async fn a_dead_agent_fails_its_node_only() {
     drop(fleet.stops);
 }
 
+/// g2's bucket is an S3 endpoint that accepts connections and never answers: status reports it
+/// within its own deadline (10 s, not the 60 s a backup's request may take), naming the bucket,
+/// and the other nodes as usual.
+#[tokio::test]
+async fn status_does_not_hang_on_a_store_that_never_answers() {
+    let (fleet, mut cluster) = fleet(None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    cluster.hosts[1].bucket = "s3://silent/g2".into();
+    cluster.config.storage = bucky_shared::bucket::StoreOptions {
+        endpoint: Some(format!("http://{silent}")),
+        path_style: true,
+        allow_http: true,
+        extra: vec![
+            ("aws_access_key_id".into(), "k".into()),
+            ("aws_secret_access_key".into(), "s".into()),
+        ],
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let status = cluster::status(&cluster, &agents(&cluster)).await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(20), "status took {waited:?}");
+    let error = status[1].last_backup.as_ref().unwrap_err();
+    assert!(
+        error.contains("s3://silent/g2") && error.contains("no answer within 10s"),
+        "{error}"
+    );
+    assert!(status[0].last_backup.is_ok() && status[2].last_backup.is_ok());
+    server.abort();
+    drop(fleet.stops);
+}
+
 /// A host's bucket holding 100,000 metrics the ring now places elsewhere (a node that was
 /// rebalanced away from): the restore plan travels to the client as counts and the first names,
 /// never as one message listing them all (that would be over 5 MB here).
