@@ -132,8 +132,9 @@ where
             report.merge(worker.join().expect("a fill worker does not panic"));
         }
     });
+    // Each directory a file was created in, so the new names survive a crash.
     let dirs = created_in.into_inner().expect("never poisoned");
-    report.unsynced_dirs = sync_dirs(&dirs);
+    report.unsynced_dirs = install::sync_each(&dirs);
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -210,18 +211,6 @@ fn copy(pair: &Pair, options: &BatchOptions) -> Result<Installed, String> {
     let image =
         Whisper::read_image(&pair.src, options.fill.lock_timeout).map_err(|e| format!("{e:#}"))?;
     install::install_with(&pair.dst, &image, &options.fill, options.file_mode)
-}
-
-/// Fsyncs each directory a file was created in, so the new names survive a crash.
-fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> Vec<String> {
-    dirs.iter()
-        .filter_map(
-            |d| match std::fs::File::open(d).and_then(|f| f.sync_all()) {
-                Ok(()) => None,
-                Err(e) => Some(format!("{}: syncing the directory: {e}", d.display())),
-            },
-        )
-        .collect()
 }
 
 /// Fills `dst_root` from `src_root`: every metric of src's tree (as carbon names them; see

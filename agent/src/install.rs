@@ -107,7 +107,12 @@ pub fn sync_dirs(
             at = d.parent();
         }
     }
-    all.iter()
+    sync_each(&all)
+}
+
+/// Fsyncs each of `dirs`; returns the ones that could not be synced, with the reason.
+pub fn sync_each(dirs: &std::collections::BTreeSet<std::path::PathBuf>) -> Vec<String> {
+    dirs.iter()
         .filter_map(
             |d| match std::fs::File::open(d).and_then(|f| f.sync_all()) {
                 Ok(()) => None,
