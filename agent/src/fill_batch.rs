@@ -120,6 +120,15 @@ pub fn fill_pairs<I>(pairs: I, options: &BatchOptions) -> BatchReport
 where
     I: Iterator<Item = Result<Pair, String>> + Send,
 {
+    fill_pairs_under(pairs, options, None)
+}
+
+/// [`fill_pairs`]; with `root`, the directories created below it for copied files are synced
+/// up to it, not only the ones the files went into.
+fn fill_pairs_under<I>(pairs: I, options: &BatchOptions, root: Option<&Path>) -> BatchReport
+where
+    I: Iterator<Item = Result<Pair, String>> + Send,
+{
     let started = Instant::now();
     let pairs = Mutex::new(pairs);
     let created_in = Mutex::new(BTreeSet::new());
@@ -134,7 +143,10 @@ where
     });
     // Each directory a file was created in, so the new names survive a crash.
     let dirs = created_in.into_inner().expect("never poisoned");
-    report.unsynced_dirs = install::sync_each(&dirs);
+    report.unsynced_dirs = match root {
+        Some(root) => install::sync_dirs(root, &dirs),
+        None => install::sync_each(&dirs),
+    };
     report.seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -252,7 +264,7 @@ pub fn fill_trees(
             None
         }
     });
-    let report = fill_pairs(pairs, options);
+    let report = fill_pairs_under(pairs, options, Some(dst_root));
     if let Some(e) = walk_error.into_inner().expect("never poisoned") {
         return Err(e.context(format!(
             "walking {} stopped after {} pairs",
