@@ -112,6 +112,13 @@ impl BatchReport {
         let room = NAMED_FAILURES.saturating_sub(self.failures.len());
         self.failures.extend(other.failures.into_iter().take(room));
     }
+
+    fn count_fill(&mut self, points: u64, kept_live: u64) {
+        self.pairs += 1;
+        self.pairs_changed += u64::from(points > 0);
+        self.points_written += points;
+        self.points_kept_live += kept_live;
+    }
 }
 
 /// Fills every pair `pairs` yields, `options.workers` at a time. An `Err` item is an input that
@@ -205,15 +212,6 @@ where
             Ok(filled) => report.count_fill(filled.points_written, filled.points_kept_live),
             Err(e) => report.fail(failure(format!("{e:#}"))),
         }
-    }
-}
-
-impl BatchReport {
-    fn count_fill(&mut self, points: u64, kept_live: u64) {
-        self.pairs += 1;
-        self.pairs_changed += u64::from(points > 0);
-        self.points_written += points;
-        self.points_kept_live += kept_live;
     }
 }
 

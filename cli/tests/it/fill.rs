@@ -270,3 +270,20 @@ fn pairs_come_from_a_list_and_no_copy_leaves_missing_files_alone() {
     assert_ne!(std::fs::read(&a_dst).unwrap(), before);
     assert!(!b_dst.exists());
 }
+
+/// `-r` with one tree as both sides is refused before anything is read or locked, and a
+/// directory given without `-r` is named with the fix.
+#[test]
+fn a_tree_is_not_filled_from_itself_and_directories_need_r() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    put(&root, "a.b", &replica(1, 2));
+    let same = bucky(&["fill", "-r", &path_str(&root), &path_str(&root)]).unwrap_err();
+    assert!(same.to_string().contains("same directory"), "{same}");
+    let file = metric::path_of(&root, "a.b").unwrap();
+    let no_r = bucky(&["fill", &path_str(&root), &path_str(&file)]).unwrap_err();
+    assert!(
+        no_r.to_string().contains("fill two trees with -r"),
+        "{no_r}"
+    );
+}
