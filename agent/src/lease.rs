@@ -259,6 +259,106 @@ mod tests {
         assert!(!is_stale(&holder("other", u32::MAX, 100), 50, "h"));
     }
 
+    /// A store that, when the lease is created, notes whether its run was already registered:
+    /// another run of this process may read the lease the moment it exists.
+    #[derive(Debug)]
+    struct Watching {
+        inner: object_store::memory::InMemory,
+        registered_at_create: std::sync::Mutex<Vec<bool>>,
+    }
+
+    impl std::fmt::Display for Watching {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Watching")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for Watching {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            if matches!(opts.mode, object_store::PutMode::Create) {
+                let bytes: Vec<u8> = payload.iter().flat_map(|b| b.to_vec()).collect();
+                if let Ok(holder) = serde_json::from_slice::<Holder>(&bytes) {
+                    let registered = active().contains(&holder.run_id);
+                    self.registered_at_create.lock().unwrap().push(registered);
+                }
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// The run is registered before its lease exists, so no other run of this process can read
+    /// the new lease and take it for one of ours that has ended.
+    #[tokio::test]
+    async fn a_run_is_registered_before_its_lease_is_created() {
+        let store = std::sync::Arc::new(Watching {
+            inner: object_store::memory::InMemory::new(),
+            registered_at_create: Default::default(),
+        });
+        let bucket = Bucket::new(store.clone(), "g1", "test://watching");
+        let lease = acquire(&bucket, "g1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        lease.release().await;
+        assert_eq!(*store.registered_at_create.lock().unwrap(), [true]);
+    }
+
     /// Two runs of one process racing for one lease: exactly one gets it, every time, however
     /// their polls interleave with the store's answers.
     #[tokio::test]
