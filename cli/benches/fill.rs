@@ -1,6 +1,7 @@
-//! Fill benchmark: bucky's batch fill (`bucky fill -r`), bucky one process per pair, carbonate
-//! 1.1.10's `fill_archives` in one interpreter and its `whisper-fill` command per pair, on
-//! identical copies of generated trees of replica pairs, at two tree sizes.
+//! Fill benchmark: bucky's batch fill (`bucky fill -r`), one process per pair (`bucky fill` and the
+//! small `bucky-fill` binary), carbonate 1.1.10's `fill_archives` in one interpreter and its
+//! `whisper-fill` command per pair, on identical copies of generated trees of replica pairs, at
+//! two tree sizes.
 //!
 //! `cargo bench -p bucky-cli --bench fill [-- --sizes 200,2000 --cli-pairs 50 --no-python]`
 //!
@@ -175,6 +176,14 @@ fn main() -> anyhow::Result<()> {
             cmd
         })?;
 
+        let lean_per_pair = per_pair(RUNS, "dst-lean", &|s, d| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucky-fill"));
+            cmd.args(["--no-fsync", "--now", &now.to_string()])
+                .arg(s)
+                .arg(d);
+            cmd
+        })?;
+
         let table = Table {
             pair_bytes: trees.pair_bytes,
             baseline: baseline.as_ref().map(|(secs, _)| (size, *secs)),
@@ -188,6 +197,11 @@ fn main() -> anyhow::Result<()> {
             &format!("bucky fill, one process per pair ({sample})"),
             sample,
             bucky_per_pair,
+        );
+        table.row(
+            &format!("bucky-fill, one process per pair ({sample})"),
+            sample,
+            lean_per_pair,
         );
         if let Some(venv) = &venv {
             let script = venv.join("bin/whisper-fill");

@@ -93,13 +93,18 @@ pub fn run(args: FillArgs, out: &mut impl Write) -> anyhow::Result<u8> {
         fsync: !args.no_fsync,
         ..FillOptions::new(mode, now_or(args.now))
     };
-    let defaults = BatchOptions::new(options.clone());
-    let batch = BatchOptions {
-        copy_missing: !args.no_copy,
-        workers: args.workers.unwrap_or(defaults.workers),
-        ..defaults
+    // Built only for a batch: counting the cores reads cgroup files, a cost a script running
+    // one process per pair should not pay.
+    let batch = || {
+        let defaults = BatchOptions::new(options.clone());
+        BatchOptions {
+            copy_missing: !args.no_copy,
+            workers: args.workers.unwrap_or(defaults.workers),
+            ..defaults
+        }
     };
     if let Some(list) = &args.pairs {
+        let batch = batch();
         let report = if list.as_os_str() == "-" {
             fill_batch::fill_pairs(
                 fill_batch::read_pairs(BufReader::new(std::io::stdin())),
@@ -117,6 +122,7 @@ pub fn run(args: FillArgs, out: &mut impl Write) -> anyhow::Result<u8> {
         .zip(args.dst)
         .expect("clap requires both without --pairs");
     if args.recursive {
+        let batch = batch();
         let selection = Selection::new(&args.metrics, None)?;
         let (report, walk) = fill_batch::fill_trees(&src, &dst, selection, &batch)?;
         return write_batch(&report, Some(&walk), args.json, out);

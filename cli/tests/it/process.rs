@@ -67,3 +67,46 @@ fn a_closed_stdout_pipe_is_success() {
     );
     assert!(out.stderr.is_empty());
 }
+
+/// `bucky-fill` is `bucky fill` in a binary of its own: the same bytes written, the same report,
+/// the same exit code and a named error for a bad file.
+#[test]
+fn bucky_fill_is_bucky_fill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = crate::support::cases("fill_02").remove(0);
+    let now = crate::support::case_json(&dir)["now"].to_string();
+    let run = |program: &str, args: &[&str], name: &str| {
+        let src = tmp.path().join(format!("{name}-src.wsp"));
+        let dst = tmp.path().join(format!("{name}-dst.wsp"));
+        std::fs::copy(dir.join("src.wsp"), &src).unwrap();
+        std::fs::copy(dir.join("dst_before.wsp"), &dst).unwrap();
+        let out = Command::new(program)
+            .args(args)
+            .args(["--now", &now, "--json"])
+            .arg(&src)
+            .arg(&dst)
+            .output()
+            .unwrap();
+        (out, std::fs::read(&dst).unwrap())
+    };
+    let (full, full_bytes) = run(env!("CARGO_BIN_EXE_bucky"), &["fill"], "full");
+    let (lean, lean_bytes) = run(env!("CARGO_BIN_EXE_bucky-fill"), &[], "lean");
+    assert!(full.status.success() && lean.status.success());
+    assert!(full_bytes == lean_bytes);
+    assert!(full_bytes != std::fs::read(dir.join("dst_before.wsp")).unwrap());
+    assert_eq!(full.stdout, lean.stdout);
+
+    let garbage = tmp.path().join("garbage.wsp");
+    std::fs::write(&garbage, b"not whisper").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bucky-fill"))
+        .arg(&garbage)
+        .arg(tmp.path().join("lean-dst.wsp"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("bucky-fill: ") && stderr.contains("garbage.wsp"),
+        "{stderr}"
+    );
+}

@@ -31,7 +31,7 @@
 //! window, and returns the points to change; [`Scratch`] carries the buffers from one pair to the
 //! next, so a batch of fills allocates nothing per point and almost nothing per pair.
 
-use crate::whisper::file::{decode_point, encode_point, slot_offset};
+use crate::whisper::file::{encode_point, slot_offset};
 use crate::whisper::{
     Aggregation, ArchiveInfo, ChangedPoint, POINT_SIZE, Result, Storage, Whisper,
 };
@@ -327,8 +327,32 @@ impl SrcArchive {
     }
 
     /// The value of window slot `w` (timestamp `t`), if the slot holds exactly `t`. `bytes` is
-    /// this archive's buffer.
+    /// this archive's buffer. Called for every dst gap, most of which src cannot fill either
+    /// (an archive's years before the metric existed): the cached case is kept small enough to
+    /// inline, and compares the timestamp's bytes before decoding the value.
+    #[inline]
     fn value<S: Storage>(
+        &mut self,
+        src: &Whisper<S>,
+        bytes: &mut Vec<u8>,
+        w: i64,
+        t: i64,
+    ) -> Result<Option<f64>> {
+        if !self.cached.contains(&w) {
+            return self.value_uncached(src, bytes, w, t);
+        }
+        let at = (w - self.cached.start) as usize * POINT_SIZE;
+        let point = &bytes[at..at + POINT_SIZE];
+        if i64::from(u32::from_be_bytes(point[..4].try_into().expect("4 bytes"))) != t {
+            return Ok(None);
+        }
+        Ok(Some(f64::from_be_bytes(
+            point[4..].try_into().expect("8 bytes"),
+        )))
+    }
+
+    #[inline(never)]
+    fn value_uncached<S: Storage>(
         &mut self,
         src: &Whisper<S>,
         bytes: &mut Vec<u8>,
@@ -338,19 +362,15 @@ impl SrcArchive {
         if self.base == 0 || !self.holds(w) {
             return Ok(None);
         }
-        let (timestamp, value) = if (self.lo..=self.hi).contains(&w) {
-            if !self.cached.contains(&w) {
-                let end = (w + CHUNK as i64).min(self.hi + 1);
-                let at = |w: i64| slot_offset(&self.info, self.base, self.first + w * self.step);
-                src.read_ring_into(&self.info, at(w), at(end), bytes)?;
-                self.cached = w..end;
-            }
-            let at = (w - self.cached.start) as usize * POINT_SIZE;
-            decode_point(&bytes[at..at + POINT_SIZE])
-        } else {
-            // Outside what a fill within its window asks for: never in practice, but exact.
-            src.read_point(slot_offset(&self.info, self.base, t))?
-        };
+        if (self.lo..=self.hi).contains(&w) {
+            let end = (w + CHUNK as i64).min(self.hi + 1);
+            let at = |w: i64| slot_offset(&self.info, self.base, self.first + w * self.step);
+            src.read_ring_into(&self.info, at(w), at(end), bytes)?;
+            self.cached = w..end;
+            return self.value(src, bytes, w, t);
+        }
+        // Outside what a fill within its window asks for: never in practice, but exact.
+        let (timestamp, value) = src.read_point(slot_offset(&self.info, self.base, t))?;
         Ok((i64::from(timestamp) == t).then_some(value))
     }
 }
