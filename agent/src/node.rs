@@ -74,7 +74,35 @@ impl Node {
     }
 }
 
+/// Names per batch of [`Node::names`]: about 50 KB of names, far below gRPC's 4 MiB.
+pub const NAMES_BATCH: usize = 1000;
+
 impl Node {
+    /// The tree's metric names in byte order, [`NAMES_BATCH`] at a time, each batch handed to
+    /// `send`, which returns false when nobody wants more. Walks one directory at a time, so
+    /// nothing grows with the tree.
+    ///
+    /// # Errors
+    /// A directory that cannot be read: the names sent so far are not the whole tree.
+    pub fn names(&self, mut send: impl FnMut(Vec<String>) -> bool) -> anyhow::Result<()> {
+        let mut batch = Vec::with_capacity(NAMES_BATCH);
+        for file in tree::Sorted::new(&self.root, Selection::default())? {
+            batch.push(file?.name);
+            if batch.len() == NAMES_BATCH
+                && !send(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(NAMES_BATCH),
+                ))
+            {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            send(batch);
+        }
+        Ok(())
+    }
+
     /// Drops the last walk's figures: the tree just changed (a restore wrote into it).
     pub async fn forget(&self) {
         *self.last.lock().await = None;
@@ -101,5 +129,43 @@ mod tests {
         std::fs::remove_file(dir.path().join("a.wsp")).unwrap();
         node.forget().await;
         assert_eq!(node.usage_within(USAGE_MAX_AGE).await.unwrap(), (1, 3));
+    }
+
+    #[test]
+    fn names_come_in_byte_order_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..NAMES_BATCH + 5 {
+            // '-' sorts before '.': "a-x" comes before every "a.*" name.
+            let name = match i % 3 {
+                0 => format!("a.b{i:05}"),
+                1 => format!("a-x.c{i:05}"),
+                _ => format!("z{i:05}"),
+            };
+            let path = bucky_shared::metric::path_of(dir.path(), &name).unwrap();
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+            expected.push(name);
+        }
+        expected.sort();
+        let node = Node::new(dir.path());
+        let mut batches = Vec::new();
+        node.names(|b| {
+            batches.push(b);
+            true
+        })
+        .unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].len(), NAMES_BATCH);
+        assert_eq!(batches.concat(), expected);
+
+        // Whoever stops listening stops the walk.
+        let mut sent = 0;
+        node.names(|_| {
+            sent += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(sent, 1);
     }
 }

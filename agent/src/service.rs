@@ -172,6 +172,28 @@ impl AgentService {
 impl pb::agent_server::Agent for AgentService {
     type BackupStream = BoxStream<pb::BackupResponse>;
     type RestoreStream = BoxStream<pb::RestoreResponse>;
+    type ListMetricsStream = BoxStream<pb::ListMetricsResponse>;
+
+    #[instrument(skip_all)]
+    async fn list_metrics(
+        &self,
+        _: Request<pb::ListMetricsRequest>,
+    ) -> Result<Response<Self::ListMetricsStream>, Status> {
+        // A few batches in flight: the walk runs as fast as the caller reads, no faster.
+        let (tx, rx) = mpsc::channel(4);
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || {
+            let walked = node.names(|metrics| {
+                tx.blocking_send(Ok(pb::ListMetricsResponse { metrics }))
+                    .is_ok()
+            });
+            if let Err(e) = walked {
+                warn!(error = %format!("{e:#}"), "listing the tree failed");
+                let _ = tx.blocking_send(Err(internal(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     #[instrument(skip_all)]
     async fn info(

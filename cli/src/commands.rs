@@ -5,6 +5,7 @@ pub mod check;
 pub mod coordinator;
 pub mod demo;
 pub mod fill;
+pub mod inconsistent;
 pub mod list;
 pub mod locate;
 pub mod progress;

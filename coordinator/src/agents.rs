@@ -162,6 +162,10 @@ impl AgentError {
     }
 }
 
+/// Batches of metric names from one agent, as [`AgentApi::list_metrics`] streams them.
+pub type NameBatches =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<Vec<String>, AgentError>> + Send>>;
+
 /// One agent, as the coordinator uses it.
 pub trait AgentApi: Send + Sync {
     /// The ring host the agent serves.
@@ -174,6 +178,9 @@ pub trait AgentApi: Send + Sync {
         request: pb::BackupRequest,
         progress: impl FnMut(u64, u64) + Send,
     ) -> impl Future<Output = Result<pb::BackupResult, AgentError>> + Send;
+    /// `ListMetrics`: the agent's metric names in byte order, in batches; a call that fails
+    /// yields its error as the stream's only item.
+    fn list_metrics(&self) -> NameBatches;
     /// `Restore` of a plan.
     fn restore(
         &self,
@@ -292,6 +299,26 @@ impl AgentApi for GrpcAgent {
             }
         }
         Err(self.ended("backup"))
+    }
+
+    fn list_metrics(&self) -> NameBatches {
+        let agent = self.clone();
+        let call = async move {
+            match agent
+                .client()
+                .list_metrics(agent.request(pb::ListMetricsRequest {}))
+                .await
+            {
+                Ok(response) => response
+                    .into_inner()
+                    .map(move |batch| batch.map(|b| b.metrics).map_err(|e| agent.error(e)))
+                    .boxed(),
+                Err(e) => {
+                    futures::stream::once(futures::future::ready(Err(agent.error(e)))).boxed()
+                }
+            }
+        };
+        futures::stream::once(call).flatten().boxed()
     }
 
     async fn restore(

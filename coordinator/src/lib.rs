@@ -3,12 +3,14 @@
 //!
 //! - [`plan`]: rebalance-aware restore planning of one host, as a pure value.
 //! - [`agents`]: reaching the agents (a trait, over gRPC); [`cluster`]: status, backup, restore.
+//! - [`consistency`]: which metrics each node holds that the ring places elsewhere, and lacks.
 //! - [`service`], [`server`]: the Coordinator gRPC service and its server.
 //! - [`config`]: the coordinator's TOML config, validated into a [`config::Cluster`].
 
 pub mod agents;
 pub mod cluster;
 pub mod config;
+pub mod consistency;
 pub mod metrics;
 pub mod plan;
 pub mod server;

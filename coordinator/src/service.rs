@@ -12,9 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use crate::agents::GrpcAgent;
+use crate::agents::{AgentApi, GrpcAgent};
 use crate::cluster::{self, Outcome, RestoreRequest};
 use crate::config::Cluster;
+use crate::consistency;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -29,6 +30,8 @@ pub struct CoordinatorService {
     /// The start of the cluster backup running now, if one is: a second is refused at once
     /// instead of running half against busy agents.
     backup_running: Arc<std::sync::Mutex<Option<Version>>>,
+    /// The last consistency check's summary, for status.
+    consistency: Arc<std::sync::Mutex<Option<pb::ConsistencySummary>>>,
 }
 
 /// Holds the cluster backup slot; frees it when dropped (the job ended, however).
@@ -86,6 +89,7 @@ impl CoordinatorService {
             cluster: Arc::new(cluster),
             agents: Arc::new(agents),
             backup_running: Arc::default(),
+            consistency: Arc::default(),
         })
     }
 }
@@ -116,6 +120,37 @@ impl CoordinatorService {
     /// The metrics address cannot be bound.
     pub async fn serve_metrics(&self, config: crate::metrics::MetricsConfig) -> anyhow::Result<()> {
         crate::metrics::serve(config, self.cluster.clone(), self.agents.clone()).await
+    }
+}
+
+fn consistency_summary(cluster: &Cluster, report: consistency::Report) -> pb::ConsistencySummary {
+    pb::ConsistencySummary {
+        nodes: cluster
+            .hosts
+            .iter()
+            .zip(report.nodes)
+            .map(|(host, n)| pb::NodeConsistency {
+                host: host.name.clone(),
+                held: n.held,
+                misplaced: n.misplaced,
+                missing: n.missing,
+                error: n.error.unwrap_or_default(),
+            })
+            .collect(),
+        metrics: report.metrics,
+        checked: Version::now().0,
+        ring_fingerprint: cluster.ring.fingerprint().to_string(),
+    }
+}
+
+fn inconsistency(cluster: &Cluster, f: consistency::Finding) -> pb::Inconsistency {
+    pb::Inconsistency {
+        host: cluster.hosts[f.host].name.clone(),
+        metric: f.metric,
+        kind: match f.kind {
+            consistency::Kind::Misplaced => pb::InconsistencyKind::Misplaced,
+            consistency::Kind::Missing => pb::InconsistencyKind::Missing,
+        } as i32,
     }
 }
 
@@ -150,17 +185,61 @@ fn last_backup(b: &cluster::LastBackup) -> pb::LastBackup {
 impl pb::coordinator_server::Coordinator for CoordinatorService {
     type ClusterBackupStream = BoxStream<pb::ClusterBackupResponse>;
     type ClusterRestoreStream = BoxStream<pb::ClusterRestoreResponse>;
+    type InconsistentStream = BoxStream<pb::InconsistentResponse>;
+
+    #[instrument(skip_all)]
+    async fn inconsistent(
+        &self,
+        req: Request<pb::InconsistentRequest>,
+    ) -> Result<Response<Self::InconsistentStream>, Status> {
+        let list = req.into_inner().list;
+        let (tx, rx) = mpsc::channel(4);
+        let (cluster, agents, last) = (
+            self.cluster.clone(),
+            self.agents.clone(),
+            self.consistency.clone(),
+        );
+        tokio::spawn(async move {
+            let (found_tx, mut found_rx) = mpsc::channel(4);
+            let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+            let lists = agents.iter().map(AgentApi::list_metrics).collect();
+            let check = consistency::check(&cluster.ring, &hosts, lists, list.then_some(found_tx));
+            let forward = async {
+                while let Some(batch) = found_rx.recv().await {
+                    let entries = batch.into_iter().map(|f| inconsistency(&cluster, f));
+                    let message = pb::InconsistentResponse {
+                        entries: entries.collect(),
+                        summary: None,
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
+                        return; // the client left; dropping the receiver stops the check
+                    }
+                }
+            };
+            let (report, ()) = tokio::join!(check, forward);
+            let summary = consistency_summary(&cluster, report);
+            *last.lock().expect("never poisoned") = Some(summary.clone());
+            let _ = tx
+                .send(Ok(pb::InconsistentResponse {
+                    entries: Vec::new(),
+                    summary: Some(summary),
+                }))
+                .await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     #[instrument(skip_all)]
     async fn cluster_status(
         &self,
         _: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let last_check = self.consistency.lock().expect("never poisoned").clone();
         let nodes = cluster::status(&self.cluster, &self.agents)
             .await
             .into_iter()
             .map(|s| pb::NodeStatus {
-                host: s.host,
+                host: s.host.clone(),
                 reachable: s.info.is_ok(),
                 error: s
                     .info
@@ -179,6 +258,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .and_then(|b| b.as_ref().map(last_backup)),
                 bucket_error: s.last_backup.err().unwrap_or_default(),
                 bucket_owner: s.bucket_owner.unwrap_or_default(),
+                consistency: last_check
+                    .as_ref()
+                    .and_then(|c| c.nodes.iter().find(|n| n.host == s.host).cloned()),
+                consistency_checked: last_check.as_ref().map_or(0, |c| c.checked),
             })
             .collect();
         Ok(Response::new(pb::ClusterStatusResponse {

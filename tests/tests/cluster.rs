@@ -539,6 +539,59 @@ fn a_fourth_node_receives_exactly_its_share_across_processes() {
     .unwrap();
     fleet.coordinator = Server::start("bucky-coordinator", &config);
     fleet.agents = agents;
+
+    // Before the restore: node-d misses its share, the old owners hold it misplaced.
+    let moved: Vec<&String> = fleet
+        .names
+        .iter()
+        .filter(|m| ring4.destinations()[ring4.owners(m)[0]].host == "node-d")
+        .collect();
+    let findings = |fleet: &Fleet| {
+        let out = fleet.bucky(&["inconsistent", "--json"]);
+        let lines: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out.status.code(), lines)
+    };
+    let (code, lines) = findings(&fleet);
+    assert_eq!(code, Some(1), "{lines:?}");
+    let (summary, entries) = lines.split_last().unwrap();
+    let mut expected: Vec<(String, String, &str)> = Vec::new();
+    for name in &fleet.names {
+        let old_owner = HOSTS
+            .iter()
+            .find(|h| {
+                metric::path_of(&dir.join("trees").join(h), name)
+                    .unwrap()
+                    .exists()
+            })
+            .unwrap();
+        let new_owner = &ring4.destinations()[ring4.owners(name)[0]].host;
+        if old_owner != new_owner {
+            expected.push((name.clone(), new_owner.clone(), "missing"));
+            expected.push((name.clone(), old_owner.to_string(), "misplaced"));
+        }
+    }
+    let mut got: Vec<(String, String, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["metric"].as_str().unwrap().to_string(),
+                e["host"].as_str().unwrap().to_string(),
+                e["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(!moved.is_empty());
+    let d = &summary["summary"]["nodes"][3];
+    assert_eq!(d["host"], "node-d");
+    assert_eq!(d["missing"], moved.len() as u64);
+    assert_eq!(summary["summary"]["metrics"], fleet.names.len() as u64);
+
     let restore = fleet.bucky(&["restore", "--host", "node-d"]);
     assert!(
         restore.status.success(),
@@ -579,4 +632,24 @@ fn a_fourth_node_receives_exactly_its_share_across_processes() {
             .unwrap();
         assert_eq!(restored, previous, "{name}: the previous owner's data");
     }
+
+    // After it: nothing missing; the old copies are still there (restore never deletes), and
+    // status shows the last check's counts.
+    let out = fleet.bucky(&["inconsistent"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("{} misplaced, 0 missing", moved.len())),
+        "{text}"
+    );
+    let status = fleet.bucky(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let placement = &status["nodes"][3]["placement"];
+    assert_eq!(placement["held"], moved.len() as u64, "{status}");
+    assert_eq!(placement["missing"], 0);
+    let table = stdout(&fleet.bucky(&["status"]));
+    assert!(
+        table.contains("PLACEMENT") && table.contains("misplaced"),
+        "{table}"
+    );
 }

@@ -60,6 +60,11 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
                 "bucket_error": (!n.bucket_error.is_empty()).then_some(&n.bucket_error),
                 "bucket_owner": (!n.bucket_owner.is_empty()).then_some(&n.bucket_owner),
                 "identity_error": (!n.identity_error.is_empty()).then_some(&n.identity_error),
+                "placement": n.consistency.as_ref().map(|c| serde_json::json!({
+                    "held": c.held, "misplaced": c.misplaced, "missing": c.missing,
+                    "error": (!c.error.is_empty()).then_some(&c.error),
+                    "checked": Version(n.consistency_checked).to_string(),
+                })),
             })
         })
         .collect();
@@ -102,8 +107,8 @@ fn write_table(
     writeln!(out, "ring {}", status.ring_fingerprint)?;
     writeln!(
         out,
-        "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} JOB",
-        "HOST", "UP", "VERSION", "RING", "METRICS", "SIZE", "LAST BACKUP", "RESULT"
+        "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<24} JOB",
+        "HOST", "UP", "VERSION", "RING", "METRICS", "SIZE", "LAST BACKUP", "RESULT", "PLACEMENT"
     )?;
     for n in &status.nodes {
         let info = n.info.as_ref();
@@ -137,7 +142,7 @@ fn write_table(
             });
         writeln!(
             out,
-            "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {job}",
+            "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<24} {job}",
             n.host,
             if n.reachable { "yes" } else { "NO" },
             info.map_or("-".into(), |i| short_version(&i.version)),
@@ -157,6 +162,19 @@ fn write_table(
                 human_age((now - b.finished).max(0))
             )),
             result,
+            placement(n.consistency.as_ref()),
+        )?;
+    }
+    if let Some(checked) = status
+        .nodes
+        .iter()
+        .map(|n| n.consistency_checked)
+        .find(|&c| c != 0)
+    {
+        writeln!(
+            out,
+            "placement: the coordinator's last `bucky inconsistent`, {} ago",
+            human_age((now - checked).max(0))
         )?;
     }
     for n in status.nodes.iter().filter(|n| !n.reachable) {
@@ -169,6 +187,22 @@ fn write_table(
         writeln!(out, "{}: {}", n.host, n.bucket_error)?;
     }
     Ok(())
+}
+
+/// A node's counts from the last consistency check, in words.
+fn placement(c: Option<&pb::NodeConsistency>) -> String {
+    let Some(c) = c else {
+        return "-".into();
+    };
+    if !c.error.is_empty() {
+        return "not listed".into();
+    }
+    match (c.misplaced, c.missing) {
+        (0, 0) => "ok".into(),
+        (m, 0) => format!("{m} misplaced"),
+        (0, m) => format!("{m} missing"),
+        (a, b) => format!("{a} misplaced {b} missing"),
+    }
 }
 
 /// `0.1.0 (0123456789ab)` as `0.1.0@0123456`: the commit tells two builds of one version apart.
