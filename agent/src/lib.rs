@@ -20,6 +20,7 @@ pub mod io_priority;
 pub mod lease;
 pub mod node;
 pub mod ownership;
+pub mod peers;
 pub mod restore;
 pub mod server;
 pub mod service;

@@ -402,7 +402,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .map(|t| t.load())
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let service = bucky_agent::service::AgentService::new(settings.service.clone())?;
+            let service = bucky_agent::service::AgentService::new(settings.service.clone())?
+                .with_peer_token(&token)?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

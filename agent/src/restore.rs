@@ -45,6 +45,8 @@ pub struct RestoreOptions {
     /// Largest whisper file decoded from an object; a larger one fails its metric only.
     /// Default [`codec::DEFAULT_MAX_FILE_BYTES`].
     pub max_file_bytes: u64,
+    /// How to read from peer agents; without it, peer entries fail.
+    pub peers: Option<std::sync::Arc<crate::peers::Peers>>,
 }
 
 impl RestoreOptions {
@@ -58,6 +60,7 @@ impl RestoreOptions {
             now,
             max_file_bytes: codec::DEFAULT_MAX_FILE_BYTES,
             file_mode: crate::install::DEFAULT_FILE_MODE,
+            peers: None,
         }
     }
 }
@@ -418,17 +421,32 @@ async fn verify_and_install(
     .map_err(|e| format!("restore task panicked: {e}"))?
 }
 
-/// One step of a restore plan: a stored version to put into the tree.
+/// One step of a restore plan: a version to put into the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanEntry {
     /// Dotted metric name.
     pub metric: String,
-    /// URL of the bucket holding the version.
-    pub bucket: String,
-    /// Key of the data object in that bucket.
-    pub key: String,
-    /// Expected SHA-1 of the raw file.
-    pub sha1: String,
+    /// Where the version comes from.
+    pub source: Source,
+}
+
+/// Where a plan entry's file comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A stored version.
+    Stored {
+        /// URL of the bucket holding it.
+        bucket: String,
+        /// Key of the data object in that bucket.
+        key: String,
+        /// Expected SHA-1 of the raw file.
+        sha1: String,
+    },
+    /// The live file of a peer agent (a rebalance), read with its ReadMetric.
+    Peer {
+        /// The peer's address.
+        address: String,
+    },
 }
 
 /// One item of a plan as it arrives.
@@ -525,9 +543,16 @@ pub async fn execute_plan(
             };
             let mut outcomes = Vec::with_capacity(steps.len());
             for step in steps {
-                let outcome = match bucket_of(&step.bucket) {
-                    Ok(bucket) => apply_entry(&bucket, root, &step, options).await,
-                    Err(e) => Err(e),
+                let outcome = match &step.source {
+                    Source::Stored { bucket, key, sha1 } => match bucket_of(bucket) {
+                        Ok(bucket) => {
+                            apply_stored(&bucket, root, &step.metric, key, sha1, options).await
+                        }
+                        Err(e) => Err(e),
+                    },
+                    Source::Peer { address } => {
+                        apply_peer(address, root, &step.metric, options).await
+                    }
                 };
                 outcomes.push((step.metric, outcome));
             }
@@ -563,32 +588,72 @@ pub async fn execute_plan(
     report
 }
 
-async fn apply_entry(
-    bucket: &Bucket,
+/// Installs the live file of `metric` read from the peer agent at `address`.
+async fn apply_peer(
+    address: &str,
     root: &Path,
-    step: &PlanEntry,
+    metric: &str,
     options: &RestoreOptions,
 ) -> Result<Restored, String> {
-    let path = metric::path_of(root, &step.metric).map_err(|e| e.to_string())?;
+    let path = metric::path_of(root, metric).map_err(|e| e.to_string())?;
+    let peers = options
+        .peers
+        .as_ref()
+        .ok_or("this agent was not given a token to call peers with")?;
+    let raw = peers.read(address, metric, options.max_file_bytes).await?;
+    let downloaded = raw.len() as u64;
+    let options = options.clone();
+    let what = format!("{metric} from {address}");
+    let points_filled = tokio::task::spawn_blocking(move || {
+        let image = Whisper::open(Image::new(raw), &what).map_err(|e| e.to_string())?;
+        let installed = install(
+            &path,
+            &image,
+            options.lock_timeout,
+            options.now,
+            options.file_mode,
+        )?;
+        Ok::<_, String>(match installed {
+            Installed::Created => None,
+            Installed::Filled(points) => Some(points),
+        })
+    })
+    .await
+    .map_err(|e| format!("restore task panicked: {e}"))??;
+    Ok(Restored {
+        downloaded,
+        points_filled,
+    })
+}
+
+async fn apply_stored(
+    bucket: &Bucket,
+    root: &Path,
+    name: &str,
+    key: &str,
+    sha1: &str,
+    options: &RestoreOptions,
+) -> Result<Restored, String> {
+    let path = metric::path_of(root, name).map_err(|e| e.to_string())?;
     if let Some(why) = bucket.not_answering() {
         return Err(why);
     }
-    let encoding = if step.key.ends_with(".wsp.sz") {
+    let encoding = if key.ends_with(".wsp.sz") {
         Encoding::Snappy
     } else {
         Encoding::Gzip
     };
     let object = bucket
-        .get(&step.key)
+        .get(key)
         .await
         .map_err(|e| format!("{e:#}"))?
-        .ok_or_else(|| format!("{} has no object {}", bucket.url(), step.key))?;
+        .ok_or_else(|| format!("{} has no object {key}", bucket.url()))?;
     let downloaded = object.len() as u64;
-    let expected = step.sha1.to_ascii_lowercase();
+    let expected = sha1.to_ascii_lowercase();
     verify_and_install(
         object,
         encoding,
-        step.key.clone(),
+        key.to_string(),
         expected,
         "the plan's",
         path,

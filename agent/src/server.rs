@@ -39,7 +39,7 @@ pub async fn spawn_loopback(
     config: crate::service::AgentConfig,
     token: &str,
 ) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let service = AgentService::new(config)?;
+    let service = AgentService::new(config)?.with_peer_token(token)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

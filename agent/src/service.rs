@@ -15,7 +15,8 @@ use tracing::{instrument, warn};
 
 use crate::backup::{self, BackupOptions, Progress};
 use crate::node::Node;
-use crate::restore::{self, PlanItem, RestoreOptions};
+use crate::peers::{self, Peers};
+use crate::restore::{self, PlanEntry, PlanItem, RestoreOptions};
 use crate::sources::Sources;
 use crate::tree::Selection;
 use crate::wire;
@@ -82,12 +83,28 @@ pub struct AgentService {
     node: Node,
     bucket: Bucket,
     job: Arc<Mutex<Option<RunningJob>>>,
+    /// How to read from peer agents (moves between nodes); `None` until given a token.
+    peers: Option<Arc<Peers>>,
 }
+
+/// Longest wait for one file from a peer agent.
+const PEER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Why an entry's source may not be read: a bucket outside `restore_sources`. Peer agents are
+/// named by the coordinator, which holds the cluster's token already.
+fn refused(sources: &Sources, entry: &PlanEntry) -> Option<String> {
+    match &entry.source {
+        restore::Source::Stored { bucket, .. } if !sources.allows(bucket) => {
+            Some(sources.refusal(bucket))
+        }
+        _ => None,
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -109,7 +126,19 @@ impl AgentService {
             node,
             bucket,
             job: Arc::default(),
+            peers: None,
         })
+    }
+
+    /// Lets restores read from peer agents, calling them with `token` (the cluster's).
+    ///
+    /// # Errors
+    /// The token is not valid in a header.
+    pub fn with_peer_token(mut self, token: &str) -> anyhow::Result<Self> {
+        self.peers = Some(Arc::new(
+            Peers::new(token, PEER_READ_TIMEOUT).map_err(anyhow::Error::msg)?,
+        ));
+        Ok(self)
     }
 
     /// Takes the job slot, or says what holds it.
@@ -173,6 +202,7 @@ impl pb::agent_server::Agent for AgentService {
     type BackupStream = BoxStream<pb::BackupResponse>;
     type RestoreStream = BoxStream<pb::RestoreResponse>;
     type ListMetricsStream = BoxStream<pb::ListMetricsResponse>;
+    type ReadMetricStream = BoxStream<pb::ReadMetricResponse>;
 
     #[instrument(skip_all)]
     async fn list_metrics(
@@ -193,6 +223,36 @@ impl pb::agent_server::Agent for AgentService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
+    async fn read_metric(
+        &self,
+        req: Request<pb::ReadMetricRequest>,
+    ) -> Result<Response<Self::ReadMetricStream>, Status> {
+        let metric = req.into_inner().metric;
+        let (root, lock_timeout) = (self.config.whisper_root.clone(), self.config.lock_timeout);
+        let bytes =
+            tokio::task::spawn_blocking(move || peers::read_locked(&root, &metric, lock_timeout))
+                .await
+                .map_err(internal)?
+                .map_err(Status::failed_precondition)?;
+        let sha1 = crate::codec::sha1_hex(&bytes);
+        let count = bytes.len().div_ceil(peers::CHUNK_BYTES).max(1);
+        let chunks: Vec<Result<pb::ReadMetricResponse, Status>> = (0..count)
+            .map(|i| {
+                let end = ((i + 1) * peers::CHUNK_BYTES).min(bytes.len());
+                Ok(pb::ReadMetricResponse {
+                    data: bytes[i * peers::CHUNK_BYTES..end].to_vec(),
+                    sha1: if i + 1 == count {
+                        sha1.clone()
+                    } else {
+                        String::new()
+                    },
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
     #[instrument(skip_all)]
@@ -283,12 +343,9 @@ impl pb::agent_server::Agent for AgentService {
         let mut head = Vec::with_capacity(first.entries.len());
         for entry in first.entries {
             let entry = wire::plan_entry(entry).map_err(|(_, e)| Status::invalid_argument(e))?;
-            if !sources.allows(&entry.bucket) {
-                warn!(
-                    bucket = entry.bucket,
-                    "restore refused: not an allowed source"
-                );
-                return Err(Status::permission_denied(sources.refusal(&entry.bucket)));
+            if let Some(refusal) = refused(&sources, &entry) {
+                warn!(refusal, "restore refused: not an allowed source");
+                return Err(Status::permission_denied(refusal));
             }
             head.push(PlanItem::Entry(entry));
         }
@@ -302,10 +359,12 @@ impl pb::agent_server::Agent for AgentService {
                     .entries
                     .into_iter()
                     .map(|e| match wire::plan_entry(e) {
-                        Ok(entry) if sources.allows(&entry.bucket) => PlanItem::Entry(entry),
-                        Ok(entry) => PlanItem::Invalid {
-                            error: sources.refusal(&entry.bucket),
-                            metric: entry.metric,
+                        Ok(entry) => match refused(&sources, &entry) {
+                            None => PlanItem::Entry(entry),
+                            Some(error) => PlanItem::Invalid {
+                                error,
+                                metric: entry.metric,
+                            },
                         },
                         Err((metric, error)) => PlanItem::Invalid { metric, error },
                     })
@@ -323,6 +382,7 @@ impl pb::agent_server::Agent for AgentService {
         let options = RestoreOptions {
             lock_timeout: self.config.lock_timeout,
             file_mode: self.config.file_mode,
+            peers: self.peers.clone(),
             ..RestoreOptions::new(now())
         };
         let job_progress = progress.clone();

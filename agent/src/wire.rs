@@ -4,7 +4,7 @@ use bucky_proto::v1 as pb;
 
 use crate::backup::BackupReport;
 use crate::failures::Failures;
-use crate::restore::{PlanEntry, RestoreReport};
+use crate::restore::{PlanEntry, RestoreReport, Source};
 
 fn failures(failed: &Failures) -> Vec<pb::MetricFailure> {
     failed
@@ -43,8 +43,17 @@ pub(crate) fn restore_result(report: &RestoreReport) -> pb::RestoreResult {
     }
 }
 
-/// One entry of a plan: it must name a metric, a bucket, a key and a SHA-1.
+/// One entry of a plan: it must name a metric and either a peer agent, or a bucket, a key and a
+/// SHA-1.
 pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, String)> {
+    if !e.source_agent.is_empty() && !e.metric.is_empty() {
+        return Ok(PlanEntry {
+            metric: e.metric,
+            source: Source::Peer {
+                address: e.source_agent,
+            },
+        });
+    }
     if e.metric.is_empty()
         || e.source_bucket.is_empty()
         || e.object_key.is_empty()
@@ -52,14 +61,17 @@ pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, Stri
     {
         return Err((
             e.metric,
-            "a restore entry needs a metric, a source_bucket, an object_key and a 40-character sha1"
+            "a restore entry needs a metric and a source_agent, or a metric, a source_bucket, an \
+             object_key and a 40-character sha1"
                 .into(),
         ));
     }
     Ok(PlanEntry {
         metric: e.metric,
-        bucket: e.source_bucket,
-        key: e.object_key,
-        sha1: e.sha1,
+        source: Source::Stored {
+            bucket: e.source_bucket,
+            key: e.object_key,
+            sha1: e.sha1,
+        },
     })
 }

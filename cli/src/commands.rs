@@ -9,6 +9,7 @@ pub mod inconsistent;
 pub mod list;
 pub mod locate;
 pub mod progress;
+pub mod rebalance;
 pub mod restore;
 pub mod ring;
 pub mod ring_args;

@@ -43,6 +43,8 @@ pub enum Command {
     List(commands::list::ListArgs),
     /// Metrics each node holds that the ring places elsewhere, and lacks that it places there.
     Inconsistent(commands::inconsistent::InconsistentArgs),
+    /// Copy misplaced metrics to the nodes the ring places them on, agent to agent.
+    Rebalance(commands::rebalance::RebalanceArgs),
     /// Run a whole cluster locally: backup, lose a node, restore it, verify (no config needed).
     Demo(commands::demo::DemoArgs),
     /// Fill the gaps of DST with the data of SRC (drop-in for whisper-fill); -r for two trees.
@@ -76,6 +78,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
         Command::Check(args) => commands::check::run(args, out).map(commands::check::State::code),
         Command::List(args) => done(commands::list::run(args, out)),
         Command::Inconsistent(args) => commands::inconsistent::run(args, out),
+        Command::Rebalance(args) => commands::rebalance::run(args, out),
         Command::Demo(args) => done(commands::demo::run(args, out)),
         Command::Fill(args) => commands::fill::run(args, out),
         Command::Locate(args) => done(commands::locate::run(

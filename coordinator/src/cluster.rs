@@ -190,7 +190,7 @@ fn identity_problem(host: &Host, info: &pb::InfoResponse) -> Option<String> {
 }
 
 /// Refuses to go on when a reachable agent has another ring.
-async fn check_agreement<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Result<(), Error> {
+pub async fn check_agreement<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Result<(), Error> {
     let expected = cluster.ring.fingerprint().to_string();
     let infos = future::join_all(agents.iter().map(|a| a.info())).await;
     let problems: Vec<String> = agents
@@ -511,6 +511,7 @@ pub async fn execute_plan<A: AgentApi>(
                 Action::Write => pb::RestoreAction::Write,
                 Action::Fill => pb::RestoreAction::Fill,
             } as i32,
+            source_agent: String::new(),
         }))
     });
     let result = agent.restore(entries, plan.summary.metrics, progress).await;

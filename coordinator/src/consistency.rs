@@ -119,6 +119,82 @@ impl Source {
     }
 }
 
+/// Every host's names merged: each metric once, in byte order, with the hosts holding it.
+pub struct Merge {
+    sources: Vec<Source>,
+}
+
+impl Merge {
+    /// Starts reading every listing (`lists[i]` is host `i`'s).
+    pub async fn new(lists: Vec<NameBatches>) -> Merge {
+        let mut sources: Vec<Source> = lists
+            .into_iter()
+            .map(|batches| Source {
+                batches,
+                batch: Vec::new().into_iter(),
+                head: None,
+                error: None,
+            })
+            .collect();
+        for source in &mut sources {
+            source.advance().await;
+        }
+        Merge { sources }
+    }
+
+    /// The next metric, with `holds[i]` set when host `i` holds it; `None` at the end.
+    pub async fn next(&mut self, holds: &mut [bool]) -> Option<String> {
+        let metric = self
+            .sources
+            .iter()
+            .filter_map(|s| s.head.as_deref())
+            .min()
+            .map(str::to_string)?;
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            holds[i] = source.head.as_deref() == Some(metric.as_str());
+            if holds[i] {
+                source.advance().await;
+            }
+        }
+        Some(metric)
+    }
+
+    /// Whether host `i`'s listing has failed (what it holds from here on is unknown).
+    pub fn failed(&self, i: usize) -> bool {
+        self.sources[i].error.is_some()
+    }
+
+    /// Why each listing failed, if it did.
+    pub fn errors(self) -> Vec<Option<String>> {
+        self.sources.into_iter().map(|s| s.error).collect()
+    }
+}
+
+/// For each destination of `ring`, the index of its host in `hosts` (`None`: not a host here).
+pub fn host_indexes(ring: &Ring, hosts: &[String]) -> Vec<Option<usize>> {
+    ring.destinations()
+        .iter()
+        .map(|d| hosts.iter().position(|h| *h == d.host))
+        .collect()
+}
+
+/// Sets `owns[h]` for each host the ring places `metric` on; `owners` is scratch space.
+pub fn owning_hosts(
+    ring: &Ring,
+    host_of: &[Option<usize>],
+    metric: &str,
+    owners: &mut Vec<usize>,
+    owns: &mut [bool],
+) {
+    ring.owners_into(metric, owners);
+    owns.fill(false);
+    for &d in owners.iter() {
+        if let Some(h) = host_of[d] {
+            owns[h] = true;
+        }
+    }
+}
+
 /// Compares what each of `hosts` holds (`lists[i]` is `hosts[i]`'s listing) with where `ring`
 /// places it. Each finding is sent to `findings`, in batches, when given; a listener that goes
 /// away stops the check. A host whose listing fails gets its error in the report, and from then
@@ -129,51 +205,19 @@ pub async fn check(
     lists: Vec<NameBatches>,
     findings: Option<mpsc::Sender<Vec<Finding>>>,
 ) -> Report {
-    let host_of: Vec<Option<usize>> = ring
-        .destinations()
-        .iter()
-        .map(|d| hosts.iter().position(|h| *h == d.host))
-        .collect();
-    let mut sources: Vec<Source> = lists
-        .into_iter()
-        .map(|batches| Source {
-            batches,
-            batch: Vec::new().into_iter(),
-            head: None,
-            error: None,
-        })
-        .collect();
-    for source in &mut sources {
-        source.advance().await;
-    }
+    let host_of = host_indexes(ring, hosts);
+    let mut merge = Merge::new(lists).await;
     let mut report = Report {
         nodes: vec![NodeCounts::default(); hosts.len()],
         metrics: 0,
     };
-    let mut holds = vec![false; sources.len()];
+    let mut holds = vec![false; hosts.len()];
     let mut owns = vec![false; hosts.len()];
     let mut owners = Vec::new();
     let mut pending = Vec::new();
-    while let Some(metric) = sources
-        .iter()
-        .filter_map(|s| s.head.as_deref())
-        .min()
-        .map(str::to_string)
-    {
+    while let Some(metric) = merge.next(&mut holds).await {
         report.metrics += 1;
-        for (i, source) in sources.iter_mut().enumerate() {
-            holds[i] = source.head.as_deref() == Some(metric.as_str());
-            if holds[i] {
-                source.advance().await;
-            }
-        }
-        ring.owners_into(&metric, &mut owners);
-        owns.fill(false);
-        for &d in &owners {
-            if let Some(h) = host_of[d] {
-                owns[h] = true;
-            }
-        }
+        owning_hosts(ring, &host_of, &metric, &mut owners, &mut owns);
         for (h, node) in report.nodes.iter_mut().enumerate() {
             let kind = match (holds[h], owns[h]) {
                 (true, owned) => {
@@ -184,7 +228,7 @@ pub async fn check(
                     node.misplaced += 1;
                     Kind::Misplaced
                 }
-                (false, true) if sources[h].error.is_none() => {
+                (false, true) if !merge.failed(h) => {
                     node.missing += 1;
                     Kind::Missing
                 }
@@ -210,8 +254,8 @@ pub async fn check(
     {
         let _ = tx.send(pending).await;
     }
-    for (node, source) in report.nodes.iter_mut().zip(sources) {
-        node.error = source.error;
+    for (node, error) in report.nodes.iter_mut().zip(merge.errors()) {
+        node.error = error;
     }
     report
 }

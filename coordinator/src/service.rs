@@ -16,6 +16,7 @@ use crate::agents::{AgentApi, GrpcAgent};
 use crate::cluster::{self, Outcome, RestoreRequest};
 use crate::config::Cluster;
 use crate::consistency;
+use crate::rebalance;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -143,6 +144,35 @@ fn consistency_summary(cluster: &Cluster, report: consistency::Report) -> pb::Co
     }
 }
 
+fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::RebalanceSummary {
+    pb::RebalanceSummary {
+        metrics: outcome.metrics,
+        nodes: cluster
+            .hosts
+            .iter()
+            .zip(outcome.nodes)
+            .map(|(host, n)| {
+                let (result, error) = match n.result {
+                    None => (None, String::new()),
+                    Some(Ok(r)) => (Some(r), String::new()),
+                    Some(Err(e)) => (None, e.to_string()),
+                };
+                pb::NodeRebalance {
+                    host: host.name.clone(),
+                    moves: n.moves,
+                    result,
+                    error,
+                }
+            })
+            .collect(),
+        listing_errors: outcome
+            .listing_errors
+            .into_iter()
+            .map(|(h, e)| format!("{}: {e}", cluster.hosts[h].name))
+            .collect(),
+    }
+}
+
 fn inconsistency(cluster: &Cluster, f: consistency::Finding) -> pb::Inconsistency {
     pb::Inconsistency {
         host: cluster.hosts[f.host].name.clone(),
@@ -186,6 +216,71 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     type ClusterBackupStream = BoxStream<pb::ClusterBackupResponse>;
     type ClusterRestoreStream = BoxStream<pb::ClusterRestoreResponse>;
     type InconsistentStream = BoxStream<pb::InconsistentResponse>;
+    type RebalanceStream = BoxStream<pb::RebalanceResponse>;
+
+    #[instrument(skip_all)]
+    async fn rebalance(
+        &self,
+        req: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<Self::RebalanceStream>, Status> {
+        let req = req.into_inner();
+        let selection = Selection::new(&req.globs, None)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !req.dry_run {
+            cluster::check_agreement(&self.cluster, &self.agents)
+                .await
+                .map_err(to_status)?;
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let (cluster, agents) = (self.cluster.clone(), self.agents.clone());
+        tokio::spawn(async move {
+            let (moves_tx, mut moves_rx) = mpsc::channel(1000);
+            let run = rebalance::run(
+                &cluster,
+                &agents,
+                &selection,
+                req.dry_run,
+                req.dry_run.then_some(moves_tx),
+            );
+            let forward = async {
+                let mut batch = Vec::new();
+                while let Some(m) = moves_rx.recv().await {
+                    batch.push(pb::RebalanceMove {
+                        from: cluster.hosts[m.from].name.clone(),
+                        to: cluster.hosts[m.to].name.clone(),
+                        metric: m.metric,
+                        fill: m.fill,
+                    });
+                    if batch.len() == 1000 {
+                        let message = pb::RebalanceResponse {
+                            moves: std::mem::take(&mut batch),
+                            summary: None,
+                        };
+                        if tx.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = tx
+                        .send(Ok(pb::RebalanceResponse {
+                            moves: batch,
+                            summary: None,
+                        }))
+                        .await;
+                }
+            };
+            let (outcome, ()) = tokio::join!(run, forward);
+            let summary = rebalance_summary(&cluster, outcome);
+            let _ = tx
+                .send(Ok(pb::RebalanceResponse {
+                    moves: Vec::new(),
+                    summary: Some(summary),
+                }))
+                .await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     #[instrument(skip_all)]
     async fn inconsistent(

@@ -144,6 +144,58 @@ impl Fleet {
         }
     }
 
+    /// Adds node-d: every agent restarted with the four-node ring (replication 1), the
+    /// coordinator too. Returns the new ring.
+    fn grow_to_four(&mut self) -> Ring {
+        let four: Vec<String> = ["node-a", "node-b", "node-c", "node-d"]
+            .iter()
+            .map(|h| format!("{h}:2004"))
+            .collect();
+        let ring4 = Ring::new(&RingConfig::new(
+            Algorithm::CarbonCh,
+            Flavour::Carbon,
+            1,
+            four.clone(),
+        ))
+        .unwrap();
+        let ring_toml = format!(
+            "[ring]\ndestinations = [{}]\n",
+            four.iter()
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let token = self.dir.path().join("token");
+        let mut agents = Vec::new();
+        for h in ["node-a", "node-b", "node-c", "node-d"] {
+            let root = self.dir.path().join("trees").join(h);
+            std::fs::create_dir_all(&root).unwrap();
+            let config = self.dir.path().join(format!("{h}-4.toml"));
+            let text = format!(
+                "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{ring_toml}",
+                root.display(),
+                self.dir.path().display(),
+                token.display()
+            );
+            std::fs::write(&config, text).unwrap();
+            agents.push(Server::start("bucky-agent", &config));
+        }
+        let lines: String = ["node-a", "node-b", "node-c", "node-d"]
+            .iter()
+            .zip(&agents)
+            .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
+            .collect();
+        let config = self.dir.path().join("coordinator-4.toml");
+        std::fs::write(
+            &config,
+            format!("token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{lines}", token.display(), self.dir.path().display()),
+        )
+        .unwrap();
+        self.coordinator = Server::start("bucky-coordinator", &config);
+        self.agents = agents;
+        ring4
+    }
+
     /// Runs `bucky CMD... --coordinator ... --token-file ...`.
     fn bucky(&self, cmd: &[&str]) -> std::process::Output {
         let url = format!("http://{}", self.coordinator.addr);
@@ -493,52 +545,7 @@ fn a_fourth_node_receives_exactly_its_share_across_processes() {
     let mut fleet = Fleet::start(|_| None);
     assert!(fleet.bucky(&["backup"]).status.success());
     let dir = fleet.dir.path().to_path_buf();
-    let four: Vec<String> = ["node-a", "node-b", "node-c", "node-d"]
-        .iter()
-        .map(|h| format!("{h}:2004"))
-        .collect();
-    let ring4 = Ring::new(&RingConfig::new(
-        Algorithm::CarbonCh,
-        Flavour::Carbon,
-        1,
-        four.clone(),
-    ))
-    .unwrap();
-    let ring_toml = format!(
-        "[ring]\ndestinations = [{}]\n",
-        four.iter()
-            .map(|d| format!("\"{d}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let token = dir.join("token");
-    let mut agents = Vec::new();
-    for h in ["node-a", "node-b", "node-c", "node-d"] {
-        let root = dir.join("trees").join(h);
-        std::fs::create_dir_all(&root).unwrap();
-        let config = dir.join(format!("{h}-4.toml"));
-        let text = format!(
-            "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{ring_toml}",
-            root.display(),
-            dir.display(),
-            token.display()
-        );
-        std::fs::write(&config, text).unwrap();
-        agents.push(Server::start("bucky-agent", &config));
-    }
-    let lines: String = ["node-a", "node-b", "node-c", "node-d"]
-        .iter()
-        .zip(&agents)
-        .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
-        .collect();
-    let config = dir.join("coordinator-4.toml");
-    std::fs::write(
-        &config,
-        format!("token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{lines}", token.display(), dir.display()),
-    )
-    .unwrap();
-    fleet.coordinator = Server::start("bucky-coordinator", &config);
-    fleet.agents = agents;
+    let ring4 = fleet.grow_to_four();
 
     // Before the restore: node-d misses its share, the old owners hold it misplaced.
     let moved: Vec<&String> = fleet
@@ -651,5 +658,122 @@ fn a_fourth_node_receives_exactly_its_share_across_processes() {
     assert!(
         table.contains("PLACEMENT") && table.contains("misplaced"),
         "{table}"
+    );
+}
+
+/// The 60-second archive's values of `path` at `now`.
+fn minute_values(path: &Path, now: i64) -> Vec<Option<f64>> {
+    let file = std::fs::File::open(path).unwrap();
+    let whisper = bucky_shared::whisper::Whisper::open(file, path).unwrap();
+    whisper
+        .fetch(now - 86_000, Some(now), now)
+        .unwrap()
+        .unwrap()
+        .values
+}
+
+#[test]
+fn a_rebalance_moves_every_metric_to_its_owners_agent_to_agent() {
+    let mut fleet = Fleet::start(|_| None);
+    let dir = fleet.dir.path().to_path_buf();
+    let ring4 = fleet.grow_to_four();
+    let owner4 = |name: &str| ring4.destinations()[ring4.owners(name)[0]].host.clone();
+    let old_owner = |name: &str| {
+        HOSTS
+            .iter()
+            .find(|h| {
+                metric::path_of(&dir.join("trees").join(h), name)
+                    .unwrap()
+                    .exists()
+            })
+            .unwrap()
+            .to_string()
+    };
+    let moved: Vec<String> = fleet
+        .names
+        .iter()
+        .filter(|m| owner4(m) != old_owner(m))
+        .cloned()
+        .collect();
+    assert!(moved.len() >= 2, "{moved:?}");
+    let before: Vec<(String, Vec<u8>)> = fleet
+        .names
+        .iter()
+        .map(|m| {
+            let path = metric::path_of(&dir.join("trees").join(old_owner(m)), m).unwrap();
+            (m.clone(), std::fs::read(path).unwrap())
+        })
+        .collect();
+    // Since the ring changed, carbon on the new owner has written the newest points of one of
+    // them, over slots the old owner holds too: those must stay as carbon wrote them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let live = &moved[0];
+    let live_path = metric::path_of(&dir.join("trees").join(owner4(live)), live).unwrap();
+    write_metric(&dir.join("trees").join(owner4(live)), live, 1000.0, now, 5);
+    let carbon_wrote = minute_values(&live_path, now);
+
+    let plan = fleet.bucky(&["rebalance", "--dry-run", "--json"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned = plan["moves"].as_array().unwrap();
+    assert_eq!(planned.len(), moved.len(), "{plan}");
+    for m in planned {
+        let name = m["metric"].as_str().unwrap();
+        assert_eq!(m["to"], owner4(name));
+        assert_eq!(m["from"], old_owner(name));
+        assert_eq!(m["fill"], name == live, "{m}");
+    }
+    assert!(
+        !metric::path_of(&dir.join("trees").join(owner4(&moved[1])), &moved[1])
+            .unwrap()
+            .exists(),
+        "a dry run moves nothing"
+    );
+
+    let run = fleet.bucky(&["rebalance", "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
+    let run: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let d = &run["nodes"][3];
+    assert_eq!(d["host"], "node-d");
+    assert_eq!(d["result"]["filled"], 1, "{run}");
+    assert_eq!(d["result"]["written"], moved.len() as u64 - 1, "{run}");
+
+    for (name, old_bytes) in &before {
+        let at_owner = metric::path_of(&dir.join("trees").join(owner4(name)), name).unwrap();
+        if name == live {
+            let old_path = dir.join("old.wsp");
+            std::fs::write(&old_path, old_bytes).unwrap();
+            let old = minute_values(&old_path, now);
+            let merged: Vec<Option<f64>> = carbon_wrote
+                .iter()
+                .zip(&old)
+                .map(|(carbon, old)| carbon.or(*old))
+                .collect();
+            assert_eq!(minute_values(&at_owner, now), merged, "{name}");
+            assert!(carbon_wrote.iter().flatten().count() == 5);
+        } else {
+            assert!(
+                std::fs::read(&at_owner).unwrap() == *old_bytes,
+                "{name}: the old owner's file, whole"
+            );
+        }
+        // Nothing was deleted.
+        let old_copy = metric::path_of(&dir.join("trees").join(old_owner(name)), name).unwrap();
+        assert!(std::fs::read(old_copy).unwrap() == *old_bytes);
+    }
+
+    // A rerun moves nothing new.
+    let again = fleet.bucky(&["rebalance", "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["nodes"][3]["result"]["written"], 0, "{again}");
+    assert_eq!(again["nodes"][3]["result"]["points_filled"], 0, "{again}");
+    let out = fleet.bucky(&["inconsistent"]);
+    assert!(
+        stdout(&out).contains(&format!("{} misplaced, 0 missing", moved.len())),
+        "{}",
+        stdout(&out)
     );
 }

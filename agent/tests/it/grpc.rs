@@ -137,6 +137,7 @@ async fn backup_then_restore_by_plan() {
             object_key: bucket.layout().data_key(name, *version),
             sha1: String::from_utf8(sha1.to_vec()).unwrap(),
             action: pb::RestoreAction::Write as i32,
+            source_agent: String::new(),
         });
     }
     let stream = c
@@ -178,6 +179,7 @@ async fn backup_then_restore_by_plan() {
                 object_key: "app.m000.requests/2023-11-14T22:13:20+00:00.wsp.gz".into(),
                 sha1: "0".repeat(40),
                 action: pb::RestoreAction::Write as i32,
+                source_agent: String::new(),
             }],
             total: 1,
         }]))
@@ -295,6 +297,7 @@ async fn a_plan_of_100_000_entries_streams_and_its_result_stays_bounded() {
             object_key: format!("scale.m{i:06}.requests/2023-11-14T22:13:20+00:00.wsp.gz"),
             sha1: "0".repeat(40),
             action: pb::RestoreAction::Write as i32,
+            source_agent: String::new(),
         })
         .collect::<Vec<_>>()
         .chunks(1000)
@@ -328,4 +331,54 @@ async fn last_update<T>(mut stream: tonic::Streaming<T>) -> T {
         last = Some(update.unwrap());
     }
     last.expect("the job streamed at least one message")
+}
+
+/// A restore whose entries name a peer agent reads each file from that agent (ReadMetric) and
+/// writes it whole; a metric the peer does not hold fails alone, naming the peer.
+#[tokio::test]
+async fn a_restore_reads_from_a_peer_agent_directly() {
+    let source = spawn_agent(3).await;
+    let target = spawn_agent(0).await;
+    let mut c = client(&target, Some(TOKEN)).await;
+    let peer = format!("http://{}", source.addr);
+    let entries: Vec<pb::RestoreEntry> = ["app.m000.requests", "app.m002.requests", "app.nope"]
+        .iter()
+        .map(|m| pb::RestoreEntry {
+            metric: m.to_string(),
+            source_agent: peer.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let request = futures::stream::iter(vec![pb::RestoreRequest { entries, total: 3 }]);
+    let mut stream = c.restore(request).await.unwrap().into_inner();
+    let mut result = None;
+    while let Some(update) = stream.next().await {
+        result = update.unwrap().result.or(result);
+    }
+    let result = result.unwrap();
+    assert_eq!(result.written, 2, "{result:?}");
+    assert_eq!(result.failed_count, 1);
+    assert_eq!(result.failed[0].metric, "app.nope");
+    assert!(
+        result.failed[0].error.contains(&peer),
+        "{:?}",
+        result.failed
+    );
+    for m in ["app.m000.requests", "app.m002.requests"] {
+        let path = |root: &std::path::Path| bucky_shared::metric::path_of(root, m).unwrap();
+        assert!(
+            std::fs::read(path(&target.root())).unwrap()
+                == std::fs::read(path(&source.root())).unwrap()
+        );
+    }
+
+    // ReadMetric refuses a name that is not a metric.
+    let mut s = client(&source, Some(TOKEN)).await;
+    let err = s
+        .read_metric(pb::ReadMetricRequest {
+            metric: "../etc/passwd".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 }

@@ -1,0 +1,145 @@
+//! Reading whisper files from peer agents, for moves between nodes: the file travels from the
+//! agent that holds it to the agent that needs it, never through the coordinator or the CLI.
+//! Peers are called with this agent's own token (one cluster, one token) over one connection
+//! each, opened on first use.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bucky_proto::v1 as pb;
+use futures::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+
+/// Bytes per ReadMetric message: well below gRPC's 4 MiB limit.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// How long connecting to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The peers this agent reads from.
+#[derive(Debug)]
+pub struct Peers {
+    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    /// Longest wait for a whole file.
+    timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    /// Peers called with `token`, each read given at most `timeout`.
+    ///
+    /// # Errors
+    /// The token is not valid in a header.
+    pub fn new(token: &str, timeout: Duration) -> Result<Self, String> {
+        Ok(Peers {
+            authorization: format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "the token is not valid ASCII".to_string())?,
+            timeout,
+            channels: Mutex::default(),
+        })
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().expect("never poisoned");
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(address.to_string())
+            .map_err(|e| format!("invalid peer address {address}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The whisper file of `metric` as the peer at `address` holds it, checked against the SHA-1
+    /// the peer sends; at most `max_bytes`.
+    ///
+    /// # Errors
+    /// The peer is unreachable, refuses, does not hold the metric, sends more than `max_bytes`
+    /// or bytes that do not match its SHA-1, or takes longer than the timeout; each names the
+    /// peer.
+    pub async fn read(
+        &self,
+        address: &str,
+        metric: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, String> {
+        let read = async {
+            let mut client = pb::agent_client::AgentClient::new(self.channel(address)?)
+                .max_decoding_message_size(2 * CHUNK_BYTES);
+            let mut request = tonic::Request::new(pb::ReadMetricRequest {
+                metric: metric.to_string(),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", self.authorization.clone());
+            let said = |e: tonic::Status| format!("peer {address}: {}", e.message());
+            let mut stream = client
+                .read_metric(request)
+                .await
+                .map_err(said)?
+                .into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(said)?;
+                if (bytes.len() + chunk.data.len()) as u64 > max_bytes {
+                    return Err(format!(
+                        "peer {address}: {metric} is larger than {max_bytes} bytes"
+                    ));
+                }
+                bytes.extend_from_slice(&chunk.data);
+                if !chunk.sha1.is_empty() {
+                    let actual = codec::sha1_hex(&bytes);
+                    if actual != chunk.sha1 {
+                        return Err(format!(
+                            "peer {address}: {metric}: SHA-1 {actual} of what arrived does not \
+                             match the peer's {}",
+                            chunk.sha1
+                        ));
+                    }
+                    return Ok(bytes);
+                }
+            }
+            Err(format!(
+                "peer {address}: the stream of {metric} ended before its SHA-1 (the peer went away?)"
+            ))
+        };
+        tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| {
+                format!(
+                    "peer {address}: {metric} not read within {}s",
+                    self.timeout.as_secs()
+                )
+            })?
+    }
+}
+
+/// The file of `metric` under `root`, read whole under a shared lock (whisper's own), which is
+/// released before this returns.
+///
+/// # Errors
+/// A bad metric name, a missing file, a lock not obtained within `lock_timeout`, or a read error;
+/// each names the metric or path.
+pub fn read_locked(root: &Path, metric: &str, lock_timeout: Duration) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let path = bucky_shared::metric::path_of(root, metric).map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    bucky_shared::whisper::lock_file(
+        &file,
+        bucky_shared::whisper::LockMode::Shared,
+        lock_timeout,
+        &path,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}

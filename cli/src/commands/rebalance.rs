@@ -1,0 +1,142 @@
+//! `bucky rebalance`: every metric to the nodes the ring places it on now, agent to agent.
+
+use std::io::Write;
+
+use bucky_proto::v1 as pb;
+use clap::Args;
+use futures::StreamExt;
+
+use super::coordinator::{Client, CoordinatorArgs, block_on, said};
+
+/// Copy every metric a node holds misplaced to the nodes the ring places it on now (replication
+/// included), each destination agent reading from the source agent directly: a copy the owner
+/// lacks is written whole, one it holds is safe-filled (no present point changed). Nothing is
+/// deleted; rerunning moves no point twice.
+#[derive(Debug, Args)]
+pub struct RebalanceArgs {
+    /// The coordinator.
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Print the moves; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only metrics matching this glob (repeatable).
+    #[arg(long = "metrics", value_name = "GLOB")]
+    pub globs: Vec<String>,
+    /// Print one JSON document: the summary (and, with --dry-run, every move).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn move_json(m: &pb::RebalanceMove) -> serde_json::Value {
+    serde_json::json!({"metric": m.metric, "from": m.from, "to": m.to, "fill": m.fill})
+}
+
+fn summary_json(summary: &pb::RebalanceSummary, moves: &[pb::RebalanceMove]) -> serde_json::Value {
+    let nodes: Vec<serde_json::Value> = summary
+        .nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "host": n.host,
+                "moves": n.moves,
+                "result": n.result.as_ref().map(|r| serde_json::json!({
+                    "written": r.written,
+                    "filled": r.filled,
+                    "points_filled": r.points_filled,
+                    "failed_count": r.failed_count,
+                    "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
+                })),
+                "error": (!n.error.is_empty()).then_some(&n.error),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "metrics": summary.metrics,
+        "nodes": nodes,
+        "listing_errors": summary.listing_errors,
+        "moves": moves.iter().map(move_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Whether a node's part failed.
+fn failed(n: &pb::NodeRebalance) -> bool {
+    !n.error.is_empty() || n.result.as_ref().is_some_and(|r| r.failed_count > 0)
+}
+
+/// Runs `bucky rebalance`; the exit code is 1 when a move failed or a node could not be listed.
+///
+/// # Errors
+/// The coordinator refused (ring mismatch) or could not be reached.
+pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
+    let mut kept_moves = Vec::new();
+    let summary = block_on(async {
+        let mut client = Client::connect(&args.coordinator).await?;
+        let request = client.request(pb::RebalanceRequest {
+            dry_run: args.dry_run,
+            globs: args.globs.clone(),
+        });
+        let mut stream = client
+            .rpc()
+            .rebalance(request)
+            .await
+            .map_err(|e| said(e, &args.coordinator))?
+            .into_inner();
+        while let Some(message) = stream.next().await {
+            let message = message.map_err(|e| said(e, &args.coordinator))?;
+            for m in message.moves {
+                if args.json {
+                    kept_moves.push(m);
+                } else {
+                    let how = if m.fill { "fill" } else { "write" };
+                    writeln!(out, "{how:<5} {} -> {}  {}", m.from, m.to, m.metric)?;
+                }
+            }
+            if let Some(summary) = message.summary {
+                return Ok(summary);
+            }
+        }
+        anyhow::bail!("the coordinator closed the rebalance stream without a summary")
+    })?;
+    let code = u8::from(summary.nodes.iter().any(failed) || !summary.listing_errors.is_empty());
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&summary, &kept_moves))?
+        )?;
+        return Ok(code);
+    }
+    for n in &summary.nodes {
+        write!(out, "{:<16} {:>8} moves", n.host, n.moves)?;
+        if let Some(r) = &n.result {
+            write!(
+                out,
+                ": {} written, {} filled ({} points), {} failed",
+                r.written, r.filled, r.points_filled, r.failed_count
+            )?;
+            if let Some(first) = r.failed.first() {
+                write!(out, ", first: {}: {}", first.metric, first.error)?;
+            }
+        }
+        if !n.error.is_empty() {
+            write!(out, ": {}", n.error)?;
+        }
+        writeln!(out)?;
+    }
+    for e in &summary.listing_errors {
+        writeln!(out, "not listed: {e}")?;
+    }
+    let moves: u64 = summary.nodes.iter().map(|n| n.moves).sum();
+    writeln!(
+        out,
+        "{} metrics, {moves} moves{}",
+        summary.metrics,
+        if args.dry_run {
+            " planned (dry run)"
+        } else {
+            ""
+        }
+    )?;
+    Ok(code)
+}

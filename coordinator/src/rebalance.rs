@@ -1,0 +1,200 @@
+//! Moving live metrics to where the ring places them now, agent to agent. The agents' listings
+//! are merged ([`consistency::Merge`]); for each metric, every owner that lacks it or may hold
+//! less receives it from the nodes holding it misplaced: a copy it lacks is written whole (temp
+//! name, fsync, rename), one it holds is safe-filled, so no present point is ever changed. Each
+//! destination agent reads from the source agent directly (its restore, with peer sources); the
+//! coordinator only passes names and addresses, a bounded number at a time. Nothing is deleted.
+//!
+//! Rerunning moves nothing twice in effect: a file already there is filled, and a fill of what
+//! the file already has writes no point.
+
+use bucky_proto::v1 as pb;
+use tokio::sync::mpsc;
+
+use crate::agents::{AgentApi, AgentError};
+use crate::config::Cluster;
+use crate::consistency::{self, Merge};
+use bucky_shared::selection::Selection;
+
+/// Entries queued per destination agent before the merge waits for it.
+const QUEUE: usize = 1000;
+
+/// One copy of a metric from one node to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// Dotted metric name.
+    pub metric: String,
+    /// Host index of the node that receives it.
+    pub to: usize,
+    /// Host index of the node it is read from.
+    pub from: usize,
+    /// Whether `to` holds the metric already (it is filled) or not (written whole).
+    pub fill: bool,
+}
+
+/// The moves one metric needs, given which hosts hold it and which the ring places it on, in the
+/// order each destination applies them. Sources are the hosts holding it misplaced; an owner that
+/// lacks it while no misplaced copy exists gets it from an owner that has it (a lost replica).
+pub fn moves_of(metric: &str, holds: &[bool], owns: &[bool], out: &mut Vec<Move>) {
+    let misplaced: Vec<usize> = (0..holds.len()).filter(|&h| holds[h] && !owns[h]).collect();
+    for to in (0..owns.len()).filter(|&h| owns[h]) {
+        let mut has = holds[to];
+        let from_owner = (!has && misplaced.is_empty())
+            .then(|| (0..holds.len()).find(|&h| holds[h] && owns[h]))
+            .flatten();
+        for from in misplaced.iter().copied().chain(from_owner) {
+            out.push(Move {
+                metric: metric.to_string(),
+                to,
+                from,
+                fill: has,
+            });
+            has = true;
+        }
+    }
+}
+
+/// What a rebalance did on one destination node.
+#[derive(Debug, Clone)]
+pub struct NodeResult {
+    /// Moves planned into it.
+    pub moves: u64,
+    /// The agent's result, when it ran; `None` when nothing was moved into it.
+    pub result: Option<Result<pb::RestoreResult, AgentError>>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Per host, in cluster order.
+    pub nodes: Vec<NodeResult>,
+    /// Metrics seen in the cluster (selected ones).
+    pub metrics: u64,
+    /// Hosts whose listing failed, with why: metrics they hold may have been left unmoved.
+    pub listing_errors: Vec<(usize, String)>,
+}
+
+/// Plans the moves (`dry_run`: only sends them to `planned`) or carries them out through each
+/// destination's agent. `planned` receives every move as it is planned, when given.
+pub async fn run<A: AgentApi + Clone + 'static>(
+    cluster: &Cluster,
+    agents: &[A],
+    selection: &Selection,
+    dry_run: bool,
+    planned: Option<mpsc::Sender<Move>>,
+) -> Outcome {
+    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let host_of = consistency::host_indexes(&cluster.ring, &hosts);
+    let mut merge = Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await;
+    let (mut holds, mut owns) = (vec![false; hosts.len()], vec![false; hosts.len()]);
+    let (mut owners, mut moves) = (Vec::new(), Vec::new());
+    let mut queues: Vec<Option<mpsc::Sender<pb::RestoreEntry>>> = vec![None; hosts.len()];
+    let mut running = Vec::new();
+    let mut counts = vec![0u64; hosts.len()];
+    let mut metrics = 0;
+    while let Some(metric) = merge.next(&mut holds).await {
+        if !selection.matches(&metric) {
+            continue;
+        }
+        metrics += 1;
+        consistency::owning_hosts(&cluster.ring, &host_of, &metric, &mut owners, &mut owns);
+        // A host whose listing failed may hold it after all: a fill, never a blind write.
+        for (h, own) in owns.iter().enumerate() {
+            if *own && !holds[h] && merge.failed(h) {
+                holds[h] = true;
+            }
+        }
+        moves.clear();
+        moves_of(&metric, &holds, &owns, &mut moves);
+        for m in moves.drain(..) {
+            counts[m.to] += 1;
+            if let Some(tx) = &planned {
+                let _ = tx.send(m.clone()).await;
+            }
+            if dry_run {
+                continue;
+            }
+            let queue = queues[m.to].get_or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let agent = agents[m.to].clone();
+                let to = m.to;
+                running.push(tokio::spawn(async move {
+                    let entries = tokio_stream::wrappers::ReceiverStream::new(rx);
+                    (to, agent.restore(entries, 0, |_, _| {}).await)
+                }));
+                tx
+            });
+            let entry = pb::RestoreEntry {
+                metric: m.metric,
+                action: if m.fill {
+                    pb::RestoreAction::Fill
+                } else {
+                    pb::RestoreAction::Write
+                } as i32,
+                source_agent: cluster.hosts[m.from].agent.clone(),
+                ..Default::default()
+            };
+            // A destination that stopped taking entries has failed; its result says why.
+            let _ = queue.send(entry).await;
+        }
+    }
+    drop(queues);
+    let mut nodes: Vec<NodeResult> = counts
+        .iter()
+        .map(|&moves| NodeResult {
+            moves,
+            result: None,
+        })
+        .collect();
+    for (to, result) in futures::future::join_all(running)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        nodes[to].result = Some(result);
+    }
+    let listing_errors = merge
+        .errors()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(h, e)| e.map(|e| (h, e)))
+        .collect();
+    Outcome {
+        nodes,
+        metrics,
+        listing_errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moves(holds: &[bool], owns: &[bool]) -> Vec<(usize, usize, bool)> {
+        let mut out = Vec::new();
+        moves_of("m", holds, owns, &mut out);
+        out.into_iter().map(|m| (m.to, m.from, m.fill)).collect()
+    }
+
+    #[test]
+    fn each_owner_gets_every_misplaced_copy_written_first_then_filled() {
+        // Held by 0 and 1, placed on 1 and 2: 1 is filled from 0, 2 written from 0.
+        assert_eq!(
+            moves(&[true, true, false], &[false, true, true]),
+            vec![(1, 0, true), (2, 0, false)]
+        );
+        // Two misplaced copies into an owner that lacks it: written from one, filled from the
+        // other.
+        assert_eq!(
+            moves(&[true, true, false], &[false, false, true]),
+            vec![(2, 0, false), (2, 1, true)]
+        );
+        // Where it belongs already: nothing.
+        assert_eq!(moves(&[false, true, true], &[false, true, true]), vec![]);
+        // A lost replica with no misplaced copy: from the owner that has it.
+        assert_eq!(
+            moves(&[false, true, false], &[false, true, true]),
+            vec![(2, 1, false)]
+        );
+    }
+}
