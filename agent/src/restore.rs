@@ -25,6 +25,7 @@ use crate::failures::{Failures, FileFailure};
 use crate::install::{Installed, install};
 use crate::tree::Selection;
 use bucky_shared::bucket::{self, Bucket};
+use bucky_shared::fill::{FillMode, FillOptions};
 use bucky_shared::manifests;
 
 /// What a restore does.
@@ -446,6 +447,9 @@ pub enum Source {
     Peer {
         /// The peer's address.
         address: String,
+        /// Fill only points newer than this Unix time (0: all); a missing file is still written
+        /// whole.
+        since: i64,
     },
 }
 
@@ -550,8 +554,8 @@ pub async fn execute_plan(
                         }
                         Err(e) => Err(e),
                     },
-                    Source::Peer { address } => {
-                        apply_peer(address, root, &step.metric, options).await
+                    Source::Peer { address, since } => {
+                        apply_peer(address, *since, root, &step.metric, options).await
                     }
                 };
                 outcomes.push((step.metric, outcome));
@@ -591,6 +595,7 @@ pub async fn execute_plan(
 /// Installs the live file of `metric` read from the peer agent at `address`.
 async fn apply_peer(
     address: &str,
+    since: i64,
     root: &Path,
     metric: &str,
     options: &RestoreOptions,
@@ -606,13 +611,12 @@ async fn apply_peer(
     let what = format!("{metric} from {address}");
     let points_filled = tokio::task::spawn_blocking(move || {
         let image = Whisper::open(Image::new(raw), &what).map_err(|e| e.to_string())?;
-        let installed = install(
-            &path,
-            &image,
-            options.lock_timeout,
-            options.now,
-            options.file_mode,
-        )?;
+        let fill = FillOptions {
+            lock_timeout: options.lock_timeout,
+            end_at: since.min(options.now - 1).max(0),
+            ..FillOptions::new(FillMode::Safe, options.now)
+        };
+        let installed = crate::install::install_with(&path, &image, &fill, options.file_mode)?;
         Ok::<_, String>(match installed {
             Installed::Created => None,
             Installed::Filled(points) => Some(points),

@@ -51,6 +51,7 @@ pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, Stri
             metric: e.metric,
             source: Source::Peer {
                 address: e.source_agent,
+                since: e.since,
             },
         });
     }

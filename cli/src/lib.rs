@@ -45,6 +45,8 @@ pub enum Command {
     Inconsistent(commands::inconsistent::InconsistentArgs),
     /// Copy misplaced metrics to the nodes the ring places them on, agent to agent.
     Rebalance(commands::rebalance::RebalanceArgs),
+    /// Fill each replica's gaps from the other replicas, agent to agent (--since 6h).
+    Heal(commands::rebalance::HealArgs),
     /// Run a whole cluster locally: backup, lose a node, restore it, verify (no config needed).
     Demo(commands::demo::DemoArgs),
     /// Fill the gaps of DST with the data of SRC (drop-in for whisper-fill); -r for two trees.
@@ -79,6 +81,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
         Command::List(args) => done(commands::list::run(args, out)),
         Command::Inconsistent(args) => commands::inconsistent::run(args, out),
         Command::Rebalance(args) => commands::rebalance::run(args, out),
+        Command::Heal(args) => commands::rebalance::heal(args, out),
         Command::Demo(args) => done(commands::demo::run(args, out)),
         Command::Fill(args) => commands::fill::run(args, out),
         Command::Locate(args) => done(commands::locate::run(

@@ -512,6 +512,7 @@ pub async fn execute_plan<A: AgentApi>(
                 Action::Fill => pb::RestoreAction::Fill,
             } as i32,
             source_agent: String::new(),
+            since: 0,
         }))
     });
     let result = agent.restore(entries, plan.summary.metrics, progress).await;

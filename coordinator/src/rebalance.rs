@@ -54,6 +54,46 @@ pub fn moves_of(metric: &str, holds: &[bool], owns: &[bool], out: &mut Vec<Move>
     }
 }
 
+/// The moves a heal makes for one metric: each owner in `only` (every owner when `None`) that
+/// holds it is filled from each other owner holding it; an owner that lacks it gets it written
+/// from the first owner holding it, then filled from the others. Misplaced copies are left to
+/// [`moves_of`].
+pub fn heal_moves_of(
+    metric: &str,
+    holds: &[bool],
+    owns: &[bool],
+    only: Option<usize>,
+    out: &mut Vec<Move>,
+) {
+    let replicas: Vec<usize> = (0..holds.len()).filter(|&h| holds[h] && owns[h]).collect();
+    for to in (0..owns.len()).filter(|&h| owns[h] && only.is_none_or(|o| o == h)) {
+        let mut has = holds[to];
+        for &from in replicas.iter().filter(|&&r| r != to) {
+            out.push(Move {
+                metric: metric.to_string(),
+                to,
+                from,
+                fill: has,
+            });
+            has = true;
+        }
+    }
+}
+
+/// Which job [`run`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Misplaced copies to their owners ([`moves_of`]).
+    Rebalance,
+    /// Replicas filled from each other ([`heal_moves_of`]).
+    Heal {
+        /// Only this host's replicas.
+        only: Option<usize>,
+        /// Only points newer than this Unix time (0: all).
+        since: i64,
+    },
+}
+
 /// What a rebalance did on one destination node.
 #[derive(Debug, Clone)]
 pub struct NodeResult {
@@ -74,11 +114,13 @@ pub struct Outcome {
     pub listing_errors: Vec<(usize, String)>,
 }
 
-/// Plans the moves (`dry_run`: only sends them to `planned`) or carries them out through each
-/// destination's agent. `planned` receives every move as it is planned, when given.
+/// Plans the moves of `job` (`dry_run`: only sends them to `planned`) or carries them out
+/// through each destination's agent. `planned` receives every move as it is planned, when
+/// given.
 pub async fn run<A: AgentApi + Clone + 'static>(
     cluster: &Cluster,
     agents: &[A],
+    job: Job,
     selection: &Selection,
     dry_run: bool,
     planned: Option<mpsc::Sender<Move>>,
@@ -105,7 +147,16 @@ pub async fn run<A: AgentApi + Clone + 'static>(
             }
         }
         moves.clear();
-        moves_of(&metric, &holds, &owns, &mut moves);
+        let since = match job {
+            Job::Rebalance => {
+                moves_of(&metric, &holds, &owns, &mut moves);
+                0
+            }
+            Job::Heal { only, since } => {
+                heal_moves_of(&metric, &holds, &owns, only, &mut moves);
+                since
+            }
+        };
         for m in moves.drain(..) {
             counts[m.to] += 1;
             if let Some(tx) = &planned {
@@ -132,6 +183,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
                     pb::RestoreAction::Write
                 } as i32,
                 source_agent: cluster.hosts[m.from].agent.clone(),
+                since,
                 ..Default::default()
             };
             // A destination that stopped taking entries has failed; its result says why.
@@ -191,6 +243,27 @@ mod tests {
         );
         // Where it belongs already: nothing.
         assert_eq!(moves(&[false, true, true], &[false, true, true]), vec![]);
+        // A heal fills replicas from each other, and leaves the misplaced copy alone.
+        let mut out = Vec::new();
+        heal_moves_of(
+            "m",
+            &[true, true, true],
+            &[false, true, true],
+            None,
+            &mut out,
+        );
+        let healed: Vec<_> = out.iter().map(|m| (m.to, m.from, m.fill)).collect();
+        assert_eq!(healed, vec![(1, 2, true), (2, 1, true)]);
+        out.clear();
+        heal_moves_of(
+            "m",
+            &[false, true, false],
+            &[false, true, true],
+            Some(2),
+            &mut out,
+        );
+        let healed: Vec<_> = out.iter().map(|m| (m.to, m.from, m.fill)).collect();
+        assert_eq!(healed, vec![(2, 1, false)], "only host 2, written whole");
         // A lost replica with no misplaced copy: from the owner that has it.
         assert_eq!(
             moves(&[false, true, false], &[false, true, true]),

@@ -184,49 +184,18 @@ fn inconsistency(cluster: &Cluster, f: consistency::Finding) -> pb::Inconsistenc
     }
 }
 
-fn to_status(err: cluster::Error) -> Status {
-    match err {
-        cluster::Error::RingMismatch { .. } | cluster::Error::IdentityMismatch { .. } => {
-            Status::failed_precondition(err.to_string())
-        }
-        cluster::Error::UnknownHost(_) => Status::not_found(err.to_string()),
-        cluster::Error::Bucket(_) | cluster::Error::Agent(_) => {
-            Status::unavailable(err.to_string())
-        }
-    }
-}
-
-fn last_backup(b: &cluster::LastBackup) -> pb::LastBackup {
-    let stats = b.stats.unwrap_or_default();
-    pb::LastBackup {
-        run: b.run.0,
-        finished: b.finished.0,
-        metrics: b.metrics as u64,
-        new: stats.new,
-        changed: stats.changed,
-        unchanged: stats.unchanged,
-        failed: stats.failed,
-        bytes_uploaded: stats.bytes_uploaded,
-        missing: b.missing as u64,
-    }
-}
-
-#[tonic::async_trait]
-impl pb::coordinator_server::Coordinator for CoordinatorService {
-    type ClusterBackupStream = BoxStream<pb::ClusterBackupResponse>;
-    type ClusterRestoreStream = BoxStream<pb::ClusterRestoreResponse>;
-    type InconsistentStream = BoxStream<pb::InconsistentResponse>;
-    type RebalanceStream = BoxStream<pb::RebalanceResponse>;
-
-    #[instrument(skip_all)]
-    async fn rebalance(
+impl CoordinatorService {
+    /// Runs a rebalance or a heal: checks the ring unless it is a dry run, then streams the
+    /// planned moves (dry run) and the summary.
+    async fn run_moves(
         &self,
-        req: Request<pb::RebalanceRequest>,
-    ) -> Result<Response<Self::RebalanceStream>, Status> {
-        let req = req.into_inner();
-        let selection = Selection::new(&req.globs, None)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if !req.dry_run {
+        job: rebalance::Job,
+        globs: &[String],
+        dry_run: bool,
+    ) -> Result<Response<BoxStream<pb::RebalanceResponse>>, Status> {
+        let selection =
+            Selection::new(globs, None).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !dry_run {
             cluster::check_agreement(&self.cluster, &self.agents)
                 .await
                 .map_err(to_status)?;
@@ -238,9 +207,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             let run = rebalance::run(
                 &cluster,
                 &agents,
+                job,
                 &selection,
-                req.dry_run,
-                req.dry_run.then_some(moves_tx),
+                dry_run,
+                dry_run.then_some(moves_tx),
             );
             let forward = async {
                 let mut batch = Vec::new();
@@ -280,6 +250,85 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 .await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn to_status(err: cluster::Error) -> Status {
+    match err {
+        cluster::Error::RingMismatch { .. } | cluster::Error::IdentityMismatch { .. } => {
+            Status::failed_precondition(err.to_string())
+        }
+        cluster::Error::UnknownHost(_) => Status::not_found(err.to_string()),
+        cluster::Error::Bucket(_) | cluster::Error::Agent(_) => {
+            Status::unavailable(err.to_string())
+        }
+    }
+}
+
+fn last_backup(b: &cluster::LastBackup) -> pb::LastBackup {
+    let stats = b.stats.unwrap_or_default();
+    pb::LastBackup {
+        run: b.run.0,
+        finished: b.finished.0,
+        metrics: b.metrics as u64,
+        new: stats.new,
+        changed: stats.changed,
+        unchanged: stats.unchanged,
+        failed: stats.failed,
+        bytes_uploaded: stats.bytes_uploaded,
+        missing: b.missing as u64,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::coordinator_server::Coordinator for CoordinatorService {
+    type ClusterBackupStream = BoxStream<pb::ClusterBackupResponse>;
+    type ClusterRestoreStream = BoxStream<pb::ClusterRestoreResponse>;
+    type InconsistentStream = BoxStream<pb::InconsistentResponse>;
+    type RebalanceStream = BoxStream<pb::RebalanceResponse>;
+    type HealStream = BoxStream<pb::RebalanceResponse>;
+
+    #[instrument(skip_all)]
+    async fn rebalance(
+        &self,
+        req: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<Self::RebalanceStream>, Status> {
+        let req = req.into_inner();
+        self.run_moves(rebalance::Job::Rebalance, &req.globs, req.dry_run)
+            .await
+    }
+
+    #[instrument(skip_all)]
+    async fn heal(
+        &self,
+        req: Request<pb::HealRequest>,
+    ) -> Result<Response<Self::HealStream>, Status> {
+        let req = req.into_inner();
+        let only = match req.host.as_str() {
+            "" => None,
+            host => Some(
+                self.cluster
+                    .hosts
+                    .iter()
+                    .position(|h| h.name == host)
+                    .ok_or_else(|| Status::not_found(format!("no host {host} in the cluster")))?,
+            ),
+        };
+        if req.since_seconds < 0 {
+            return Err(Status::invalid_argument(
+                "since_seconds must not be negative",
+            ));
+        }
+        let since = match req.since_seconds {
+            0 => 0,
+            s => Version::now().0 - s,
+        };
+        self.run_moves(
+            rebalance::Job::Heal { only, since },
+            &req.globs,
+            req.dry_run,
+        )
+        .await
     }
 
     #[instrument(skip_all)]

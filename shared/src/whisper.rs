@@ -34,7 +34,7 @@ pub use fetch::Series;
 pub use file::{Access, Whisper};
 pub use header::{ArchiveInfo, Header, POINT_SIZE};
 pub use lock::{DEFAULT_LOCK_TIMEOUT, LockMode, lock_file};
-pub use retention::{ArchiveSpec, parse_retention, parse_retentions};
+pub use retention::{ArchiveSpec, parse_duration, parse_retention, parse_retentions};
 pub use storage::{ChangedPoint, Image, Storage};
 
 /// A result of this module.

@@ -138,6 +138,7 @@ async fn backup_then_restore_by_plan() {
             sha1: String::from_utf8(sha1.to_vec()).unwrap(),
             action: pb::RestoreAction::Write as i32,
             source_agent: String::new(),
+            since: 0,
         });
     }
     let stream = c
@@ -180,6 +181,7 @@ async fn backup_then_restore_by_plan() {
                 sha1: "0".repeat(40),
                 action: pb::RestoreAction::Write as i32,
                 source_agent: String::new(),
+                since: 0,
             }],
             total: 1,
         }]))
@@ -298,6 +300,7 @@ async fn a_plan_of_100_000_entries_streams_and_its_result_stays_bounded() {
             sha1: "0".repeat(40),
             action: pb::RestoreAction::Write as i32,
             source_agent: String::new(),
+            since: 0,
         })
         .collect::<Vec<_>>()
         .chunks(1000)

@@ -1,4 +1,5 @@
-//! `bucky rebalance`: every metric to the nodes the ring places it on now, agent to agent.
+//! `bucky rebalance`: every metric to the nodes the ring places it on now, agent to agent; and
+//! `bucky heal`: replicas filled from each other.
 
 use std::io::Write;
 
@@ -64,28 +65,101 @@ fn failed(n: &pb::NodeRebalance) -> bool {
     !n.error.is_empty() || n.result.as_ref().is_some_and(|r| r.failed_count > 0)
 }
 
+/// Fill each replica's gaps from the metric's other replicas (its other ring owners), agent to
+/// agent; an owner that lacks its replica gets it written whole. Needs replication >= 2.
+#[derive(Debug, Args)]
+pub struct HealArgs {
+    /// The coordinator.
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Only this host's replicas are filled (default: every host's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only points of the last DURATION (6h, 2d; default: every point): a node down for six
+    /// hours needs six hours of points.
+    #[arg(long, value_parser = bucky_shared::whisper::parse_duration)]
+    pub since: Option<u64>,
+    /// Print the moves; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only metrics matching this glob (repeatable).
+    #[arg(long = "metrics", value_name = "GLOB")]
+    pub globs: Vec<String>,
+    /// Print one JSON document: the summary (and, with --dry-run, every move).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Runs `bucky rebalance`; the exit code is 1 when a move failed or a node could not be listed.
 ///
 /// # Errors
 /// The coordinator refused (ring mismatch) or could not be reached.
 pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
+    let request = pb::RebalanceRequest {
+        dry_run: args.dry_run,
+        globs: args.globs.clone(),
+    };
+    let coordinator = &args.coordinator;
+    report(
+        coordinator,
+        args.dry_run,
+        args.json,
+        out,
+        |mut client| async move {
+            let request = client.request(request);
+            client.rpc().rebalance(request).await
+        },
+    )
+}
+
+/// Runs `bucky heal`; the exit code is 1 when a fill failed or a node could not be listed.
+///
+/// # Errors
+/// The coordinator refused (ring mismatch, unknown host) or could not be reached.
+pub fn heal(args: HealArgs, out: &mut impl Write) -> anyhow::Result<u8> {
+    let request = pb::HealRequest {
+        host: args.host.clone().unwrap_or_default(),
+        since_seconds: args.since.map_or(0, |s| s as i64),
+        globs: args.globs.clone(),
+        dry_run: args.dry_run,
+    };
+    report(
+        &args.coordinator,
+        args.dry_run,
+        args.json,
+        out,
+        |mut client| async move {
+            let request = client.request(request);
+            client.rpc().heal(request).await
+        },
+    )
+}
+
+type Moves = tonic::Response<tonic::Streaming<pb::RebalanceResponse>>;
+
+/// Calls the coordinator with `call`, prints the moves it streams and its summary.
+fn report<F, Fut>(
+    coordinator: &CoordinatorArgs,
+    dry_run: bool,
+    json: bool,
+    out: &mut impl Write,
+    call: F,
+) -> anyhow::Result<u8>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<Moves, tonic::Status>>,
+{
     let mut kept_moves = Vec::new();
     let summary = block_on(async {
-        let mut client = Client::connect(&args.coordinator).await?;
-        let request = client.request(pb::RebalanceRequest {
-            dry_run: args.dry_run,
-            globs: args.globs.clone(),
-        });
-        let mut stream = client
-            .rpc()
-            .rebalance(request)
+        let client = Client::connect(coordinator).await?;
+        let mut stream = call(client)
             .await
-            .map_err(|e| said(e, &args.coordinator))?
+            .map_err(|e| said(e, coordinator))?
             .into_inner();
         while let Some(message) = stream.next().await {
-            let message = message.map_err(|e| said(e, &args.coordinator))?;
+            let message = message.map_err(|e| said(e, coordinator))?;
             for m in message.moves {
-                if args.json {
+                if json {
                     kept_moves.push(m);
                 } else {
                     let how = if m.fill { "fill" } else { "write" };
@@ -96,10 +170,10 @@ pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
                 return Ok(summary);
             }
         }
-        anyhow::bail!("the coordinator closed the rebalance stream without a summary")
+        anyhow::bail!("the coordinator closed the stream without a summary")
     })?;
     let code = u8::from(summary.nodes.iter().any(failed) || !summary.listing_errors.is_empty());
-    if args.json {
+    if json {
         writeln!(
             out,
             "{}",
@@ -132,11 +206,7 @@ pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
         out,
         "{} metrics, {moves} moves{}",
         summary.metrics,
-        if args.dry_run {
-            " planned (dry run)"
-        } else {
-            ""
-        }
+        if dry_run { " planned (dry run)" } else { "" }
     )?;
     Ok(code)
 }

@@ -99,6 +99,22 @@ pub fn parse_retentions<S: AsRef<str>>(definitions: &[S]) -> Result<Vec<ArchiveS
         .collect()
 }
 
+/// Parses a duration in retention's units: `6h`, `90m`, `2d`, `1w`; a bare number is seconds.
+///
+/// # Errors
+/// The text, and what is wrong with it.
+pub fn parse_duration(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    if is_digits(text) {
+        return parse_count(text);
+    }
+    let (n, unit) = split_unit(text).ok_or_else(|| {
+        format!("invalid duration '{text}': expected a number and a unit (6h, 2d)")
+    })?;
+    n.checked_mul(unit_seconds(unit).map_err(|e| format!("invalid duration '{text}': {e}"))?)
+        .ok_or_else(|| format!("duration '{text}' is too large"))
+}
+
 fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -170,5 +186,15 @@ mod tests {
             let err = parse_retention(def).unwrap_err().to_string();
             assert!(err.contains(needle), "{def}: {err}");
         }
+    }
+
+    #[test]
+    fn durations_take_retention_units() {
+        assert_eq!(parse_duration("6h"), Ok(6 * 3600));
+        assert_eq!(parse_duration("90m"), Ok(90 * 60));
+        assert_eq!(parse_duration("2d"), Ok(2 * 86400));
+        assert_eq!(parse_duration("45"), Ok(45));
+        assert!(parse_duration("6 hours").is_err());
+        assert!(parse_duration("3x").unwrap_err().contains("3x"));
     }
 }
