@@ -1,7 +1,8 @@
-//! Reading whisper files from peer agents, for moves between nodes: the file travels from the
-//! agent that holds it to the agent that needs it, never through the coordinator or the CLI.
-//! Peers are called with this agent's own token (one cluster, one token) over one connection
-//! each, opened on first use.
+//! Moves between nodes, as each side sees them: reading whisper files from peer agents (the file
+//! travels from the agent that holds it to the agent that needs it, never through the
+//! coordinator or the CLI), reading a file for a peer, and removing a moved copy only while it is
+//! exactly what the owners confirmed holding. Peers are called with this agent's own token (one
+//! cluster, one token) over one connection each, opened on first use.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -142,4 +143,75 @@ pub fn read_locked(root: &Path, metric: &str, lock_timeout: Duration) -> Result<
     file.read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(bytes)
+}
+
+/// Removes the file of `metric` under `root` if its content still has SHA-1 `sha1`: checked and
+/// unlinked under an exclusive lock, so a writer that locks (whisper, carbon with locking on)
+/// cannot add a point in between. Points a lockless carbon writes after the check go to the
+/// unlinked file and are lost with it; by then the ring sends the metric elsewhere.
+///
+/// # Errors
+/// A bad name, a missing file, a lock timeout, content that changed since it was confirmed, or
+/// a removal that failed; each names the path.
+pub fn delete_if_unchanged(
+    root: &Path,
+    metric: &str,
+    sha1: &str,
+    lock_timeout: Duration,
+) -> Result<(), String> {
+    use std::io::Read;
+    let path = bucky_shared::metric::path_of(root, metric).map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    bucky_shared::whisper::lock_file(
+        &file,
+        bucky_shared::whisper::LockMode::Exclusive,
+        lock_timeout,
+        &path,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let actual = codec::sha1_hex(&bytes);
+    if actual != sha1 {
+        return Err(format!(
+            "{}: kept: it changed since the owners confirmed it (SHA-1 {actual}, confirmed {sha1})",
+            path.display()
+        ));
+    }
+    std::fs::remove_file(&path).map_err(|e| format!("{}: removing: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        // The removal itself must survive a crash: the next rebalance counts on it.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_is_deleted_only_while_it_is_what_was_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = bucky_shared::metric::path_of(dir.path(), "a.b").unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"confirmed").unwrap();
+        let confirmed = codec::sha1_hex(b"confirmed");
+        std::fs::write(&path, b"written since").unwrap();
+        let err =
+            delete_if_unchanged(dir.path(), "a.b", &confirmed, Duration::from_secs(1)).unwrap_err();
+        assert!(err.contains("changed since"), "{err}");
+        assert!(path.exists());
+        std::fs::write(&path, b"confirmed").unwrap();
+        delete_if_unchanged(dir.path(), "a.b", &confirmed, Duration::from_secs(1)).unwrap();
+        assert!(!path.exists());
+        assert!(
+            delete_if_unchanged(dir.path(), "../x", &confirmed, Duration::from_secs(1)).is_err()
+        );
+    }
 }

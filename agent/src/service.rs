@@ -226,6 +226,65 @@ impl pb::agent_server::Agent for AgentService {
     }
 
     #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
+    async fn confirm(
+        &self,
+        req: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let req = req.into_inner();
+        let peers = self
+            .peers
+            .clone()
+            .ok_or_else(|| Status::failed_precondition("this agent has no token for peers"))?;
+        let raw = peers
+            .read(
+                &req.source_agent,
+                &req.metric,
+                crate::codec::DEFAULT_MAX_FILE_BYTES,
+            )
+            .await
+            .map_err(Status::unavailable)?;
+        let sha1 = crate::codec::sha1_hex(&raw);
+        let path = bucky_shared::metric::path_of(&self.config.whisper_root, &req.metric)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let lock_timeout = self.config.lock_timeout;
+        let missing_points = tokio::task::spawn_blocking(move || {
+            let image = bucky_shared::whisper::Whisper::open(
+                bucky_shared::whisper::Image::new(raw),
+                &req.source_agent,
+            )
+            .map_err(|e| e.to_string())?;
+            bucky_shared::fill::missing_points(&image, &path, lock_timeout, now())
+                .map_err(|e| format!("{e:#}"))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(Status::failed_precondition)?;
+        Ok(Response::new(pb::ConfirmResponse {
+            sha1,
+            missing_points,
+        }))
+    }
+
+    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
+    async fn delete_metric(
+        &self,
+        req: Request<pb::DeleteMetricRequest>,
+    ) -> Result<Response<pb::DeleteMetricResponse>, Status> {
+        let req = req.into_inner();
+        let (root, lock_timeout) = (self.config.whisper_root.clone(), self.config.lock_timeout);
+        let metric = req.metric.clone();
+        tokio::task::spawn_blocking(move || {
+            peers::delete_if_unchanged(&root, &req.metric, &req.sha1, lock_timeout)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(Status::failed_precondition)?;
+        tracing::info!(metric, "moved copy deleted");
+        self.node.forget().await;
+        Ok(Response::new(pb::DeleteMetricResponse {}))
+    }
+
+    #[instrument(skip_all, fields(metric = %req.get_ref().metric))]
     async fn read_metric(
         &self,
         req: Request<pb::ReadMetricRequest>,

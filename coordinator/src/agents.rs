@@ -181,6 +181,19 @@ pub trait AgentApi: Send + Sync {
     /// `ListMetrics`: the agent's metric names in byte order, in batches; a call that fails
     /// yields its error as the stream's only item.
     fn list_metrics(&self) -> NameBatches;
+    /// `Confirm`: how many points of the copy at peer `source_agent` this agent's copy lacks,
+    /// and the SHA-1 of the copy compared.
+    fn confirm(
+        &self,
+        metric: &str,
+        source_agent: &str,
+    ) -> impl Future<Output = Result<pb::ConfirmResponse, AgentError>> + Send;
+    /// `DeleteMetric`: removes the agent's copy if it still has `sha1`.
+    fn delete_metric(
+        &self,
+        metric: &str,
+        sha1: &str,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send;
     /// `Restore` of a plan.
     fn restore(
         &self,
@@ -299,6 +312,34 @@ impl AgentApi for GrpcAgent {
             }
         }
         Err(self.ended("backup"))
+    }
+
+    async fn confirm(
+        &self,
+        metric: &str,
+        source_agent: &str,
+    ) -> Result<pb::ConfirmResponse, AgentError> {
+        let request = pb::ConfirmRequest {
+            metric: metric.to_string(),
+            source_agent: source_agent.to_string(),
+        };
+        self.client()
+            .confirm(self.request(request))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|e| self.error(e))
+    }
+
+    async fn delete_metric(&self, metric: &str, sha1: &str) -> Result<(), AgentError> {
+        let request = pb::DeleteMetricRequest {
+            metric: metric.to_string(),
+            sha1: sha1.to_string(),
+        };
+        self.client()
+            .delete_metric(self.request(request))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
     }
 
     fn list_metrics(&self) -> NameBatches {

@@ -9,6 +9,7 @@
 //! the file already has writes no point.
 
 use bucky_proto::v1 as pb;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::agents::{AgentApi, AgentError};
@@ -94,13 +95,36 @@ pub enum Job {
     },
 }
 
-/// What a rebalance did on one destination node.
-#[derive(Debug, Clone)]
+/// What a rebalance did on one node.
+#[derive(Debug, Clone, Default)]
 pub struct NodeResult {
     /// Moves planned into it.
     pub moves: u64,
     /// The agent's result, when it ran; `None` when nothing was moved into it.
     pub result: Option<Result<pb::RestoreResult, AgentError>>,
+    /// Its misplaced copies removed (with delete).
+    pub deleted: u64,
+    /// Its misplaced copies kept (with delete), and the first reasons.
+    pub kept: u64,
+    /// `metric: why`, at most [`KEPT_REASONS`].
+    pub kept_reasons: Vec<String>,
+}
+
+/// Reasons for kept copies named per node.
+pub const KEPT_REASONS: usize = 20;
+
+/// Metrics whose deletion is being confirmed at once.
+const DELETES_IN_FLIGHT: usize = 16;
+
+impl NodeResult {
+    /// Whether its part failed: the agent, or a move into it.
+    pub fn failed(&self) -> bool {
+        match &self.result {
+            Some(Ok(r)) => r.failed_count > 0,
+            Some(Err(_)) => true,
+            None => false,
+        }
+    }
 }
 
 /// The whole run.
@@ -112,6 +136,8 @@ pub struct Outcome {
     pub metrics: u64,
     /// Hosts whose listing failed, with why: metrics they hold may have been left unmoved.
     pub listing_errors: Vec<(usize, String)>,
+    /// Why deletion was asked for and not done (a move failed, a node was not listed).
+    pub delete_skipped: Option<String>,
 }
 
 /// Plans the moves of `job` (`dry_run`: only sends them to `planned`) or carries them out
@@ -195,7 +221,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
         .iter()
         .map(|&moves| NodeResult {
             moves,
-            result: None,
+            ..NodeResult::default()
         })
         .collect();
     for (to, result) in futures::future::join_all(running)
@@ -215,7 +241,108 @@ pub async fn run<A: AgentApi + Clone + 'static>(
         nodes,
         metrics,
         listing_errors,
+        delete_skipped: None,
     }
+}
+
+/// Removes every misplaced copy that each owner of its metric confirms holding (every point of
+/// it, [`AgentApi::confirm`]) and that has not changed since ([`AgentApi::delete_metric`]);
+/// anything else is kept and counted. Counts go into `nodes` (by host index).
+pub async fn delete_moved<A: AgentApi>(
+    cluster: &Cluster,
+    agents: &[A],
+    selection: &Selection,
+    nodes: &mut [NodeResult],
+) -> Vec<(usize, String)> {
+    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let host_of = consistency::host_indexes(&cluster.ring, &hosts);
+    let mut merge = Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await;
+    let (mut holds, mut owns) = (vec![false; hosts.len()], vec![false; hosts.len()]);
+    let mut owners = Vec::new();
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    fn record(
+        nodes: &mut [NodeResult],
+        (host, metric, outcome): (usize, String, Result<(), String>),
+    ) {
+        let node = &mut nodes[host];
+        match outcome {
+            Ok(()) => node.deleted += 1,
+            Err(why) => {
+                node.kept += 1;
+                if node.kept_reasons.len() < KEPT_REASONS {
+                    node.kept_reasons.push(format!("{metric}: {why}"));
+                }
+            }
+        }
+    }
+    while let Some(metric) = merge.next(&mut holds).await {
+        if !selection.matches(&metric) {
+            continue;
+        }
+        consistency::owning_hosts(&cluster.ring, &host_of, &metric, &mut owners, &mut owns);
+        let owners_now: Vec<usize> = (0..hosts.len()).filter(|&h| owns[h]).collect();
+        for source in (0..hosts.len()).filter(|&h| holds[h] && !owns[h]) {
+            let metric = metric.clone();
+            let owners_now = owners_now.clone();
+            let address = cluster.hosts[source].agent.clone();
+            in_flight.push(async move {
+                let outcome = delete_one(agents, &metric, source, &address, &owners_now).await;
+                (source, metric, outcome)
+            });
+            if in_flight.len() >= DELETES_IN_FLIGHT
+                && let Some(done) = in_flight.next().await
+            {
+                record(nodes, done);
+            }
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        record(nodes, done);
+    }
+    merge
+        .errors()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(h, e)| e.map(|e| (h, e)))
+        .collect()
+}
+
+/// Deletes `metric` from `source` once every one of `owners` confirms holding all of it.
+async fn delete_one<A: AgentApi>(
+    agents: &[A],
+    metric: &str,
+    source: usize,
+    address: &str,
+    owners: &[usize],
+) -> Result<(), String> {
+    if owners.is_empty() {
+        return Err("the ring places it on no node of this cluster".into());
+    }
+    let mut confirmed: Option<String> = None;
+    for &owner in owners {
+        let answer = agents[owner]
+            .confirm(metric, address)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.missing_points > 0 {
+            return Err(format!(
+                "{} lacks {} of its points",
+                agents[owner].host(),
+                answer.missing_points
+            ));
+        }
+        match &confirmed {
+            Some(sha1) if *sha1 != answer.sha1 => {
+                return Err("it changed while the owners were asked".into());
+            }
+            _ => confirmed = Some(answer.sha1),
+        }
+    }
+    let sha1 = confirmed.expect("at least one owner answered");
+    agents[source]
+        .delete_metric(metric, &sha1)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

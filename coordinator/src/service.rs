@@ -162,6 +162,9 @@ fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::Reba
                     moves: n.moves,
                     result,
                     error,
+                    deleted: n.deleted,
+                    kept: n.kept,
+                    kept_reasons: n.kept_reasons,
                 }
             })
             .collect(),
@@ -170,6 +173,7 @@ fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::Reba
             .into_iter()
             .map(|(h, e)| format!("{}: {e}", cluster.hosts[h].name))
             .collect(),
+        delete_skipped: outcome.delete_skipped.unwrap_or_default(),
     }
 }
 
@@ -186,12 +190,14 @@ fn inconsistency(cluster: &Cluster, f: consistency::Finding) -> pb::Inconsistenc
 
 impl CoordinatorService {
     /// Runs a rebalance or a heal: checks the ring unless it is a dry run, then streams the
-    /// planned moves (dry run) and the summary.
+    /// planned moves (dry run) and the summary; with `delete`, once every move succeeded,
+    /// removes the misplaced copies the owners confirm.
     async fn run_moves(
         &self,
         job: rebalance::Job,
         globs: &[String],
         dry_run: bool,
+        delete: bool,
     ) -> Result<Response<BoxStream<pb::RebalanceResponse>>, Status> {
         let selection =
             Selection::new(globs, None).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -240,7 +246,26 @@ impl CoordinatorService {
                         .await;
                 }
             };
-            let (outcome, ()) = tokio::join!(run, forward);
+            let (mut outcome, ()) = tokio::join!(run, forward);
+            if delete && !dry_run {
+                let failed: Vec<&str> = outcome
+                    .nodes
+                    .iter()
+                    .zip(&cluster.hosts)
+                    .filter(|(n, _)| n.failed())
+                    .map(|(_, h)| h.name.as_str())
+                    .collect();
+                if !failed.is_empty() {
+                    outcome.delete_skipped =
+                        Some(format!("moves into {} failed", failed.join(", ")));
+                } else if !outcome.listing_errors.is_empty() {
+                    outcome.delete_skipped = Some("a node was not listed".into());
+                } else {
+                    outcome.listing_errors =
+                        rebalance::delete_moved(&cluster, &agents, &selection, &mut outcome.nodes)
+                            .await;
+                }
+            }
             let summary = rebalance_summary(&cluster, outcome);
             let _ = tx
                 .send(Ok(pb::RebalanceResponse {
@@ -294,8 +319,13 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::RebalanceRequest>,
     ) -> Result<Response<Self::RebalanceStream>, Status> {
         let req = req.into_inner();
-        self.run_moves(rebalance::Job::Rebalance, &req.globs, req.dry_run)
-            .await
+        self.run_moves(
+            rebalance::Job::Rebalance,
+            &req.globs,
+            req.dry_run,
+            req.delete,
+        )
+        .await
     }
 
     #[instrument(skip_all)]
@@ -327,6 +357,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             rebalance::Job::Heal { only, since },
             &req.globs,
             req.dry_run,
+            false,
         )
         .await
     }

@@ -233,6 +233,31 @@ pub fn fill_file_from_image(
     fill_locked(src, dst_file, dst, options)
 }
 
+/// How many points a safe fill of the file `dst` from `src` would write: 0 when dst holds every
+/// point of src that its archives can hold (a point at each of src's timestamps, whatever its
+/// value). dst is read under a shared lock and never written. This is the check made before a
+/// moved metric's source copy may be deleted.
+///
+/// # Errors
+/// A lock not obtained within `lock_timeout`, or a corrupt or unreadable dst; each names the path.
+pub fn missing_points(
+    src: &Whisper<Image>,
+    dst: &Path,
+    lock_timeout: std::time::Duration,
+    now: i64,
+) -> Result<u64, Error> {
+    let file = whisper::file::open_locked(dst, Access::Read, lock_timeout)?;
+    let dst_whisper = Whisper::open(file, dst)?;
+    let window = safe::Window {
+        oldest: 0,
+        newest: now,
+    };
+    SCRATCH.with_borrow_mut(|scratch| {
+        let filled = safe::plan(src, &dst_whisper, window, now, scratch)?;
+        Ok(filled.iter().sum())
+    })
+}
+
 thread_local! {
     /// Each thread's fill buffers, so a batch of fills reuses them instead of allocating.
     static SCRATCH: RefCell<safe::Scratch> = RefCell::default();

@@ -776,4 +776,56 @@ fn a_rebalance_moves_every_metric_to_its_owners_agent_to_agent() {
         "{}",
         stdout(&out)
     );
+
+    // --delete removes nothing while a move fails: here a new owner's copy that is corrupt.
+    let broken = metric::path_of(&dir.join("trees").join(owner4(&moved[1])), &moved[1]).unwrap();
+    let good = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, b"not whisper").unwrap();
+    let out = fleet.bucky(&["rebalance", "--delete"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing deleted: moves into node-d failed"),
+        "{}",
+        stdout(&out)
+    );
+    for (name, _) in &before {
+        assert!(
+            metric::path_of(&dir.join("trees").join(old_owner(name)), name)
+                .unwrap()
+                .exists()
+        );
+    }
+
+    // Once every move succeeds, each misplaced copy goes, and only those.
+    std::fs::write(&broken, &good).unwrap();
+    let owned_before: Vec<Vec<u8>> = fleet
+        .names
+        .iter()
+        .map(|m| {
+            std::fs::read(metric::path_of(&dir.join("trees").join(owner4(m)), m).unwrap()).unwrap()
+        })
+        .collect();
+    let out = fleet.bucky(&["rebalance", "--delete", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deleted: u64 = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["deleted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(deleted, moved.len() as u64, "{json}");
+    for (i, name) in fleet.names.iter().enumerate() {
+        for h in ["node-a", "node-b", "node-c", "node-d"] {
+            let path = metric::path_of(&dir.join("trees").join(h), name).unwrap();
+            assert_eq!(path.exists(), h == owner4(name), "{name} on {h}");
+        }
+        let at_owner = metric::path_of(&dir.join("trees").join(owner4(name)), name).unwrap();
+        assert!(
+            std::fs::read(at_owner).unwrap() == owned_before[i],
+            "{name}: its owner's copy untouched"
+        );
+    }
+    let out = fleet.bucky(&["inconsistent"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }

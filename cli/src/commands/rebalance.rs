@@ -21,6 +21,10 @@ pub struct RebalanceArgs {
     /// Print the moves; move nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Once every move succeeded, remove each misplaced copy that every owner confirms holding
+    /// (each of its points present there) and that has not changed since.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub delete: bool,
     /// Only metrics matching this glob (repeatable).
     #[arg(long = "metrics", value_name = "GLOB")]
     pub globs: Vec<String>,
@@ -49,6 +53,9 @@ fn summary_json(summary: &pb::RebalanceSummary, moves: &[pb::RebalanceMove]) -> 
                     "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
                 })),
                 "error": (!n.error.is_empty()).then_some(&n.error),
+                "deleted": n.deleted,
+                "kept": n.kept,
+                "kept_reasons": n.kept_reasons,
             })
         })
         .collect();
@@ -56,13 +63,14 @@ fn summary_json(summary: &pb::RebalanceSummary, moves: &[pb::RebalanceMove]) -> 
         "metrics": summary.metrics,
         "nodes": nodes,
         "listing_errors": summary.listing_errors,
+        "delete_skipped": (!summary.delete_skipped.is_empty()).then_some(&summary.delete_skipped),
         "moves": moves.iter().map(move_json).collect::<Vec<_>>(),
     })
 }
 
-/// Whether a node's part failed.
+/// Whether a node's part failed (a kept copy counts: the operator asked for it to go).
 fn failed(n: &pb::NodeRebalance) -> bool {
-    !n.error.is_empty() || n.result.as_ref().is_some_and(|r| r.failed_count > 0)
+    !n.error.is_empty() || n.result.as_ref().is_some_and(|r| r.failed_count > 0) || n.kept > 0
 }
 
 /// Fill each replica's gaps from the metric's other replicas (its other ring owners), agent to
@@ -98,6 +106,7 @@ pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
     let request = pb::RebalanceRequest {
         dry_run: args.dry_run,
         globs: args.globs.clone(),
+        delete: args.delete,
     };
     let coordinator = &args.coordinator;
     report(
@@ -172,7 +181,11 @@ where
         }
         anyhow::bail!("the coordinator closed the stream without a summary")
     })?;
-    let code = u8::from(summary.nodes.iter().any(failed) || !summary.listing_errors.is_empty());
+    let code = u8::from(
+        summary.nodes.iter().any(failed)
+            || !summary.listing_errors.is_empty()
+            || !summary.delete_skipped.is_empty(),
+    );
     if json {
         writeln!(
             out,
@@ -196,7 +209,16 @@ where
         if !n.error.is_empty() {
             write!(out, ": {}", n.error)?;
         }
+        if n.deleted + n.kept > 0 {
+            write!(out, "; {} deleted, {} kept", n.deleted, n.kept)?;
+            if let Some(first) = n.kept_reasons.first() {
+                write!(out, ", first kept: {first}")?;
+            }
+        }
         writeln!(out)?;
+    }
+    if !summary.delete_skipped.is_empty() {
+        writeln!(out, "nothing deleted: {}", summary.delete_skipped)?;
     }
     for e in &summary.listing_errors {
         writeln!(out, "not listed: {e}")?;

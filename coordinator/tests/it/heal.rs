@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bucky_agent::service::AgentConfig;
 use bucky_coordinator::agents::GrpcAgent;
-use bucky_coordinator::config;
+use bucky_coordinator::config::{self, Cluster};
 use bucky_coordinator::rebalance::{self, Job};
 use bucky_shared::metric;
 use bucky_shared::selection::Selection;
@@ -79,33 +79,7 @@ async fn replicas_are_filled_from_each_other_within_since() {
         write_replica(&dir.path().join("r1"), name, end, gap_a);
         write_replica(&dir.path().join("r2"), name, end, gap_b);
     }
-    let mut agents_toml = String::new();
-    let mut stops = Vec::new();
-    for h in hosts {
-        let config = AgentConfig {
-            lock_timeout: Duration::from_secs(1),
-            ..AgentConfig::new(
-                h,
-                &dir.path().join(h),
-                &format!("file://{}/buckets/{h}", dir.path().display()),
-            )
-        };
-        let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN)
-            .await
-            .unwrap();
-        agents_toml.push_str(&format!("{h} = \"http://{addr}\"\n"));
-        stops.push(stop);
-    }
-    let text = format!(
-        "token_file = \"unused\"\n[ring]\nreplication = 2\ndestinations = [\"r1:2004\", \"r2:2004\"]\n[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agents_toml}",
-        dir.path().display()
-    );
-    let cluster = config::parse(&text, &dir.path().join("coordinator.toml")).unwrap();
-    let agents: Vec<GrpcAgent> = cluster
-        .hosts
-        .iter()
-        .map(|h| GrpcAgent::new(&h.name, &h.agent, TOKEN, None).unwrap())
-        .collect();
+    let (cluster, agents, stops) = serve(dir.path(), &hosts, 2).await;
     let all = Selection::default();
 
     // The last hour only: older gaps stay, newer ones are filled.
@@ -196,4 +170,93 @@ async fn replicas_are_filled_from_each_other_within_since() {
     let r2 = outcome.nodes[1].result.as_ref().unwrap().as_ref().unwrap();
     assert_eq!(r2.points_filled, 0, "{r2:?}");
     drop(stops);
+}
+
+/// Agents for `hosts` (trees under `dir/<host>`) served in-process, and the cluster over them
+/// with a ring of `replication`.
+async fn serve(
+    dir: &Path,
+    hosts: &[&str],
+    replication: usize,
+) -> (
+    Cluster,
+    Vec<GrpcAgent>,
+    Vec<tokio::sync::oneshot::Sender<()>>,
+) {
+    let mut agents_toml = String::new();
+    let mut stops = Vec::new();
+    for h in hosts {
+        std::fs::create_dir_all(dir.join(h)).unwrap();
+        let config = AgentConfig {
+            lock_timeout: Duration::from_secs(1),
+            ..AgentConfig::new(
+                h,
+                &dir.join(h),
+                &format!("file://{}/buckets/{h}", dir.display()),
+            )
+        };
+        let (addr, stop) = bucky_agent::server::spawn_loopback(config, TOKEN)
+            .await
+            .unwrap();
+        agents_toml.push_str(&format!("{h} = \"http://{addr}\"\n"));
+        stops.push(stop);
+    }
+    let destinations: Vec<String> = hosts.iter().map(|h| format!("\"{h}:2004\"")).collect();
+    let text = format!(
+        "token_file = \"unused\"\n[ring]\nreplication = {replication}\ndestinations = [{}]\n[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{agents_toml}",
+        destinations.join(", "),
+        dir.display()
+    );
+    let cluster = config::parse(&text, &dir.join("coordinator.toml")).unwrap();
+    let agents = cluster
+        .hosts
+        .iter()
+        .map(|h| GrpcAgent::new(&h.name, &h.agent, TOKEN, None).unwrap())
+        .collect();
+    (cluster, agents, stops)
+}
+
+#[tokio::test]
+async fn a_misplaced_copy_is_deleted_only_once_its_owner_holds_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["r1", "r2"];
+    let (cluster, agents, _stops) = serve(dir.path(), &hosts, 1).await;
+    let end = now() - now() % 60;
+    let name = "app.moved.latency";
+    let owner = cluster.ring.owners(name)[0];
+    let other = 1 - owner;
+    // The owner has the recent points (carbon since the ring changed), the old node the
+    // history with a point the owner lacks.
+    write_replica(&dir.path().join(hosts[owner]), name, end, |i| i < 200);
+    write_replica(&dir.path().join(hosts[other]), name, end, |i| i >= 250);
+    let old = metric::path_of(&dir.path().join(hosts[other]), name).unwrap();
+    let all = Selection::default();
+
+    let mut nodes = vec![rebalance::NodeResult::default(); 2];
+    let errors = rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
+    assert!(errors.is_empty());
+    assert_eq!((nodes[other].deleted, nodes[other].kept), (0, 1));
+    assert!(
+        nodes[other].kept_reasons[0].contains("lacks"),
+        "{:?}",
+        nodes[other].kept_reasons
+    );
+    assert!(old.exists());
+
+    let outcome = rebalance::run(&cluster, &agents, Job::Rebalance, &all, false, None).await;
+    assert!(!outcome.nodes[owner].failed());
+    let mut nodes = vec![rebalance::NodeResult::default(); 2];
+    rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
+    assert_eq!(
+        (nodes[other].deleted, nodes[other].kept),
+        (1, 0),
+        "{:?}",
+        nodes[other]
+    );
+    assert!(!old.exists());
+    let union: Vec<Option<f64>> = (0..POINTS).map(|i| Some(value(i))).collect();
+    assert_eq!(
+        minute_points(&dir.path().join(hosts[owner]), name, end),
+        union
+    );
 }
