@@ -61,6 +61,12 @@ pub struct CoordinatorConfig {
     /// Ring host name → agent address (`http://graphite-01:7431`); one agent per host, even when
     /// the host runs several carbon instances.
     pub agents: BTreeMap<String, String>,
+    /// Agents of nodes outside the ring, host name → address: a node being drained or an old
+    /// cluster being moved from. `rebalance` reads from them (every metric they hold belongs
+    /// elsewhere) and, with `--delete`, drains them; nothing is ever written to them or backed
+    /// up from them.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
     /// Prometheus and carbon metrics of the fleet; none by default.
     #[serde(default)]
     pub metrics: Option<crate::metrics::MetricsConfig>,
@@ -92,6 +98,8 @@ pub struct Cluster {
     pub ring: Ring,
     /// Hosts in ring order.
     pub hosts: Vec<Host>,
+    /// Nodes outside the ring (`[sources]`), by name; their `bucket` is empty.
+    pub sources: Vec<Host>,
     /// The file as parsed (listen address, token file, storage options...).
     pub config: CoordinatorConfig,
 }
@@ -178,11 +186,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Cluster, Error> {
             bucket,
         });
     }
+    let mut sources = Vec::with_capacity(config.sources.len());
+    for (name, agent) in &config.sources {
+        if resolved.iter().any(|h| h.name == *name) {
+            return Err(err(format!(
+                "[sources]: {name} is in the ring; a source is a node outside it"
+            )));
+        }
+        if let Some(h) = resolved.iter().find(|h| h.agent == *agent) {
+            return Err(err(format!(
+                "[sources]: {name} has the address of ring host {}: {agent}",
+                h.name
+            )));
+        }
+        sources.push(Host {
+            name: name.clone(),
+            agent: agent.clone(),
+            bucket: String::new(),
+        });
+    }
     Ok(Cluster {
         ring,
         hosts: resolved,
+        sources,
         config,
     })
+}
+
+impl Cluster {
+    /// Every node a rebalance reads from: the ring's hosts, then the sources outside it.
+    pub fn members(&self) -> Vec<Host> {
+        self.hosts.iter().chain(&self.sources).cloned().collect()
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +250,22 @@ graphite-02 = "http://graphite-02:7431"
         assert_eq!(cluster.hosts[1].bucket, "s3://special-02");
         assert_eq!(cluster.config.listen, "0.0.0.0:7430");
         assert_eq!(cluster.ring.config().replication, 2);
+    }
+
+    #[test]
+    fn sources_are_nodes_outside_the_ring() {
+        let path = Path::new("/etc/bucky/coordinator.toml");
+        let with = |sources: &str| parse(&format!("{VALID}[sources]\n{sources}\n"), path);
+        let cluster = with("graphite-09 = \"http://graphite-09:7431\"").unwrap();
+        assert_eq!(cluster.sources.len(), 1);
+        let members: Vec<String> = cluster.members().into_iter().map(|h| h.name).collect();
+        assert_eq!(members, ["graphite-01", "graphite-02", "graphite-09"]);
+        let err = with("graphite-02 = \"http://x:7431\"").unwrap_err().to_string();
+        assert!(err.contains("graphite-02 is in the ring"), "{err}");
+        let err = with("graphite-09 = \"http://graphite-01:7431\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("address of ring host graphite-01"), "{err}");
     }
 
     #[test]

@@ -141,8 +141,9 @@ pub struct Outcome {
 }
 
 /// Plans the moves of `job` (`dry_run`: only sends them to `planned`) or carries them out
-/// through each destination's agent. `planned` receives every move as it is planned, when
-/// given.
+/// through each destination's agent. `agents` are those of [`Cluster::members`], in that order
+/// (sources outside the ring are read from, never written to). `planned` receives every move as
+/// it is planned, when given.
 pub async fn run<A: AgentApi + Clone + 'static>(
     cluster: &Cluster,
     agents: &[A],
@@ -151,7 +152,8 @@ pub async fn run<A: AgentApi + Clone + 'static>(
     dry_run: bool,
     planned: Option<mpsc::Sender<Move>>,
 ) -> Outcome {
-    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let members = cluster.members();
+    let hosts: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
     let host_of = consistency::host_indexes(&cluster.ring, &hosts);
     let mut merge = Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await;
     let (mut holds, mut owns) = (vec![false; hosts.len()], vec![false; hosts.len()]);
@@ -208,7 +210,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
                 } else {
                     pb::RestoreAction::Write
                 } as i32,
-                source_agent: cluster.hosts[m.from].agent.clone(),
+                source_agent: members[m.from].agent.clone(),
                 since,
                 ..Default::default()
             };
@@ -254,7 +256,8 @@ pub async fn delete_moved<A: AgentApi>(
     selection: &Selection,
     nodes: &mut [NodeResult],
 ) -> Vec<(usize, String)> {
-    let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let members = cluster.members();
+    let hosts: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
     let host_of = consistency::host_indexes(&cluster.ring, &hosts);
     let mut merge = Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await;
     let (mut holds, mut owns) = (vec![false; hosts.len()], vec![false; hosts.len()]);
@@ -284,7 +287,7 @@ pub async fn delete_moved<A: AgentApi>(
         for source in (0..hosts.len()).filter(|&h| holds[h] && !owns[h]) {
             let metric = metric.clone();
             let owners_now = owners_now.clone();
-            let address = cluster.hosts[source].agent.clone();
+            let address = members[source].agent.clone();
             in_flight.push(async move {
                 let outcome = delete_one(agents, &metric, source, &address, &owners_now).await;
                 (source, metric, outcome)

@@ -31,6 +31,8 @@ pub struct CoordinatorService {
     /// The start of the cluster backup running now, if one is: a second is refused at once
     /// instead of running half against busy agents.
     backup_running: Arc<std::sync::Mutex<Option<Version>>>,
+    /// Agents of the ring's hosts, then of the sources outside it ([`Cluster::members`]).
+    members: Arc<Vec<GrpcAgent>>,
     /// The last consistency check's summary, for status.
     consistency: Arc<std::sync::Mutex<Option<pb::ConsistencySummary>>>,
 }
@@ -74,21 +76,28 @@ impl CoordinatorService {
                 false => Ok(None),
             }
         };
+        let agent_of = |h: &crate::config::Host| -> anyhow::Result<GrpcAgent> {
+            Ok(GrpcAgent::new(
+                &h.name,
+                &h.agent,
+                token,
+                tls_for(&h.agent)?,
+            )?)
+        };
         let agents = cluster
             .hosts
             .iter()
-            .map(|h| {
-                Ok(GrpcAgent::new(
-                    &h.name,
-                    &h.agent,
-                    token,
-                    tls_for(&h.agent)?,
-                )?)
-            })
+            .map(agent_of)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let members = cluster
+            .members()
+            .iter()
+            .map(agent_of)
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(CoordinatorService {
             cluster: Arc::new(cluster),
             agents: Arc::new(agents),
+            members: Arc::new(members),
             backup_running: Arc::default(),
             consistency: Arc::default(),
         })
@@ -127,7 +136,7 @@ impl CoordinatorService {
 fn consistency_summary(cluster: &Cluster, report: consistency::Report) -> pb::ConsistencySummary {
     pb::ConsistencySummary {
         nodes: cluster
-            .hosts
+            .members()
             .iter()
             .zip(report.nodes)
             .map(|(host, n)| pb::NodeConsistency {
@@ -148,7 +157,7 @@ fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::Reba
     pb::RebalanceSummary {
         metrics: outcome.metrics,
         nodes: cluster
-            .hosts
+            .members()
             .iter()
             .zip(outcome.nodes)
             .map(|(host, n)| {
@@ -171,7 +180,7 @@ fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::Reba
         listing_errors: outcome
             .listing_errors
             .into_iter()
-            .map(|(h, e)| format!("{}: {e}", cluster.hosts[h].name))
+            .map(|(h, e)| format!("{}: {e}", cluster.members()[h].name))
             .collect(),
         delete_skipped: outcome.delete_skipped.unwrap_or_default(),
     }
@@ -179,7 +188,7 @@ fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::Reba
 
 fn inconsistency(cluster: &Cluster, f: consistency::Finding) -> pb::Inconsistency {
     pb::Inconsistency {
-        host: cluster.hosts[f.host].name.clone(),
+        host: cluster.members()[f.host].name.clone(),
         metric: f.metric,
         kind: match f.kind {
             consistency::Kind::Misplaced => pb::InconsistencyKind::Misplaced,
@@ -207,8 +216,9 @@ impl CoordinatorService {
                 .map_err(to_status)?;
         }
         let (tx, rx) = mpsc::channel(4);
-        let (cluster, agents) = (self.cluster.clone(), self.agents.clone());
+        let (cluster, agents) = (self.cluster.clone(), self.members.clone());
         tokio::spawn(async move {
+            let members = cluster.members();
             let (moves_tx, mut moves_rx) = mpsc::channel(1000);
             let run = rebalance::run(
                 &cluster,
@@ -222,8 +232,8 @@ impl CoordinatorService {
                 let mut batch = Vec::new();
                 while let Some(m) = moves_rx.recv().await {
                     batch.push(pb::RebalanceMove {
-                        from: cluster.hosts[m.from].name.clone(),
-                        to: cluster.hosts[m.to].name.clone(),
+                        from: members[m.from].name.clone(),
+                        to: members[m.to].name.clone(),
                         metric: m.metric,
                         fill: m.fill,
                     });
@@ -251,7 +261,7 @@ impl CoordinatorService {
                 let failed: Vec<&str> = outcome
                     .nodes
                     .iter()
-                    .zip(&cluster.hosts)
+                    .zip(&members)
                     .filter(|(n, _)| n.failed())
                     .map(|(_, h)| h.name.as_str())
                     .collect();
@@ -371,12 +381,12 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let (tx, rx) = mpsc::channel(4);
         let (cluster, agents, last) = (
             self.cluster.clone(),
-            self.agents.clone(),
+            self.members.clone(),
             self.consistency.clone(),
         );
         tokio::spawn(async move {
             let (found_tx, mut found_rx) = mpsc::channel(4);
-            let hosts: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+            let hosts: Vec<String> = cluster.members().into_iter().map(|h| h.name).collect();
             let lists = agents.iter().map(AgentApi::list_metrics).collect();
             let check = consistency::check(&cluster.ring, &hosts, lists, list.then_some(found_tx));
             let forward = async {
@@ -437,8 +447,32 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .as_ref()
                     .and_then(|c| c.nodes.iter().find(|n| n.host == s.host).cloned()),
                 consistency_checked: last_check.as_ref().map_or(0, |c| c.checked),
+                outside_ring: false,
             })
             .collect();
+        let mut nodes: Vec<pb::NodeStatus> = nodes;
+        let sources = &self.members[self.agents.len()..];
+        let infos = futures::future::join_all(sources.iter().map(AgentApi::info)).await;
+        for (agent, info) in sources.iter().zip(infos) {
+            let host = agent.host().to_string();
+            nodes.push(pb::NodeStatus {
+                reachable: info.is_ok(),
+                error: info
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                info: info.ok(),
+                agrees: true,
+                consistency: last_check
+                    .as_ref()
+                    .and_then(|c| c.nodes.iter().find(|n| n.host == host).cloned()),
+                consistency_checked: last_check.as_ref().map_or(0, |c| c.checked),
+                outside_ring: true,
+                host,
+                ..Default::default()
+            });
+        }
         Ok(Response::new(pb::ClusterStatusResponse {
             ring_fingerprint: self.cluster.ring.fingerprint().to_string(),
             nodes,

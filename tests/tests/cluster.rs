@@ -147,30 +147,36 @@ impl Fleet {
     /// Adds node-d: every agent restarted with the four-node ring (replication 1), the
     /// coordinator too. Returns the new ring.
     fn grow_to_four(&mut self) -> Ring {
-        let four: Vec<String> = ["node-a", "node-b", "node-c", "node-d"]
-            .iter()
-            .map(|h| format!("{h}:2004"))
-            .collect();
-        let ring4 = Ring::new(&RingConfig::new(
+        self.reconfigure(&["node-a", "node-b", "node-c", "node-d"], &[])
+    }
+
+    /// Restarts every agent (of `ring_hosts` and `sources`) with a ring of `ring_hosts`
+    /// (replication 1), and the coordinator with `sources` as nodes outside the ring. Returns
+    /// the new ring.
+    fn reconfigure(&mut self, ring_hosts: &[&str], sources: &[&str]) -> Ring {
+        let destinations: Vec<String> = ring_hosts.iter().map(|h| format!("{h}:2004")).collect();
+        let ring = Ring::new(&RingConfig::new(
             Algorithm::CarbonCh,
             Flavour::Carbon,
             1,
-            four.clone(),
+            destinations.clone(),
         ))
         .unwrap();
         let ring_toml = format!(
             "[ring]\ndestinations = [{}]\n",
-            four.iter()
+            destinations
+                .iter()
                 .map(|d| format!("\"{d}\""))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
         let token = self.dir.path().join("token");
+        let tag = ring_hosts.len();
         let mut agents = Vec::new();
-        for h in ["node-a", "node-b", "node-c", "node-d"] {
+        for h in ring_hosts.iter().chain(sources) {
             let root = self.dir.path().join("trees").join(h);
             std::fs::create_dir_all(&root).unwrap();
-            let config = self.dir.path().join(format!("{h}-4.toml"));
+            let config = self.dir.path().join(format!("{h}-{tag}.toml"));
             let text = format!(
                 "node = \"{h}\"\nwhisper_root = \"{}\"\nbucket = \"file://{}/buckets/{h}\"\ntoken_file = \"{}\"\n{ring_toml}",
                 root.display(),
@@ -180,20 +186,26 @@ impl Fleet {
             std::fs::write(&config, text).unwrap();
             agents.push(Server::start("bucky-agent", &config));
         }
-        let lines: String = ["node-a", "node-b", "node-c", "node-d"]
+        let line = |(h, a): (&&str, &Server)| format!("{h} = \"http://{}\"\n", a.addr);
+        let lines: String = ring_hosts.iter().zip(&agents).map(line).collect();
+        let source_lines: String = sources
             .iter()
-            .zip(&agents)
-            .map(|(h, a)| format!("{h} = \"http://{}\"\n", a.addr))
+            .zip(&agents[ring_hosts.len()..])
+            .map(line)
             .collect();
-        let config = self.dir.path().join("coordinator-4.toml");
+        let config = self.dir.path().join(format!("coordinator-{tag}.toml"));
         std::fs::write(
             &config,
-            format!("token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{lines}", token.display(), self.dir.path().display()),
+            format!(
+                "token_file = \"{}\"\n{ring_toml}[buckets]\ntemplate = \"file://{}/buckets/{{host}}\"\n[agents]\n{lines}[sources]\n{source_lines}",
+                token.display(),
+                self.dir.path().display()
+            ),
         )
         .unwrap();
         self.coordinator = Server::start("bucky-coordinator", &config);
         self.agents = agents;
-        ring4
+        ring
     }
 
     /// Runs `bucky CMD... --coordinator ... --token-file ...`.
@@ -826,6 +838,55 @@ fn a_rebalance_moves_every_metric_to_its_owners_agent_to_agent() {
             "{name}: its owner's copy untouched"
         );
     }
+    let out = fleet.bucky(&["inconsistent"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn a_node_removed_from_the_ring_is_drained_to_zero() {
+    let mut fleet = Fleet::start(|_| None);
+    let dir = fleet.dir.path().to_path_buf();
+    let held = |h: &str, name: &str| {
+        std::fs::read(metric::path_of(&dir.join("trees").join(h), name).unwrap()).ok()
+    };
+    let before: Vec<(String, Vec<u8>)> = fleet
+        .names
+        .iter()
+        .map(|m| {
+            let bytes = HOSTS.iter().find_map(|h| held(h, m)).unwrap();
+            (m.clone(), bytes)
+        })
+        .collect();
+    let on_c = fleet
+        .names
+        .iter()
+        .filter(|m| held("node-c", m).is_some())
+        .count();
+    assert!(on_c > 0);
+    let ring2 = fleet.reconfigure(&["node-a", "node-b"], &["node-c"]);
+
+    let status = stdout(&fleet.bucky(&["status"]));
+    assert!(status.contains(&format!("{on_c} to drain")), "{status}");
+    let out = fleet.bucky(&["rebalance", "--delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    for (name, bytes) in &before {
+        let owner = &ring2.destinations()[ring2.owners(name)[0]].host;
+        assert!(
+            held(owner, name).as_ref() == Some(bytes),
+            "{name} on {owner}, unchanged"
+        );
+        for h in HOSTS.iter().filter(|h| *h != owner) {
+            assert!(held(h, name).is_none(), "{name} left on {h}");
+        }
+    }
+    let status = stdout(&fleet.bucky(&["status"]));
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("node-c") && l.contains(" out ") && l.contains("drained")),
+        "{status}"
+    );
     let out = fleet.bucky(&["inconsistent"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }

@@ -149,13 +149,15 @@ pub fn run(args: CheckArgs, out: &mut impl Write) -> anyhow::Result<State> {
         )?;
         return Ok(State::Unknown);
     }
-    let status = match super::status::fetch(&args.coordinator) {
+    let mut status = match super::status::fetch(&args.coordinator) {
         Ok(status) => status,
         Err(e) => {
             writeln!(out, "BUCKY UNKNOWN - {e:#}")?;
             return Ok(State::Unknown);
         }
     };
+    // Nodes outside the ring are being drained, not backed up.
+    status.nodes.retain(|n| !n.outside_ring);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;

@@ -49,6 +49,7 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
                 "version": info.map(|i| &i.version),
                 "ring_fingerprint": info.map(|i| &i.ring_fingerprint),
                 "ring_agrees": n.agrees,
+                "outside_ring": n.outside_ring,
                 "metric_count": info.map(|i| i.metric_count),
                 "bytes_on_disk": info.map(|i| i.bytes_on_disk),
                 "running_job": info.and_then(|i| i.running_job.as_ref()).map(|j| serde_json::json!({"kind": j.kind, "done": j.done, "total": j.total})),
@@ -146,7 +147,9 @@ fn write_table(
             n.host,
             if n.reachable { "yes" } else { "NO" },
             info.map_or("-".into(), |i| short_version(&i.version)),
-            if !n.reachable {
+            if n.outside_ring {
+                "out"
+            } else if !n.reachable {
                 "?"
             } else if !n.identity_error.is_empty() {
                 "WHO?"
@@ -162,7 +165,11 @@ fn write_table(
                 human_age((now - b.finished).max(0))
             )),
             result,
-            placement(n.consistency.as_ref()),
+            if n.outside_ring {
+                drain(n)
+            } else {
+                placement(n.consistency.as_ref())
+            },
         )?;
     }
     if let Some(checked) = status
@@ -187,6 +194,15 @@ fn write_table(
         writeln!(out, "{}: {}", n.host, n.bucket_error)?;
     }
     Ok(())
+}
+
+/// How far a node outside the ring is from drained, by its agent's last walk.
+fn drain(n: &pb::NodeStatus) -> String {
+    match n.info.as_ref().map(|i| i.metric_count) {
+        Some(0) => "drained".into(),
+        Some(count) => format!("{count} to drain"),
+        None => "?".into(),
+    }
 }
 
 /// A node's counts from the last consistency check, in words.
