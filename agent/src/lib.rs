@@ -26,6 +26,7 @@ pub mod server;
 pub mod service;
 pub mod signal;
 pub mod sources;
+pub mod throttle;
 pub mod tree;
 mod wire;
 

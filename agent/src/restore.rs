@@ -48,6 +48,8 @@ pub struct RestoreOptions {
     pub max_file_bytes: u64,
     /// How to read from peer agents; without it, peer entries fail.
     pub peers: Option<std::sync::Arc<crate::peers::Peers>>,
+    /// The pace of reads from peer agents, shared by the workers; none by default.
+    pub peer_throttle: Option<std::sync::Arc<crate::throttle::Throttle>>,
 }
 
 impl RestoreOptions {
@@ -62,6 +64,7 @@ impl RestoreOptions {
             max_file_bytes: codec::DEFAULT_MAX_FILE_BYTES,
             file_mode: crate::install::DEFAULT_FILE_MODE,
             peers: None,
+            peer_throttle: None,
         }
     }
 }
@@ -605,8 +608,14 @@ async fn apply_peer(
         .peers
         .as_ref()
         .ok_or("this agent was not given a token to call peers with")?;
+    if let Some(throttle) = &options.peer_throttle {
+        throttle.admit().await;
+    }
     let raw = peers.read(address, metric, options.max_file_bytes).await?;
     let downloaded = raw.len() as u64;
+    if let Some(throttle) = &options.peer_throttle {
+        throttle.charge(downloaded);
+    }
     let options = options.clone();
     let what = format!("{metric} from {address}");
     let points_filled = tokio::task::spawn_blocking(move || {

@@ -408,7 +408,14 @@ impl pb::agent_server::Agent for AgentService {
             }
             head.push(PlanItem::Entry(entry));
         }
-        let progress = self.start_job("restore")?;
+        let progress = self.start_job(match first.job.as_str() {
+            "rebalance" => "rebalance",
+            "heal" => "heal",
+            _ => "restore",
+        })?;
+        let peer_throttle =
+            crate::throttle::Throttle::new(first.peer_metrics_per_sec, first.peer_bytes_per_sec)
+                .map(Arc::new);
         progress
             .total
             .store(first.total, std::sync::atomic::Ordering::Relaxed);
@@ -442,6 +449,7 @@ impl pb::agent_server::Agent for AgentService {
             lock_timeout: self.config.lock_timeout,
             file_mode: self.config.file_mode,
             peers: self.peers.clone(),
+            peer_throttle,
             ..RestoreOptions::new(now())
         };
         let job_progress = progress.clone();

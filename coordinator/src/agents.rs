@@ -194,11 +194,12 @@ pub trait AgentApi: Send + Sync {
         metric: &str,
         sha1: &str,
     ) -> impl Future<Output = Result<(), AgentError>> + Send;
-    /// `Restore` of a plan.
+    /// `Restore` of a plan; `header` (total, job, pace; its entries ignored) goes with the
+    /// first batch.
     fn restore(
         &self,
         entries: impl futures::Stream<Item = pb::RestoreEntry> + Send + 'static,
-        total: u64,
+        header: pb::RestoreRequest,
         progress: impl FnMut(u64, u64) + Send,
     ) -> impl Future<Output = Result<pb::RestoreResult, AgentError>> + Send;
 }
@@ -365,15 +366,23 @@ impl AgentApi for GrpcAgent {
     async fn restore(
         &self,
         entries: impl futures::Stream<Item = pb::RestoreEntry> + Send + 'static,
-        total: u64,
+        header: pb::RestoreRequest,
         mut progress: impl FnMut(u64, u64) + Send,
     ) -> Result<pb::RestoreResult, AgentError> {
+        // Whatever has arrived goes at once: a plan streamed as it is made (a rebalance) must
+        // not wait for a full batch.
         let batches = entries
-            .chunks(RESTORE_BATCH)
+            .ready_chunks(RESTORE_BATCH)
             .enumerate()
-            .map(move |(i, entries)| pb::RestoreRequest {
-                entries,
-                total: if i == 0 { total } else { 0 },
+            .map(move |(i, entries)| match i {
+                0 => pb::RestoreRequest {
+                    entries,
+                    ..header.clone()
+                },
+                _ => pb::RestoreRequest {
+                    entries,
+                    ..Default::default()
+                },
             });
         let request = self.request(batches);
         let mut stream = self

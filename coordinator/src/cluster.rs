@@ -515,7 +515,12 @@ pub async fn execute_plan<A: AgentApi>(
             since: 0,
         }))
     });
-    let result = agent.restore(entries, plan.summary.metrics, progress).await;
+    let header = pb::RestoreRequest {
+        total: plan.summary.metrics,
+        job: "restore".into(),
+        ..Default::default()
+    };
+    let result = agent.restore(entries, header, progress).await;
     match &result {
         Ok(r) => tracing::info!(
             target = plan.summary.target,

@@ -70,6 +70,40 @@ pub struct CoordinatorConfig {
     /// Prometheus and carbon metrics of the fleet; none by default.
     #[serde(default)]
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// The pace of rebalance and heal into each node.
+    #[serde(default)]
+    pub moves: MovesSection,
+}
+
+/// `[moves]`: how fast a rebalance or heal writes into each node. The defaults leave a busy
+/// carbon node most of its disk: 100 metrics (about 136 MB of 1.36 MB files at most 50 MB) a
+/// second.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovesSection {
+    /// Metrics per second into each node; 0 for no limit. Default 100.
+    #[serde(default = "default_metrics_per_sec")]
+    pub metrics_per_sec: f64,
+    /// Megabytes per second into each node; 0 for no limit. Default 50.
+    #[serde(default = "default_mb_per_sec")]
+    pub mb_per_sec: f64,
+}
+
+impl Default for MovesSection {
+    fn default() -> Self {
+        MovesSection {
+            metrics_per_sec: default_metrics_per_sec(),
+            mb_per_sec: default_mb_per_sec(),
+        }
+    }
+}
+
+fn default_metrics_per_sec() -> f64 {
+    100.0
+}
+
+fn default_mb_per_sec() -> f64 {
+    50.0
 }
 
 fn default_listen() -> String {
@@ -260,7 +294,9 @@ graphite-02 = "http://graphite-02:7431"
         assert_eq!(cluster.sources.len(), 1);
         let members: Vec<String> = cluster.members().into_iter().map(|h| h.name).collect();
         assert_eq!(members, ["graphite-01", "graphite-02", "graphite-09"]);
-        let err = with("graphite-02 = \"http://x:7431\"").unwrap_err().to_string();
+        let err = with("graphite-02 = \"http://x:7431\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("graphite-02 is in the ring"), "{err}");
         let err = with("graphite-09 = \"http://graphite-01:7431\"")
             .unwrap_err()

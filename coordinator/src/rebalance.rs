@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::agents::{AgentApi, AgentError};
-use crate::config::Cluster;
+use crate::config::{Cluster, MovesSection};
 use crate::consistency::{self, Merge};
 use bucky_shared::selection::Selection;
 
@@ -148,6 +148,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
     cluster: &Cluster,
     agents: &[A],
     job: Job,
+    pace: MovesSection,
     selection: &Selection,
     dry_run: bool,
     planned: Option<mpsc::Sender<Move>>,
@@ -197,9 +198,19 @@ pub async fn run<A: AgentApi + Clone + 'static>(
                 let (tx, rx) = mpsc::channel(QUEUE);
                 let agent = agents[m.to].clone();
                 let to = m.to;
+                let header = pb::RestoreRequest {
+                    job: match job {
+                        Job::Rebalance => "rebalance",
+                        Job::Heal { .. } => "heal",
+                    }
+                    .into(),
+                    peer_metrics_per_sec: pace.metrics_per_sec,
+                    peer_bytes_per_sec: pace.mb_per_sec * 1e6,
+                    ..Default::default()
+                };
                 running.push(tokio::spawn(async move {
                     let entries = tokio_stream::wrappers::ReceiverStream::new(rx);
-                    (to, agent.restore(entries, 0, |_, _| {}).await)
+                    (to, agent.restore(entries, header, |_, _| {}).await)
                 }));
                 tx
             });

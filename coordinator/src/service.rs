@@ -198,12 +198,32 @@ fn inconsistency(cluster: &Cluster, f: consistency::Finding) -> pb::Inconsistenc
 }
 
 impl CoordinatorService {
+    /// The pace of a move job: the request's where it sets one, else `[moves]`.
+    fn pace(
+        &self,
+        metrics_per_sec: Option<f64>,
+        mb_per_sec: Option<f64>,
+    ) -> Result<crate::config::MovesSection, Status> {
+        let config = self.cluster.config.moves;
+        let pace = crate::config::MovesSection {
+            metrics_per_sec: metrics_per_sec.unwrap_or(config.metrics_per_sec),
+            mb_per_sec: mb_per_sec.unwrap_or(config.mb_per_sec),
+        };
+        if !(pace.metrics_per_sec >= 0.0 && pace.mb_per_sec >= 0.0) {
+            return Err(Status::invalid_argument(
+                "rates must be 0 (no limit) or more",
+            ));
+        }
+        Ok(pace)
+    }
+
     /// Runs a rebalance or a heal: checks the ring unless it is a dry run, then streams the
     /// planned moves (dry run) and the summary; with `delete`, once every move succeeded,
     /// removes the misplaced copies the owners confirm.
     async fn run_moves(
         &self,
         job: rebalance::Job,
+        pace: crate::config::MovesSection,
         globs: &[String],
         dry_run: bool,
         delete: bool,
@@ -224,6 +244,7 @@ impl CoordinatorService {
                 &cluster,
                 &agents,
                 job,
+                pace,
                 &selection,
                 dry_run,
                 dry_run.then_some(moves_tx),
@@ -329,8 +350,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         req: Request<pb::RebalanceRequest>,
     ) -> Result<Response<Self::RebalanceStream>, Status> {
         let req = req.into_inner();
+        let pace = self.pace(req.metrics_per_sec, req.mb_per_sec)?;
         self.run_moves(
             rebalance::Job::Rebalance,
+            pace,
             &req.globs,
             req.dry_run,
             req.delete,
@@ -363,8 +386,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             0 => 0,
             s => Version::now().0 - s,
         };
+        let pace = self.pace(req.metrics_per_sec, req.mb_per_sec)?;
         self.run_moves(
             rebalance::Job::Heal { only, since },
+            pace,
             &req.globs,
             req.dry_run,
             false,

@@ -145,6 +145,7 @@ async fn backup_then_restore_by_plan() {
         .restore(futures::stream::iter([pb::RestoreRequest {
             total: entries.len() as u64,
             entries,
+            ..Default::default()
         }]))
         .await
         .unwrap()
@@ -164,6 +165,7 @@ async fn backup_then_restore_by_plan() {
                 ..Default::default()
             }],
             total: 1,
+            ..Default::default()
         }]))
         .await
         .unwrap_err();
@@ -184,6 +186,7 @@ async fn backup_then_restore_by_plan() {
                 since: 0,
             }],
             total: 1,
+            ..Default::default()
         }]))
         .await
         .unwrap_err();
@@ -308,6 +311,7 @@ async fn a_plan_of_100_000_entries_streams_and_its_result_stays_bounded() {
         .map(|(i, chunk)| pb::RestoreRequest {
             entries: chunk.to_vec(),
             total: if i == 0 { ENTRIES as u64 } else { 0 },
+            ..Default::default()
         })
         .collect();
     let stream = c
@@ -352,7 +356,11 @@ async fn a_restore_reads_from_a_peer_agent_directly() {
             ..Default::default()
         })
         .collect();
-    let request = futures::stream::iter(vec![pb::RestoreRequest { entries, total: 3 }]);
+    let request = futures::stream::iter(vec![pb::RestoreRequest {
+        entries,
+        total: 3,
+        ..Default::default()
+    }]);
     let mut stream = c.restore(request).await.unwrap().into_inner();
     let mut result = None;
     while let Some(update) = stream.next().await {

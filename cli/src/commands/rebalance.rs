@@ -31,6 +31,22 @@ pub struct RebalanceArgs {
     /// Print one JSON document: the summary (and, with --dry-run, every move).
     #[arg(long)]
     pub json: bool,
+    /// The pace.
+    #[command(flatten)]
+    pub pace: PaceArgs,
+}
+
+/// How fast moves write into each node; the coordinator's `[moves]` when not given.
+#[derive(Debug, Args)]
+pub struct PaceArgs {
+    /// Metrics per second into each node, at most (0: no limit; default: the coordinator's
+    /// [moves] metrics_per_sec, 100).
+    #[arg(long, value_name = "METRICS_PER_SEC")]
+    pub rate: Option<f64>,
+    /// Megabytes per second into each node, at most (0: no limit; default: the coordinator's
+    /// [moves] mb_per_sec, 50).
+    #[arg(long, value_name = "MB_PER_SEC")]
+    pub mb_rate: Option<f64>,
 }
 
 fn move_json(m: &pb::RebalanceMove) -> serde_json::Value {
@@ -96,6 +112,9 @@ pub struct HealArgs {
     /// Print one JSON document: the summary (and, with --dry-run, every move).
     #[arg(long)]
     pub json: bool,
+    /// The pace.
+    #[command(flatten)]
+    pub pace: PaceArgs,
 }
 
 /// Runs `bucky rebalance`; the exit code is 1 when a move failed or a node could not be listed.
@@ -107,6 +126,8 @@ pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         globs: args.globs.clone(),
         delete: args.delete,
+        metrics_per_sec: args.pace.rate,
+        mb_per_sec: args.pace.mb_rate,
     };
     let coordinator = &args.coordinator;
     report(
@@ -131,6 +152,8 @@ pub fn heal(args: HealArgs, out: &mut impl Write) -> anyhow::Result<u8> {
         since_seconds: args.since.map_or(0, |s| s as i64),
         globs: args.globs.clone(),
         dry_run: args.dry_run,
+        metrics_per_sec: args.pace.rate,
+        mb_per_sec: args.pace.mb_rate,
     };
     report(
         &args.coordinator,

@@ -88,6 +88,7 @@ async fn replicas_are_filled_from_each_other_within_since() {
         &cluster,
         &agents,
         Job::Heal { only: None, since },
+        cluster.config.moves,
         &all,
         false,
         None,
@@ -128,6 +129,7 @@ async fn replicas_are_filled_from_each_other_within_since() {
             only: None,
             since: 0,
         },
+        cluster.config.moves,
         &all,
         false,
         None,
@@ -161,6 +163,7 @@ async fn replicas_are_filled_from_each_other_within_since() {
             only: Some(1),
             since: 0,
         },
+        cluster.config.moves,
         &all,
         false,
         None,
@@ -243,7 +246,16 @@ async fn a_misplaced_copy_is_deleted_only_once_its_owner_holds_every_point() {
     );
     assert!(old.exists());
 
-    let outcome = rebalance::run(&cluster, &agents, Job::Rebalance, &all, false, None).await;
+    let outcome = rebalance::run(
+        &cluster,
+        &agents,
+        Job::Rebalance,
+        cluster.config.moves,
+        &all,
+        false,
+        None,
+    )
+    .await;
     assert!(!outcome.nodes[owner].failed());
     let mut nodes = vec![rebalance::NodeResult::default(); 2];
     rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
