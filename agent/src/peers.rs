@@ -5,11 +5,12 @@
 //! cluster, one token) over one connection each, opened on first use.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bucky_proto::v1 as pb;
+use bucky_shared::whisper::LockMode;
 use futures::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
@@ -129,20 +130,30 @@ impl Peers {
 /// A bad metric name, a missing file, a lock not obtained within `lock_timeout`, or a read error;
 /// each names the metric or path.
 pub fn read_locked(root: &Path, metric: &str, lock_timeout: Duration) -> Result<Vec<u8>, String> {
+    read_under(root, metric, LockMode::Shared, lock_timeout).map(|(_, _, bytes)| bytes)
+}
+
+/// Opens the file of `metric` (for writing too when `mode` is exclusive), takes the lock and
+/// reads it whole; the lock goes with the returned file.
+fn read_under(
+    root: &Path,
+    metric: &str,
+    mode: LockMode,
+    lock_timeout: Duration,
+) -> Result<(std::fs::File, PathBuf, Vec<u8>), String> {
     use std::io::Read;
     let path = bucky_shared::metric::path_of(root, metric).map_err(|e| e.to_string())?;
-    let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    bucky_shared::whisper::lock_file(
-        &file,
-        bucky_shared::whisper::LockMode::Shared,
-        lock_timeout,
-        &path,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(mode == LockMode::Exclusive)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    bucky_shared::whisper::lock_file(&file, mode, lock_timeout, &path)
+        .map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(bytes)
+    Ok((file, path, bytes))
 }
 
 /// Removes the file of `metric` under `root` if its content still has SHA-1 `sha1`: checked and
@@ -159,23 +170,8 @@ pub fn delete_if_unchanged(
     sha1: &str,
     lock_timeout: Duration,
 ) -> Result<(), String> {
-    use std::io::Read;
-    let path = bucky_shared::metric::path_of(root, metric).map_err(|e| e.to_string())?;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    bucky_shared::whisper::lock_file(
-        &file,
-        bucky_shared::whisper::LockMode::Exclusive,
-        lock_timeout,
-        &path,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The lock is held (by `_file`) until the file is unlinked.
+    let (_file, path, bytes) = read_under(root, metric, LockMode::Exclusive, lock_timeout)?;
     let actual = codec::sha1_hex(&bytes);
     if actual != sha1 {
         return Err(format!(

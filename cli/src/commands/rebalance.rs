@@ -15,16 +15,24 @@ use super::coordinator::{Client, CoordinatorArgs, block_on, said};
 /// deleted; rerunning moves no point twice.
 #[derive(Debug, Args)]
 pub struct RebalanceArgs {
+    /// What every move job takes.
+    #[command(flatten)]
+    pub job: MoveArgs,
+    /// Once every move succeeded, remove each misplaced copy that every owner confirms holding
+    /// (each of its points present there) and that has not changed since.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub delete: bool,
+}
+
+/// The options of `rebalance` and `heal` alike.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
     /// The coordinator.
     #[command(flatten)]
     pub coordinator: CoordinatorArgs,
     /// Print the moves; move nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Once every move succeeded, remove each misplaced copy that every owner confirms holding
-    /// (each of its points present there) and that has not changed since.
-    #[arg(long, conflicts_with = "dry_run")]
-    pub delete: bool,
     /// Only metrics matching this glob (repeatable).
     #[arg(long = "metrics", value_name = "GLOB")]
     pub globs: Vec<String>,
@@ -93,9 +101,9 @@ fn failed(n: &pb::NodeRebalance) -> bool {
 /// agent; an owner that lacks its replica gets it written whole. Needs replication >= 2.
 #[derive(Debug, Args)]
 pub struct HealArgs {
-    /// The coordinator.
+    /// What every move job takes.
     #[command(flatten)]
-    pub coordinator: CoordinatorArgs,
+    pub job: MoveArgs,
     /// Only this host's replicas are filled (default: every host's).
     #[arg(long)]
     pub host: Option<String>,
@@ -103,18 +111,6 @@ pub struct HealArgs {
     /// hours needs six hours of points.
     #[arg(long, value_parser = bucky_shared::whisper::parse_duration)]
     pub since: Option<u64>,
-    /// Print the moves; move nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Only metrics matching this glob (repeatable).
-    #[arg(long = "metrics", value_name = "GLOB")]
-    pub globs: Vec<String>,
-    /// Print one JSON document: the summary (and, with --dry-run, every move).
-    #[arg(long)]
-    pub json: bool,
-    /// The pace.
-    #[command(flatten)]
-    pub pace: PaceArgs,
 }
 
 /// Runs `bucky rebalance`; the exit code is 1 when a move failed or a node could not be listed.
@@ -122,24 +118,18 @@ pub struct HealArgs {
 /// # Errors
 /// The coordinator refused (ring mismatch) or could not be reached.
 pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
+    let job = &args.job;
     let request = pb::RebalanceRequest {
-        dry_run: args.dry_run,
-        globs: args.globs.clone(),
+        dry_run: job.dry_run,
+        globs: job.globs.clone(),
         delete: args.delete,
-        metrics_per_sec: args.pace.rate,
-        mb_per_sec: args.pace.mb_rate,
+        metrics_per_sec: job.pace.rate,
+        mb_per_sec: job.pace.mb_rate,
     };
-    let coordinator = &args.coordinator;
-    report(
-        coordinator,
-        args.dry_run,
-        args.json,
-        out,
-        |mut client| async move {
-            let request = client.request(request);
-            client.rpc().rebalance(request).await
-        },
-    )
+    report(job, out, |mut client| async move {
+        let request = client.request(request);
+        client.rpc().rebalance(request).await
+    })
 }
 
 /// Runs `bucky heal`; the exit code is 1 when a fill failed or a node could not be listed.
@@ -147,40 +137,30 @@ pub fn run(args: RebalanceArgs, out: &mut impl Write) -> anyhow::Result<u8> {
 /// # Errors
 /// The coordinator refused (ring mismatch, unknown host) or could not be reached.
 pub fn heal(args: HealArgs, out: &mut impl Write) -> anyhow::Result<u8> {
+    let job = &args.job;
     let request = pb::HealRequest {
         host: args.host.clone().unwrap_or_default(),
         since_seconds: args.since.map_or(0, |s| s as i64),
-        globs: args.globs.clone(),
-        dry_run: args.dry_run,
-        metrics_per_sec: args.pace.rate,
-        mb_per_sec: args.pace.mb_rate,
+        globs: job.globs.clone(),
+        dry_run: job.dry_run,
+        metrics_per_sec: job.pace.rate,
+        mb_per_sec: job.pace.mb_rate,
     };
-    report(
-        &args.coordinator,
-        args.dry_run,
-        args.json,
-        out,
-        |mut client| async move {
-            let request = client.request(request);
-            client.rpc().heal(request).await
-        },
-    )
+    report(job, out, |mut client| async move {
+        let request = client.request(request);
+        client.rpc().heal(request).await
+    })
 }
 
 type Moves = tonic::Response<tonic::Streaming<pb::RebalanceResponse>>;
 
 /// Calls the coordinator with `call`, prints the moves it streams and its summary.
-fn report<F, Fut>(
-    coordinator: &CoordinatorArgs,
-    dry_run: bool,
-    json: bool,
-    out: &mut impl Write,
-    call: F,
-) -> anyhow::Result<u8>
+fn report<F, Fut>(job: &MoveArgs, out: &mut impl Write, call: F) -> anyhow::Result<u8>
 where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = Result<Moves, tonic::Status>>,
 {
+    let (coordinator, dry_run, json) = (&job.coordinator, job.dry_run, job.json);
     let mut kept_moves = Vec::new();
     let summary = block_on(async {
         let client = Client::connect(coordinator).await?;
