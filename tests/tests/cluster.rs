@@ -890,3 +890,210 @@ fn a_node_removed_from_the_ring_is_drained_to_zero() {
     let out = fleet.bucky(&["inconsistent"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+/// Kill the coordinator and a source agent in the middle of a rebalance, restart both, run it
+/// again with --delete: it completes, every metric is on exactly its owner, nothing is lost.
+#[test]
+fn a_rebalance_killed_half_way_completes_when_run_again() {
+    let mut fleet = Fleet::start(|_| None);
+    let dir = fleet.dir.path().to_path_buf();
+    let held = |h: &str, name: &str| {
+        std::fs::read(metric::path_of(&dir.join("trees").join(h), name).unwrap()).ok()
+    };
+    let before: Vec<(String, Vec<u8>)> = fleet
+        .names
+        .iter()
+        .map(|m| (m.clone(), HOSTS.iter().find_map(|h| held(h, m)).unwrap()))
+        .collect();
+    let ring4 = fleet.grow_to_four();
+    let owner4 = |name: &str| ring4.destinations()[ring4.owners(name)[0]].host.clone();
+    let moved = fleet
+        .names
+        .iter()
+        .filter(|m| held(&owner4(m), m).is_none())
+        .count();
+    assert!(moved >= 4, "{moved}");
+
+    // Slowly, so there is a middle to stop in.
+    let url = format!("http://{}", fleet.coordinator.addr);
+    let token = dir.join("token");
+    let args = [
+        "--coordinator",
+        &url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ];
+    let run = spawn_bucky(&[&["rebalance", "--rate", "4"][..], &args].concat());
+    let on_d = || snapshot(&dir.join("trees").join("node-d")).len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while on_d() == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing moved");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fleet.coordinator.kill();
+    let a_addr = fleet.agents[0].addr.clone();
+    fleet.agents[0].kill();
+    let out = run.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the run was cut short");
+    assert!(on_d() < moved, "stopped half way: {} of {moved}", on_d());
+
+    fleet.agents[0] = Server::start_on("bucky-agent", &dir.join("node-a-4.toml"), &a_addr);
+    fleet.coordinator = Server::start("bucky-coordinator", &dir.join("coordinator-4.toml"));
+    // node-d's job ends once it sees its plan cut off; wait for that (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_slice(&fleet.bucky(&["status", "--json"]).stdout).unwrap();
+        if status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["running_job"].is_null())
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a job never ended: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let again = fleet.bucky(&["rebalance", "--delete", "--rate", "0"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    for (name, bytes) in &before {
+        let owner = owner4(name);
+        assert!(
+            held(&owner, name).as_ref() == Some(bytes),
+            "{name} on {owner}"
+        );
+        for h in ["node-a", "node-b", "node-c", "node-d"]
+            .iter()
+            .filter(|h| **h != owner)
+        {
+            assert!(held(h, name).is_none(), "{name} also on {h}");
+        }
+    }
+}
+
+/// Carbon keeps writing the new owner's copies while a rebalance fills them, alternately taking
+/// whisper's lock and not: every point it wrote is there afterwards, the points it had before are
+/// unchanged, and every gap around them holds the old owner's history.
+#[test]
+fn points_written_during_a_rebalance_are_kept() {
+    use bucky_shared::whisper::{LockMode, Whisper, lock_file};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut fleet = Fleet::start(|_| None);
+    let dir = fleet.dir.path().to_path_buf();
+    let old_owner = |name: &str| {
+        HOSTS
+            .iter()
+            .find(|h| {
+                metric::path_of(&dir.join("trees").join(h), name)
+                    .unwrap()
+                    .exists()
+            })
+            .unwrap()
+            .to_string()
+    };
+    let ring4 = fleet.grow_to_four();
+    let moved: Vec<String> = fleet
+        .names
+        .iter()
+        .filter(|m| ring4.destinations()[ring4.owners(m)[0]].host == "node-d")
+        .cloned()
+        .collect();
+    assert!(moved.len() >= 2);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let end = now - now % 60;
+    let d_path = |name: &str| metric::path_of(&dir.join("trees").join("node-d"), name).unwrap();
+    let open = |path: &Path| {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        Whisper::open(file, path).unwrap()
+    };
+    // What carbon on node-d had before: every third minute of the old owner's span, other values.
+    let had: Vec<i64> = (2..=150)
+        .filter(|k| k % 3 == 0)
+        .map(|k| end - k * 60)
+        .collect();
+    for name in &moved {
+        write_metric(&dir.join("trees").join("node-d"), name, 0.0, now, 0);
+        let points: Vec<(i64, f64)> = had.iter().map(|&t| (t, 5000.0)).collect();
+        open(&d_path(name)).update_many(&points, now).unwrap();
+    }
+
+    // While the rebalance runs, one new point per round per metric, older than anything the old
+    // owner has, so the fill never writes those slots: only a fill that rewrote more than it
+    // changed could lose them.
+    let slot = move |round: i64| end - (300 + round) * 60;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, moved, dir) = (stop.clone(), moved.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while rounds < 1000 && !stop.load(Ordering::Relaxed) {
+                rounds += 1;
+                for name in &moved {
+                    let path = metric::path_of(&dir.join("trees").join("node-d"), name).unwrap();
+                    let file = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .unwrap();
+                    // Odd rounds as carbon with WHISPER_LOCK_WRITES, even ones as its default.
+                    if rounds % 2 == 1 {
+                        let timeout = std::time::Duration::from_secs(5);
+                        lock_file(&file, LockMode::Exclusive, timeout, &path).unwrap();
+                    }
+                    let mut w = Whisper::open(file, &path).unwrap();
+                    w.update_many(&[(slot(rounds), 7000.0 + rounds as f64)], now)
+                        .unwrap();
+                }
+            }
+            rounds
+        })
+    };
+    let out = fleet.bucky(&["rebalance", "--rate", "20"]);
+    stop.store(true, Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(rounds > 1, "the writer ran during the rebalance");
+
+    let minutes = |path: &Path| {
+        let w = Whisper::open(std::fs::File::open(path).unwrap(), path).unwrap();
+        let series = w.fetch(end - 1400 * 60, Some(end), now).unwrap().unwrap();
+        series
+            .points()
+            .collect::<std::collections::BTreeMap<i64, Option<f64>>>()
+    };
+    for name in &moved {
+        let got = minutes(&d_path(name));
+        let old =
+            minutes(&metric::path_of(&dir.join("trees").join(old_owner(name)), name).unwrap());
+        for round in 1..=rounds {
+            assert_eq!(
+                got[&slot(round)],
+                Some(7000.0 + round as f64),
+                "{name}: round {round}"
+            );
+        }
+        for (t, value) in &got {
+            if had.contains(t) {
+                assert_eq!(*value, Some(5000.0), "{name} at {t}: node-d's own point");
+            } else if old[t].is_some() {
+                assert_eq!(value, &old[t], "{name} at {t}: the old owner's point");
+            }
+        }
+        assert!(
+            old.values().flatten().count() > had.len(),
+            "{name}: history to fill"
+        );
+    }
+}
