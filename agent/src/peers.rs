@@ -179,11 +179,21 @@ pub fn delete_if_unchanged(
             path.display()
         ));
     }
+    // One removal at a time, so two that empty sibling directories cannot each leave their
+    // common parent to the other.
+    static REMOVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = REMOVING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     std::fs::remove_file(&path).map_err(|e| format!("{}: removing: {e}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        // The removal itself must survive a crash: the next rebalance counts on it.
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    // A drained node should not keep a tree of empty directories: each one the removal emptied
+    // goes too (one carbon has just written into is not empty, and stays).
+    let mut dir = path.parent().unwrap_or(root);
+    while dir != root && dir.starts_with(root) && std::fs::remove_dir(dir).is_ok() {
+        dir = dir.parent().unwrap_or(root);
     }
+    // The removal itself must survive a crash: the next rebalance counts on it.
+    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     Ok(())
 }
 
@@ -204,8 +214,18 @@ mod tests {
         assert!(err.contains("changed since"), "{err}");
         assert!(path.exists());
         std::fs::write(&path, b"confirmed").unwrap();
+        // A neighbour keeps the directory they share; the last one out removes it.
+        let other = bucky_shared::metric::path_of(dir.path(), "a.c").unwrap();
+        std::fs::write(&other, b"confirmed").unwrap();
         delete_if_unchanged(dir.path(), "a.b", &confirmed, Duration::from_secs(1)).unwrap();
         assert!(!path.exists());
+        assert!(dir.path().join("a").is_dir());
+        delete_if_unchanged(dir.path(), "a.c", &confirmed, Duration::from_secs(1)).unwrap();
+        assert!(
+            !dir.path().join("a").exists(),
+            "the emptied directory went too"
+        );
+        assert!(dir.path().is_dir(), "never the root");
         assert!(
             delete_if_unchanged(dir.path(), "../x", &confirmed, Duration::from_secs(1)).is_err()
         );

@@ -889,6 +889,13 @@ fn a_node_removed_from_the_ring_is_drained_to_zero() {
     );
     let out = fleet.bucky(&["inconsistent"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let left: Vec<_> = std::fs::read_dir(dir.join("trees").join("node-c"))
+        .unwrap()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "no empty directories left behind: {left:?}"
+    );
 }
 
 /// Kill the coordinator and a source agent in the middle of a rebalance, restart both, run it

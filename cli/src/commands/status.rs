@@ -138,9 +138,7 @@ fn write_table(
         );
         let job = info
             .and_then(|i| i.running_job.as_ref())
-            .map_or("-".to_string(), |j| {
-                format!("{} {}/{}", j.kind, j.done, j.total)
-            });
+            .map_or("-".to_string(), |j| job_progress(j, now));
         writeln!(
             out,
             "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<24} {job}",
@@ -196,6 +194,25 @@ fn write_table(
     Ok(())
 }
 
+/// A running job: what, how far, how fast, and when it should end when its size is known (a
+/// rebalance streams its plan, so its total is not).
+fn job_progress(j: &pb::Job, now: i64) -> String {
+    let elapsed = now - j.started;
+    let rate = (elapsed > 0).then(|| j.done as f64 / elapsed as f64);
+    let mut text = match j.total {
+        0 => format!("{} {} done", j.kind, j.done),
+        total => format!("{} {}/{total}", j.kind, j.done),
+    };
+    if let Some(rate) = rate.filter(|r| *r > 0.0) {
+        text.push_str(&format!(", {rate:.0}/s"));
+        if j.total > j.done {
+            let left = ((j.total - j.done) as f64 / rate).ceil() as i64;
+            text.push_str(&format!(", ETA {}", human_age(left)));
+        }
+    }
+    text
+}
+
 /// How far a node outside the ring is from drained, by its agent's last walk.
 fn drain(n: &pb::NodeStatus) -> String {
     match n.info.as_ref().map(|i| i.metric_count) {
@@ -235,6 +252,26 @@ fn short_version(version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_shows_its_rate_and_when_it_should_end() {
+        let job = |done, total| pb::Job {
+            kind: "restore".into(),
+            started: 1000,
+            done,
+            total,
+        };
+        assert_eq!(job_progress(&job(0, 100), 1000), "restore 0/100");
+        assert_eq!(
+            job_progress(&job(50, 100), 1010),
+            format!("restore 50/100, 5/s, ETA {}", human_age(10))
+        );
+        let rebalance = pb::Job {
+            kind: "rebalance".into(),
+            ..job(300, 0)
+        };
+        assert_eq!(job_progress(&rebalance, 1100), "rebalance 300 done, 3/s");
+    }
 
     #[test]
     fn a_bucket_error_is_printed_with_its_cause() {
