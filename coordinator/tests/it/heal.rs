@@ -272,3 +272,85 @@ async fn a_misplaced_copy_is_deleted_only_once_its_owner_holds_every_point() {
         union
     );
 }
+
+/// A fourth node joins a three-node ring with replication 2: after a rebalance with delete,
+/// every metric is on exactly its two owners under the new ring, with its data.
+#[tokio::test]
+async fn a_fourth_node_with_replication_two_ends_with_exactly_the_ring_placement() {
+    use bucky_shared::ring::{Algorithm, Flavour, Ring, RingConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["n1", "n2", "n3", "n4"];
+    let ring_of = |hosts: &[&str]| {
+        let destinations: Vec<String> = hosts.iter().map(|h| format!("{h}:2004")).collect();
+        Ring::new(&RingConfig::new(
+            Algorithm::CarbonCh,
+            Flavour::Carbon,
+            2,
+            destinations,
+        ))
+        .unwrap()
+    };
+    let owners = |ring: &Ring, name: &str| -> Vec<String> {
+        ring.owners(name)
+            .into_iter()
+            .map(|d| ring.destinations()[d].host.clone())
+            .collect()
+    };
+    let three = ring_of(&hosts[..3]);
+    let end = now() - now() % 60;
+    let names: Vec<String> = (0..40).map(|i| format!("svc.node{i:02}.cpu")).collect();
+    for name in &names {
+        for owner in owners(&three, name) {
+            write_replica(&dir.path().join(&owner), name, end, |_| false);
+        }
+    }
+    let (cluster, agents, _stops) = serve(dir.path(), &hosts, 2).await;
+    let four = &cluster.ring;
+    let changed = names
+        .iter()
+        .filter(|n| owners(&three, n) != owners(four, n))
+        .count();
+    assert!(changed > 0);
+    let all = Selection::default();
+    let outcome = rebalance::run(
+        &cluster,
+        &agents,
+        Job::Rebalance,
+        cluster.config.moves,
+        &all,
+        false,
+        None,
+    )
+    .await;
+    assert!(
+        outcome.nodes.iter().all(|n| !n.failed()),
+        "{:?}",
+        outcome.nodes
+    );
+    let mut nodes = vec![rebalance::NodeResult::default(); hosts.len()];
+    let errors = rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
+    assert!(
+        errors.is_empty() && nodes.iter().all(|n| n.kept == 0),
+        "{nodes:?}"
+    );
+    assert!(nodes.iter().map(|n| n.deleted).sum::<u64>() > 0);
+    let full: Vec<Option<f64>> = (0..POINTS).map(|i| Some(value(i))).collect();
+    for name in &names {
+        let placed = owners(four, name);
+        for h in hosts {
+            let path = metric::path_of(&dir.path().join(h), name).unwrap();
+            assert_eq!(
+                path.exists(),
+                placed.iter().any(|p| p == h),
+                "{name} on {h}"
+            );
+        }
+        for owner in &placed {
+            assert_eq!(
+                minute_points(&dir.path().join(owner), name, end),
+                full,
+                "{name} on {owner}"
+            );
+        }
+    }
+}
