@@ -140,6 +140,58 @@ pub struct Outcome {
     pub delete_skipped: Option<String>,
 }
 
+/// Every member's listing merged, each selected metric with who holds it and who the ring
+/// places it on: what both a move job and a deletion walk.
+struct Placement<'a> {
+    cluster: &'a Cluster,
+    selection: &'a Selection,
+    members: Vec<crate::config::Host>,
+    host_of: Vec<Option<usize>>,
+    merge: Merge,
+    holds: Vec<bool>,
+    owns: Vec<bool>,
+    owners: Vec<usize>,
+}
+
+impl<'a> Placement<'a> {
+    async fn open<A: AgentApi>(
+        cluster: &'a Cluster,
+        agents: &[A],
+        selection: &'a Selection,
+    ) -> Self {
+        let members = cluster.members();
+        let hosts: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
+        Placement {
+            cluster,
+            selection,
+            host_of: consistency::host_indexes(&cluster.ring, &hosts),
+            merge: Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await,
+            holds: vec![false; members.len()],
+            owns: vec![false; members.len()],
+            owners: Vec::new(),
+            members,
+        }
+    }
+
+    /// The next selected metric; `holds` and `owns` then describe it.
+    async fn next(&mut self) -> Option<String> {
+        loop {
+            let metric = self.merge.next(&mut self.holds).await?;
+            if self.selection.matches(&metric) {
+                let ring = &self.cluster.ring;
+                consistency::owning_hosts(
+                    ring,
+                    &self.host_of,
+                    &metric,
+                    &mut self.owners,
+                    &mut self.owns,
+                );
+                return Some(metric);
+            }
+        }
+    }
+}
+
 /// Plans the moves of `job` (`dry_run`: only sends them to `planned`) or carries them out
 /// through each destination's agent. `agents` are those of [`Cluster::members`], in that order
 /// (sources outside the ring are read from, never written to). `planned` receives every move as
@@ -153,36 +205,33 @@ pub async fn run<A: AgentApi + Clone + 'static>(
     dry_run: bool,
     planned: Option<mpsc::Sender<Move>>,
 ) -> Outcome {
-    let members = cluster.members();
-    let hosts: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
-    let host_of = consistency::host_indexes(&cluster.ring, &hosts);
-    let mut merge = Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await;
-    let (mut holds, mut owns) = (vec![false; hosts.len()], vec![false; hosts.len()]);
-    let (mut owners, mut moves) = (Vec::new(), Vec::new());
-    let mut queues: Vec<Option<mpsc::Sender<pb::RestoreEntry>>> = vec![None; hosts.len()];
+    let mut placement = Placement::open(cluster, agents, selection).await;
+    let count = placement.members.len();
+    let mut moves = Vec::new();
+    let mut queues: Vec<Option<mpsc::Sender<pb::RestoreEntry>>> = vec![None; count];
     let mut running = Vec::new();
-    let mut counts = vec![0u64; hosts.len()];
+    let mut counts = vec![0u64; count];
     let mut metrics = 0;
-    while let Some(metric) = merge.next(&mut holds).await {
-        if !selection.matches(&metric) {
-            continue;
-        }
+    while let Some(metric) = placement.next().await {
         metrics += 1;
-        consistency::owning_hosts(&cluster.ring, &host_of, &metric, &mut owners, &mut owns);
+        let Placement {
+            holds, owns, merge, ..
+        } = &mut placement;
         // A host whose listing failed may hold it after all: a fill, never a blind write.
         for (h, own) in owns.iter().enumerate() {
             if *own && !holds[h] && merge.failed(h) {
                 holds[h] = true;
             }
         }
+        let (holds, owns) = (&placement.holds, &placement.owns);
         moves.clear();
         let since = match job {
             Job::Rebalance => {
-                moves_of(&metric, &holds, &owns, &mut moves);
+                moves_of(&metric, holds, owns, &mut moves);
                 0
             }
             Job::Heal { only, since } => {
-                heal_moves_of(&metric, &holds, &owns, only, &mut moves);
+                heal_moves_of(&metric, holds, owns, only, &mut moves);
                 since
             }
         };
@@ -221,7 +270,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
                 } else {
                     pb::RestoreAction::Write
                 } as i32,
-                source_agent: members[m.from].agent.clone(),
+                source_agent: placement.members[m.from].agent.clone(),
                 since,
                 ..Default::default()
             };
@@ -244,7 +293,8 @@ pub async fn run<A: AgentApi + Clone + 'static>(
     {
         nodes[to].result = Some(result);
     }
-    let listing_errors = merge
+    let listing_errors = placement
+        .merge
         .errors()
         .into_iter()
         .enumerate()
@@ -267,12 +317,8 @@ pub async fn delete_moved<A: AgentApi>(
     selection: &Selection,
     nodes: &mut [NodeResult],
 ) -> Vec<(usize, String)> {
-    let members = cluster.members();
-    let hosts: Vec<String> = members.iter().map(|h| h.name.clone()).collect();
-    let host_of = consistency::host_indexes(&cluster.ring, &hosts);
-    let mut merge = Merge::new(agents.iter().map(AgentApi::list_metrics).collect()).await;
-    let (mut holds, mut owns) = (vec![false; hosts.len()], vec![false; hosts.len()]);
-    let mut owners = Vec::new();
+    let mut placement = Placement::open(cluster, agents, selection).await;
+    let count = placement.members.len();
     let mut in_flight = futures::stream::FuturesUnordered::new();
     fn record(
         nodes: &mut [NodeResult],
@@ -289,16 +335,13 @@ pub async fn delete_moved<A: AgentApi>(
             }
         }
     }
-    while let Some(metric) = merge.next(&mut holds).await {
-        if !selection.matches(&metric) {
-            continue;
-        }
-        consistency::owning_hosts(&cluster.ring, &host_of, &metric, &mut owners, &mut owns);
-        let owners_now: Vec<usize> = (0..hosts.len()).filter(|&h| owns[h]).collect();
-        for source in (0..hosts.len()).filter(|&h| holds[h] && !owns[h]) {
+    while let Some(metric) = placement.next().await {
+        let (holds, owns) = (&placement.holds, &placement.owns);
+        let owners_now: Vec<usize> = (0..count).filter(|&h| owns[h]).collect();
+        for source in (0..count).filter(|&h| holds[h] && !owns[h]) {
             let metric = metric.clone();
             let owners_now = owners_now.clone();
-            let address = members[source].agent.clone();
+            let address = placement.members[source].agent.clone();
             in_flight.push(async move {
                 let outcome = delete_one(agents, &metric, source, &address, &owners_now).await;
                 (source, metric, outcome)
@@ -313,7 +356,8 @@ pub async fn delete_moved<A: AgentApi>(
     while let Some(done) = in_flight.next().await {
         record(nodes, done);
     }
-    merge
+    placement
+        .merge
         .errors()
         .into_iter()
         .enumerate()

@@ -153,6 +153,11 @@ fn consistency_summary(cluster: &Cluster, report: consistency::Report) -> pb::Co
     }
 }
 
+/// `host`'s counts in the last consistency check, if there was one.
+fn last_counts(last: Option<&pb::ConsistencySummary>, host: &str) -> Option<pb::NodeConsistency> {
+    last.and_then(|c| c.nodes.iter().find(|n| n.host == host).cloned())
+}
+
 fn rebalance_summary(cluster: &Cluster, outcome: rebalance::Outcome) -> pb::RebalanceSummary {
     pb::RebalanceSummary {
         metrics: outcome.metrics,
@@ -468,9 +473,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .and_then(|b| b.as_ref().map(last_backup)),
                 bucket_error: s.last_backup.err().unwrap_or_default(),
                 bucket_owner: s.bucket_owner.unwrap_or_default(),
-                consistency: last_check
-                    .as_ref()
-                    .and_then(|c| c.nodes.iter().find(|n| n.host == s.host).cloned()),
+                consistency: last_counts(last_check.as_ref(), &s.host),
                 consistency_checked: last_check.as_ref().map_or(0, |c| c.checked),
                 outside_ring: false,
             })
@@ -489,9 +492,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     .unwrap_or_default(),
                 info: info.ok(),
                 agrees: true,
-                consistency: last_check
-                    .as_ref()
-                    .and_then(|c| c.nodes.iter().find(|n| n.host == host).cloned()),
+                consistency: last_counts(last_check.as_ref(), &host),
                 consistency_checked: last_check.as_ref().map_or(0, |c| c.checked),
                 outside_ring: true,
                 host,
