@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bucky_shared::layout::manifest::{Reader, Record, Writer};
-use bucky_shared::layout::{Manifest, ManifestEntry, RunStats, Version};
+use bucky_shared::layout::{Manifest, ManifestEntry, Retention, RunStats, Version};
 use bucky_shared::whisper::{LockMode, lock_file};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -38,8 +38,8 @@ use bucky_shared::manifests;
 pub struct BackupOptions {
     /// This node's name, written into and checked against the owner marker.
     pub node: String,
-    /// Versions kept per metric; default 5.
-    pub keep_versions: usize,
+    /// Versions kept per metric, by count and age; default the newest 5.
+    pub retention: Retention,
     /// Days after a metric was first seen missing from disk before its backups are deleted;
     /// default 45; negative never purges.
     pub purge_after_days: i64,
@@ -57,8 +57,8 @@ pub struct BackupOptions {
     pub selection: Selection,
     /// Uploads between two checkpoints; default 500.
     pub checkpoint_every: usize,
-    /// Manifests kept for point-in-time restores; default 60.
-    pub keep_manifests: usize,
+    /// Manifests kept for point-in-time restores, by count and age; default the newest 60.
+    pub manifest_retention: Retention,
     /// Only record missing metrics and purge expired ones: no file is read or uploaded.
     pub purge_only: bool,
     /// Counters updated as the run goes, for whoever streams progress.
@@ -87,7 +87,7 @@ impl BackupOptions {
     pub fn new(node: &str) -> Self {
         BackupOptions {
             node: node.to_string(),
-            keep_versions: 5,
+            retention: Retention::default(),
             purge_after_days: 45,
             gzip_level: 6,
             workers: 4,
@@ -96,7 +96,7 @@ impl BackupOptions {
             lock_timeout: Duration::from_secs(10),
             selection: Selection::default(),
             checkpoint_every: 500,
-            keep_manifests: 60,
+            manifest_retention: Retention::last(60),
             purge_only: false,
             progress: Arc::default(),
             idle_io: true,
@@ -499,7 +499,15 @@ async fn run(
                     });
                 }
             }
-            Record::Entry(..) => deleted_versions += record.deletes().len() as u64,
+            Record::Entry(entry, expired) => {
+                deleted_versions += expired.len() as u64;
+                if options.noop && !expired.is_empty() {
+                    note(&mut report, || {
+                        let list: Vec<String> = expired.iter().map(ToString::to_string).collect();
+                        format!("expire {} {}", entry.name, list.join(" "))
+                    });
+                }
+            }
         }
         if let Record::Entry(entry, _) = &record
             && entry.versions.last() == Some(&run)
@@ -582,7 +590,7 @@ async fn run(
         }
         Err(e) => warn!(error = %e, "could not list the checkpoint to remove it"),
     }
-    prune_manifests(bucket, options.keep_manifests).await;
+    prune_manifests(bucket, &options.manifest_retention).await;
     Ok(report)
 }
 
@@ -692,13 +700,13 @@ async fn execute(
         count,
     };
     match decision {
-        Decision::Keep(entry) => done(Record::Entry(entry, Vec::new()), Count::Kept),
+        Decision::Keep(entry) => done(expire(entry, options), Count::Kept),
         Decision::Redo(name, versions) => Outcome::Redo(name, versions),
         Decision::Gone {
             entry,
             newly,
             purge: false,
-        } => done(Record::Entry(entry, Vec::new()), Count::Missing { newly }),
+        } => done(expire(entry, options), Count::Missing { newly }),
         Decision::Gone { entry, newly, .. } => done(
             Record::Purged(entry.name, entry.versions),
             Count::Purged { newly },
@@ -877,8 +885,7 @@ async fn read_and_upload(
     }
     let mut versions = previous.map(|p| p.versions).unwrap_or_default();
     versions.push(run);
-    let excess = versions.len().saturating_sub(options.keep_versions.max(1));
-    let expired: Vec<Version> = versions.drain(..excess).collect();
+    let expired = options.retention.expire(&mut versions);
     let entry = ManifestEntry {
         name: file.name,
         versions,
@@ -939,17 +946,26 @@ async fn write_segment(
     }
 }
 
-/// Keeps the newest `keep` manifests.
-async fn prune_manifests(bucket: &Bucket, keep: usize) {
+/// An entry that stands, with the versions the retention policy no longer keeps taken out (a
+/// policy changed since, or versions aged out of a class): they are deleted after the commit.
+fn expire(mut entry: ManifestEntry, options: &BackupOptions) -> Record {
+    let expired = options.retention.expire(&mut entry.versions);
+    Record::Entry(entry, expired)
+}
+
+/// Keeps the manifests `policy` keeps.
+async fn prune_manifests(bucket: &Bucket, policy: &Retention) {
     let runs = match manifests::runs(bucket).await {
         Ok(runs) => runs,
         Err(e) => return warn!(error = %e, "could not list manifests to prune"),
     };
     let layout = bucket.layout();
+    let keeps = policy.keeps(&runs);
     let pruned: Vec<String> = runs
         .iter()
-        .take(runs.len().saturating_sub(keep.max(1)))
-        .flat_map(|run| [layout.manifest_key(*run), layout.summary_key(*run)])
+        .zip(keeps)
+        .filter(|(_, kept)| !kept)
+        .flat_map(|(run, _)| [layout.manifest_key(*run), layout.summary_key(*run)])
         .collect();
     if let Err(e) = bucket.delete_many(pruned).await {
         warn!(error = %e, "could not prune manifests");

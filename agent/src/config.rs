@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bucky_shared::bucket::StoreOptions;
+use bucky_shared::layout::Retention;
 use bucky_shared::ring::RingSection;
 use serde::Deserialize;
 
@@ -50,10 +51,62 @@ pub struct AgentFile {
     /// Store options (credentials come from the environment).
     #[serde(default)]
     pub storage: StoreOptions,
+    /// What backups keep: versions per metric and manifests, by count and age.
+    #[serde(default)]
+    pub retention: RetentionSection,
     /// The ring, so Info reports its fingerprint and the coordinator can check agreement.
     pub ring: Option<RingSection>,
     /// Serve over TLS; default plain HTTP/2.
     pub tls: Option<bucky_proto::tls::ServerTls>,
+}
+
+/// `[retention]`: by count (`last`, `manifests`) and by age class (`daily`, `weekly`,
+/// `monthly`, each the newest of that many most recent days, weeks, months); a version or
+/// manifest any rule keeps is kept. The defaults keep the newest 5 versions and 60 manifests.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Newest versions kept per metric.
+    pub last: usize,
+    /// Newest manifests kept (point-in-time restores).
+    pub manifests: usize,
+    /// Days, weeks and months kept, for versions and manifests alike.
+    pub daily: usize,
+    /// See `daily`.
+    pub weekly: usize,
+    /// See `daily`.
+    pub monthly: usize,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            last: 5,
+            manifests: 60,
+            daily: 0,
+            weekly: 0,
+            monthly: 0,
+        }
+    }
+}
+
+impl RetentionSection {
+    /// The policies for versions and for manifests.
+    pub fn policies(&self) -> (Retention, Retention) {
+        let ages = Retention {
+            last: self.last,
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+        };
+        (
+            ages,
+            Retention {
+                last: self.manifests,
+                ..ages
+            },
+        )
+    }
 }
 
 fn default_listen() -> String {
@@ -191,6 +244,7 @@ fn load_node(
             lock_timeout: Duration::from_secs(file.lock_timeout_secs),
             backup_idle_io: file.backup_idle_io,
             max_missing_share: file.max_missing_share,
+            retention: file.retention.policies(),
             file_mode: file.file_mode,
             restore_sources,
         },

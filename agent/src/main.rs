@@ -126,9 +126,24 @@ struct BackupArgs {
     /// This node's name, written into the bucket's owner marker (default: the host name).
     #[arg(long, env = "BUCKY_NODE")]
     node: Option<String>,
-    /// Versions kept per metric.
+    /// Newest versions kept per metric.
     #[arg(long, default_value_t = 5)]
     keep: usize,
+    /// Also keep the newest version of each of this many most recent days (UTC) with one.
+    #[arg(long, default_value_t = 0)]
+    keep_daily: usize,
+    /// ... of each of this many most recent ISO weeks.
+    #[arg(long, default_value_t = 0)]
+    keep_weekly: usize,
+    /// ... of each of this many most recent months.
+    #[arg(long, default_value_t = 0)]
+    keep_monthly: usize,
+    /// Newest manifests kept (the age classes apply to them too).
+    #[arg(long, default_value_t = 60)]
+    keep_manifests: usize,
+    /// The run's clock, ISO-8601 (for tests and replays; default now).
+    #[arg(long, hide = true)]
+    now: Option<String>,
     /// Days after a metric disappears from disk before its backups are deleted (-1: never).
     #[arg(long, default_value_t = 45, allow_negative_numbers = true)]
     purge_after_days: i64,
@@ -144,8 +159,8 @@ struct BackupArgs {
     /// Read every file, even those whose size and mtime are unchanged.
     #[arg(long)]
     verify_all: bool,
-    /// Print what would change; write nothing.
-    #[arg(long)]
+    /// Print what would change (uploads, purges, versions retention expires); write nothing.
+    #[arg(long, alias = "dry-run")]
     noop: bool,
     /// Seconds to wait for a file's lock before reporting it failed.
     #[arg(long, default_value_t = 10)]
@@ -243,8 +258,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Backup(args) => {
             let bucket = args.bucket.open()?;
             let node = args.node.map_or_else(hostname, Ok)?;
+            let (retention, manifest_retention) = bucky_agent::config::RetentionSection {
+                last: args.keep,
+                manifests: args.keep_manifests,
+                daily: args.keep_daily,
+                weekly: args.keep_weekly,
+                monthly: args.keep_monthly,
+            }
+            .policies();
+            let clock = match &args.now {
+                Some(text) => bucky_shared::layout::parse_date(text)?,
+                None => now(),
+            };
             let options = BackupOptions {
-                keep_versions: args.keep,
+                retention,
+                manifest_retention,
                 purge_after_days: args.purge_after_days,
                 gzip_level: args.gzip_level,
                 workers: args.workers,
@@ -257,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 allow_shrink: args.allow_shrink,
                 ..BackupOptions::new(&node)
             };
-            let report = backup::backup(&bucket, &args.whisper_root, &options, now()).await?;
+            let report = backup::backup(&bucket, &args.whisper_root, &options, clock).await?;
             let clean = report.failed.is_empty()
                 && report.not_carbon.count == 0
                 && report.links_skipped.count == 0;

@@ -21,6 +21,7 @@ use crate::sources::Sources;
 use crate::tree::Selection;
 use crate::wire;
 use bucky_shared::bucket::{Bucket, StoreOptions};
+use bucky_shared::layout::Retention;
 
 /// How often a running job's progress is streamed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -45,6 +46,8 @@ pub struct AgentConfig {
     /// Largest share of the metrics the last backup saw that may go missing before a backup
     /// is refused (see [`crate::backup::BackupOptions::max_missing_share`]).
     pub max_missing_share: f64,
+    /// Retention of versions and of manifests.
+    pub retention: (Retention, Retention),
     /// Mode of restored files before the umask, as carbon creates them (0o666).
     pub file_mode: u32,
     /// Bucket URL templates a Restore may read from (`{host}` for any host name).
@@ -63,6 +66,7 @@ impl AgentConfig {
             lock_timeout: Duration::from_secs(10),
             backup_idle_io: true,
             max_missing_share: 0.5,
+            retention: (Retention::default(), Retention::last(60)),
             file_mode: crate::install::DEFAULT_FILE_MODE,
             restore_sources: Sources::for_bucket(bucket, node),
         }
@@ -362,6 +366,8 @@ impl pb::agent_server::Agent for AgentService {
             verify_all: req.verify_all,
             allow_shrink: req.allow_shrink,
             max_missing_share: self.config.max_missing_share,
+            retention: self.config.retention.0,
+            manifest_retention: self.config.retention.1,
             selection,
             lock_timeout: self.config.lock_timeout,
             idle_io: self.config.backup_idle_io,

@@ -15,10 +15,12 @@
 
 pub mod manifest;
 pub mod owner;
+pub mod retention;
 mod timestamp;
 
 pub use manifest::{Manifest, ManifestEntry, RunStats, Summary};
 pub use owner::OwnerMarker;
+pub use retention::Retention;
 pub use timestamp::{Version, parse_date};
 
 /// The directory under the prefix that holds bucky's own objects.

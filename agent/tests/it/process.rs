@@ -216,3 +216,96 @@ fn check_config_and_a_quiet_backup() {
         "{out:?}"
     );
 }
+
+/// A year of daily runs, each with its own injected clock and a changed file: retention by age
+/// keeps exactly the versions and manifests its classes name; a dry run of a tighter policy lists
+/// what it would delete and deletes nothing.
+#[test]
+fn a_year_of_daily_backups_keeps_exactly_what_the_age_classes_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    let bucket = tmp.path().join("bucket");
+    let url = format!("file://{}", bucket.display());
+    let first = bucky_shared::layout::parse_date("2026-01-01T02:00:00Z").unwrap();
+    let policy = [
+        "--keep",
+        "7",
+        "--keep-daily",
+        "30",
+        "--keep-weekly",
+        "8",
+        "--keep-monthly",
+        "12",
+        "--keep-manifests",
+        "10",
+    ];
+    for day in 0..365 {
+        crate::support::write_metric(&root, "app.daily", day as f64, 0);
+        let now = bucky_shared::layout::Version(first.0 + day * 86_400).to_string();
+        let mut args = vec![
+            "backup",
+            "--bucket",
+            &url,
+            "--whisper-root",
+            root.to_str().unwrap(),
+            "--node",
+            "g1",
+            "--now",
+            &now,
+        ];
+        args.extend(policy);
+        let out = agent(&args);
+        assert!(
+            out.status.success(),
+            "day {day}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dates = |dir: &std::path::Path, suffix: &str| -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(suffix)
+                    .map(|stamp| stamp[..10].to_string())
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let mut want: Vec<String> = (2..=31).map(|d| format!("2026-12-{d:02}")).collect();
+    want.extend(["2026-11-15", "2026-11-22", "2026-11-29"].map(String::from));
+    want.extend(
+        [
+            "01-31", "02-28", "03-31", "04-30", "05-31", "06-30", "07-31", "08-31", "09-30",
+            "10-31", "11-30",
+        ]
+        .map(|md| format!("2026-{md}")),
+    );
+    want.sort();
+    assert_eq!(dates(&bucket.join("app.daily"), ".wsp.gz"), want);
+    assert_eq!(dates(&bucket.join("app.daily"), ".sha1"), want);
+    assert_eq!(dates(&bucket.join(".bucky/manifests"), ".json.gz"), want);
+
+    let out = agent(&[
+        "backup",
+        "--bucket",
+        &url,
+        "--whisper-root",
+        root.to_str().unwrap(),
+        "--node",
+        "g1",
+        "--dry-run",
+        "--keep",
+        "7",
+    ]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    let expire = said
+        .lines()
+        .find(|l| l.starts_with("expire app.daily "))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(expire.split(' ').count() - 2, 44 - 7, "{expire}");
+    assert!(expire.contains("2026-01-31T02:00:00+00:00"), "{expire}");
+    assert_eq!(dates(&bucket.join("app.daily"), ".wsp.gz").len(), 44);
+}
