@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bucky_shared::layout::manifest::{Reader, Record, Writer};
+use bucky_shared::layout::verification::CorruptVersion;
 use bucky_shared::layout::{Manifest, ManifestEntry, Retention, RunStats, Version};
 use bucky_shared::whisper::{LockMode, lock_file};
 use bytes::Bytes;
@@ -128,6 +129,8 @@ pub struct BackupReport {
     pub bytes_uploaded: u64,
     /// Objects deleted (retention and purge).
     pub objects_deleted: u64,
+    /// Corrupt versions (found by verify) replaced by a sound upload of the file and deleted.
+    pub corrupt_replaced: u64,
     /// Metrics whose backups were purged.
     pub purged: Sample<String, NAMED_FAILURES>,
     /// Metrics missing from disk but still kept.
@@ -233,14 +236,20 @@ enum Outcome {
 }
 
 /// How a metric counts in the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Count {
     /// As recorded, or outside the selection.
     Kept,
     /// Read: content unchanged.
     Unchanged { read: u64 },
     /// Uploaded (or, with `noop`, would be).
-    Uploaded { new: bool, read: u64, uploaded: u64 },
+    Uploaded {
+        new: bool,
+        read: u64,
+        uploaded: u64,
+        /// Corrupt versions this sound upload replaces (deleted after the commit).
+        replaced: Vec<Version>,
+    },
     /// Missing from disk: `newly` since the previous run.
     Missing { newly: bool },
     /// Purged.
@@ -329,6 +338,15 @@ async fn run(
         resumed = checkpoint.metrics;
     }
     let present = present_before(previous.clone(), &options.selection).await;
+    // Versions verification found corrupt are uploaded again; without the records, the run is
+    // as it would be without verification.
+    let trust = match manifests::trust(bucket).await {
+        Ok((trust, _)) => trust,
+        Err(e) => {
+            warn!(error = %e, "verification records unreadable; corrupt versions are not replaced this run");
+            bucky_shared::layout::Trust::default()
+        }
+    };
     let previous_size = previous.as_ref().map_or(0, |p| p.bytes.len());
     let rules = plan::Rules {
         run,
@@ -337,6 +355,7 @@ async fn run(
         verify_all: options.verify_all,
         purge_only: options.purge_only,
         selection: options.selection.clone(),
+        trust: Arc::new(trust),
     };
     options.progress.total.store(present, Ordering::Relaxed);
     let mut segments = 0;
@@ -407,6 +426,7 @@ async fn run(
         // completes behind a slow one, so one locked file does not stall the run.
         .buffered(options.workers.max(1) * 64);
     let mut redo: Vec<String> = Vec::new();
+    let mut resolved: Vec<CorruptVersion> = Vec::new();
     let (mut newly_missing, mut deleted_versions) = (0u64, 0u64);
     let mut stalled = None;
     while let Some(outcome) = outcomes.next().await {
@@ -447,6 +467,9 @@ async fn run(
                 previous.map(|p| Record::Entry(p, Vec::new()))
             }
             Outcome::Done { record, count } => {
+                if !matches!(count, Count::Missing { .. } | Count::Purged { .. }) {
+                    options.progress.done.fetch_add(1, Ordering::Relaxed);
+                }
                 match count {
                     Count::Kept => report.unchanged += 1,
                     Count::Unchanged { read } => {
@@ -458,7 +481,15 @@ async fn run(
                         new,
                         read,
                         uploaded,
+                        replaced,
                     } => {
+                        if let Some(Record::Entry(entry, _)) = &record {
+                            resolved.extend(replaced.into_iter().map(|version| CorruptVersion {
+                                metric: entry.name.clone(),
+                                version,
+                                reason: format!("replaced by {run}"),
+                            }));
+                        }
                         *(if new {
                             &mut report.new
                         } else {
@@ -472,9 +503,6 @@ async fn run(
                         newly_missing += u64::from(newly);
                     }
                     Count::Purged { newly } => newly_missing += u64::from(newly),
-                }
-                if !matches!(count, Count::Missing { .. } | Count::Purged { .. }) {
-                    options.progress.done.fetch_add(1, Ordering::Relaxed);
                 }
                 record
             }
@@ -591,7 +619,41 @@ async fn run(
         Err(e) => warn!(error = %e, "could not list the checkpoint to remove it"),
     }
     prune_manifests(bucket, &options.manifest_retention).await;
+    if !resolved.is_empty() {
+        report.corrupt_replaced = resolved.len() as u64;
+        record_replaced(bucket, &options.node, run, resolved).await;
+    }
     Ok(report)
+}
+
+/// Records that the corrupt versions this run replaced with sound uploads (and deleted) are
+/// corrupt no more: a verify record naming them alone, after the commit.
+async fn record_replaced(bucket: &Bucket, node: &str, run: Version, resolved: Vec<CorruptVersion>) {
+    use bucky_shared::layout::VerifyRecord;
+    use bucky_shared::layout::verification::FORMAT;
+    let newest = manifests::trust(bucket)
+        .await
+        .ok()
+        .and_then(|(t, _)| t.newest());
+    let at = Version(run.0.max(newest.map_or(i64::MIN, |n| n.0 + 1)));
+    let record = VerifyRecord {
+        format: FORMAT,
+        node: node.to_string(),
+        started: at,
+        finished: at,
+        parts: Vec::new(),
+        checked: 0,
+        ok: 0,
+        unread: 0,
+        corrupt: Vec::new(),
+        resolved,
+    };
+    if let Err(e) = bucket
+        .put(&bucket.layout().verify_key(at), record.encode())
+        .await
+    {
+        warn!(error = %e, "the replaced corrupt versions were not recorded; verify finds them gone");
+    }
 }
 
 /// Keys deleted in one request batch.
@@ -711,10 +773,15 @@ async fn execute(
             Record::Purged(entry.name, entry.versions),
             Count::Purged { newly },
         ),
-        Decision::Read { file, previous } => {
+        Decision::Read {
+            file,
+            previous,
+            replace,
+        } => {
             let _permit = readers.acquire().await.expect("the semaphore stays open");
             let name = file.name.clone();
-            match read_and_upload(bucket, root, file, previous.clone(), options, run).await {
+            match read_and_upload(bucket, root, file, previous.clone(), replace, options, run).await
+            {
                 Ok(outcome) => outcome,
                 Err(error) => Outcome::Failed {
                     previous,
@@ -821,19 +888,24 @@ fn remove_leftovers(paths: &[std::path::PathBuf]) -> u64 {
     removed
 }
 
-/// Reads one file and uploads it when its content is not the stored version's.
+/// Reads one file and uploads it when its content is not the stored version's (or the stored
+/// version is corrupt: `replace` lists the corrupt versions, deleted once this one is stored).
 async fn read_and_upload(
     bucket: &Bucket,
     root: &Path,
     file: TreeFile,
     previous: Option<ManifestEntry>,
+    replace: Vec<Version>,
     options: &BackupOptions,
     run: Version,
 ) -> Result<Outcome, String> {
     let path = bucky_shared::metric::path_of(root, &file.name).map_err(|e| e.to_string())?;
     let (timeout, level) = (options.lock_timeout, options.gzip_level);
     let idle_io = options.idle_io;
-    let previous_sha1 = previous.as_ref().map(|p| p.sha1.clone());
+    let previous_sha1 = match replace.is_empty() {
+        true => previous.as_ref().map(|p| p.sha1.clone()),
+        false => None,
+    };
     let read = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let (raw, mtime_ns) = {
             let _idle = IdleIo::enter(idle_io);
@@ -885,7 +957,9 @@ async fn read_and_upload(
     }
     let mut versions = previous.map(|p| p.versions).unwrap_or_default();
     versions.push(run);
-    let expired = options.retention.expire(&mut versions);
+    versions.retain(|v| !replace.contains(v));
+    let mut expired = options.retention.expire(&mut versions);
+    expired.extend(&replace);
     let entry = ManifestEntry {
         name: file.name,
         versions,
@@ -901,6 +975,7 @@ async fn read_and_upload(
             new,
             read: size,
             uploaded: stored_size,
+            replaced: replace,
         },
     })
 }
@@ -948,7 +1023,11 @@ async fn write_segment(
 
 /// An entry that stands, with the versions the retention policy no longer keeps taken out (a
 /// policy changed since, or versions aged out of a class): they are deleted after the commit.
+/// A purge-only run leaves retention alone (it does not know the policy backups run with).
 fn expire(mut entry: ManifestEntry, options: &BackupOptions) -> Record {
+    if options.purge_only {
+        return Record::Entry(entry, Vec::new());
+    }
     let expired = options.retention.expire(&mut entry.versions);
     Record::Entry(entry, expired)
 }

@@ -28,6 +28,7 @@ pub mod signal;
 pub mod sources;
 pub mod throttle;
 pub mod tree;
+pub mod verify;
 mod wire;
 
 pub use bucky_proto::auth;

@@ -33,6 +33,9 @@ enum Command {
     List(ListArgs),
     /// Record metrics missing from disk and purge those missing for too long.
     Purge(PurgeArgs),
+    /// Read back a share of the bucket (download, gunzip, SHA-1, whisper header) and record
+    /// what was found; exits 1 when a corrupt version is found.
+    Verify(VerifyArgs),
     /// Serve the Agent gRPC API to the coordinator and the bucky command.
     Serve(ServeArgs),
     /// Completions and man pages.
@@ -206,6 +209,45 @@ struct ListArgs {
 }
 
 #[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    bucket: BucketArgs,
+    /// This node's name, written into the record (default: the host name).
+    #[arg(long, env = "BUCKY_NODE")]
+    node: Option<String>,
+    /// Every stored version (default: the daily slice, 1/window of the bucket).
+    #[arg(long, conflicts_with = "share")]
+    all: bool,
+    /// This share of the bucket, verified longest ago first: 0.1 or 10%.
+    #[arg(long, value_parser = parse_share)]
+    share: Option<f64>,
+    /// Days within which every version should be verified.
+    #[arg(long, default_value_t = 30)]
+    window_days: u32,
+    /// Versions downloaded at once.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+}
+
+/// `0.1` or `10%`, in (0, 1].
+fn parse_share(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let share = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{text}' is not a share: write 0.1 or 10%"))?
+        / scale;
+    if share > 0.0 && share <= 1.0 {
+        Ok(share)
+    } else {
+        Err(format!("share '{text}' is not within (0, 100%]"))
+    }
+}
+
+#[derive(Args)]
 struct PurgeArgs {
     #[command(flatten)]
     bucket: BucketArgs,
@@ -295,6 +337,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 // Cron mails whatever a job prints: a run that went well prints nothing.
             } else {
                 print_planned(&report.planned);
+                if report.corrupt_replaced > 0 {
+                    println!(
+                        "{} corrupt versions (found by verify) replaced by sound uploads",
+                        report.corrupt_replaced
+                    );
+                }
                 println!(
                     "{}backup of {} into {}: {} new, {} changed, {} unchanged ({} of them read), {} failed, {} missing, {} purged; {} bytes read, {} uploaded, {} objects deleted",
                     if args.noop { "noop " } else { "" },
@@ -363,6 +411,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     report.bytes_downloaded
                 );
                 print_failures(&report.failed);
+                for line in report.corrupt_passed.first() {
+                    println!("corrupt version passed over: {line}");
+                }
             }
             Ok(report.failed.is_empty())
         }
@@ -456,6 +507,44 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             )
             .await?;
             Ok(true)
+        }
+        Command::Verify(args) => {
+            use bucky_agent::verify::{self, Share, VerifyOptions};
+            let bucket = args.bucket.open()?;
+            let node = args.node.map_or_else(hostname, Ok)?;
+            let share = match (args.all, args.share) {
+                (true, _) => Share::All,
+                (false, Some(share)) => Share::Fraction(share),
+                (false, None) => Share::daily(args.window_days),
+            };
+            let options = VerifyOptions {
+                workers: args.workers,
+                ..VerifyOptions::new(&node, share)
+            };
+            let report = verify::verify(&bucket, &options, now(), args.window_days).await?;
+            if args.bucket.json {
+                print_json(&report)?;
+            } else {
+                for c in report.corrupt.first() {
+                    println!("corrupt: {} {}: {}", c.metric, c.version, c.reason);
+                }
+                for f in report.unread.first() {
+                    eprintln!("unread: {}: {}", f.metric, f.error);
+                }
+                println!(
+                    "verify of {}: {} versions read in {} parts, {} ok, {} corrupt, {} unread; {} corrupt known, {} of 1000 parts not verified in {} days",
+                    bucket.url(),
+                    report.checked,
+                    report.parts,
+                    report.ok,
+                    report.corrupt.len(),
+                    report.unread.len(),
+                    report.corrupt_known,
+                    report.parts_due,
+                    args.window_days
+                );
+            }
+            Ok(report.corrupt.is_empty() && report.unread.is_empty())
         }
         Command::Purge(args) => {
             let bucket = args.bucket.open()?;

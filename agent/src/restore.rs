@@ -85,6 +85,9 @@ pub struct RestoreReport {
     /// Metrics that could not be restored (corrupt object, checksum mismatch, bad name, a key
     /// that is not a valid object path...).
     pub failed: Failures,
+    /// Metrics whose newest version verification found corrupt, restored from an older good
+    /// one: `metric: corrupt -> used`.
+    pub corrupt_passed: crate::failures::Sample<String, { crate::failures::NAMED_FAILURES }>,
 }
 
 /// The versions a bucket holds: metric → version → what is stored for it.
@@ -179,6 +182,16 @@ pub async fn restore(
     let committed =
         manifests::latest_stored(bucket, options.before.map(|before| Version(before.0 - 1)))
             .await?;
+    // Verification's findings steer away from corrupt versions; unreadable records leave the
+    // restore as it would be without them.
+    let trust = match manifests::trust(bucket).await {
+        Ok((trust, _)) => trust,
+        Err(e) => {
+            warn!(bucket = bucket.url(), error = %e, "verification records unreadable; restoring without them");
+            bucky_shared::layout::Trust::default()
+        }
+    };
+    let passed = std::sync::Arc::new(std::sync::Mutex::new(crate::failures::Sample::default()));
     let (chosen, counted): (
         std::pin::Pin<Box<dyn futures::Stream<Item = Chosen> + Send>>,
         _,
@@ -186,7 +199,9 @@ pub async fn restore(
         Some(stored) => {
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
             let (selection, before) = (options.selection.clone(), options.before);
+            let passed_in = passed.clone();
             let feeder = tokio::task::spawn_blocking(move || {
+                let passed = passed_in;
                 let mut no_version = 0;
                 for record in stored.reader() {
                     let Ok(Record::Entry(entry, _)) = record else {
@@ -195,8 +210,26 @@ pub async fn restore(
                     if !selection.matches(&entry.name) {
                         continue;
                     }
-                    let newest = entry.versions.iter().rev();
-                    match newest.copied().find(|v| before.is_none_or(|b| *v < b)) {
+                    let dated: Vec<Version> = entry
+                        .versions
+                        .iter()
+                        .rev()
+                        .copied()
+                        .filter(|v| before.is_none_or(|b| *v < b))
+                        .collect();
+                    let good = dated
+                        .iter()
+                        .copied()
+                        .find(|v| trust.corrupt_reason(&entry.name, *v).is_none());
+                    if let (Some(first), Some(good)) = (dated.first(), good)
+                        && *first != good
+                    {
+                        passed
+                            .lock()
+                            .expect("never poisoned")
+                            .push(format!("{}: {first} -> {good}", entry.name));
+                    }
+                    match good.or(dated.first().copied()) {
                         Some(version) => {
                             let stored = Stored {
                                 data: Some(Encoding::Gzip),
@@ -253,6 +286,14 @@ pub async fn restore(
     drop(results);
     if let Some(feeder) = counted {
         report.no_version += feeder.await.expect("reading a manifest does not panic");
+    }
+    report.corrupt_passed = std::mem::take(&mut *passed.lock().expect("never poisoned"));
+    for line in report.corrupt_passed.first() {
+        warn!(
+            bucket = bucket.url(),
+            passed = line,
+            "newest version is corrupt; restored an older one"
+        );
     }
     sync_new_dirs(root, new_dirs, &mut report).await;
     info!(
@@ -661,14 +702,34 @@ async fn apply_stored(
         .await
         .map_err(|e| format!("{e:#}"))?
         .ok_or_else(|| format!("{} has no object {key}", bucket.url()))?;
-    let downloaded = object.len() as u64;
-    let expected = sha1.to_ascii_lowercase();
+    let mut downloaded = object.len() as u64;
+    // An older version than the manifest's newest (the newest was found corrupt) comes without
+    // its SHA-1 in the plan: its .sha1 object has it.
+    let (expected, what) = match sha1.is_empty() {
+        false => (sha1.to_ascii_lowercase(), "the plan's"),
+        true => {
+            let sha1_key = format!(
+                "{}.sha1",
+                key.trim_end_matches(".wsp.gz").trim_end_matches(".wsp.sz")
+            );
+            let stored = bucket
+                .get(&sha1_key)
+                .await
+                .map_err(|e| format!("{e:#}"))?
+                .ok_or_else(|| format!("{} has no object {sha1_key}", bucket.url()))?;
+            downloaded += stored.len() as u64;
+            (
+                String::from_utf8_lossy(&stored).trim().to_ascii_lowercase(),
+                "its .sha1",
+            )
+        }
+    };
     verify_and_install(
         object,
         encoding,
         key.to_string(),
         expected,
-        "the plan's",
+        what,
         path,
         options,
     )

@@ -19,6 +19,7 @@ use crate::peers::{self, Peers};
 use crate::restore::{self, PlanEntry, PlanItem, RestoreOptions};
 use crate::sources::Sources;
 use crate::tree::Selection;
+use crate::verify::{self, Share, VerifyOptions};
 use crate::wire;
 use bucky_shared::bucket::{Bucket, StoreOptions};
 use bucky_shared::layout::Retention;
@@ -204,6 +205,7 @@ impl AgentService {
 #[tonic::async_trait]
 impl pb::agent_server::Agent for AgentService {
     type BackupStream = BoxStream<pb::BackupResponse>;
+    type VerifyStream = BoxStream<pb::VerifyResponse>;
     type RestoreStream = BoxStream<pb::RestoreResponse>;
     type ListMetricsStream = BoxStream<pb::ListMetricsResponse>;
     type ReadMetricStream = BoxStream<pb::ReadMetricResponse>;
@@ -385,6 +387,46 @@ impl pb::agent_server::Agent for AgentService {
             progress,
             job,
             |done, total, result| pb::BackupResponse {
+                done,
+                total,
+                result,
+            },
+        )))
+    }
+
+    #[instrument(skip_all)]
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<Self::VerifyStream>, Status> {
+        let req = req.into_inner();
+        let share = match req.all {
+            true => Share::All,
+            false if req.share > 0.0 && req.share <= 1.0 => Share::Fraction(req.share),
+            false => {
+                return Err(Status::invalid_argument(format!(
+                    "share {} is not a fraction in (0, 1]",
+                    req.share
+                )));
+            }
+        };
+        let progress = self.start_job("verify")?;
+        let options = VerifyOptions {
+            progress: progress.clone(),
+            ..VerifyOptions::new(&self.config.node, share)
+        };
+        let bucket = self.bucket.clone();
+        let window = req.window_days.max(1);
+        let job = async move {
+            verify::verify(&bucket, &options, Version(now()), window)
+                .await
+                .map(|report| wire::verify_result(&report))
+                .map_err(|e| Status::failed_precondition(e.to_string()))
+        };
+        Ok(Response::new(self.stream_job(
+            progress,
+            job,
+            |done, total, result| pb::VerifyResponse {
                 done,
                 total,
                 result,

@@ -30,6 +30,7 @@ pub(crate) fn backup_result(report: &BackupReport) -> pb::BackupResult {
         bytes_uploaded: report.bytes_uploaded,
         missing: report.missing,
         purged: report.purged.len(),
+        corrupt_replaced: report.corrupt_replaced,
     }
 }
 
@@ -44,7 +45,7 @@ pub(crate) fn restore_result(report: &RestoreReport) -> pb::RestoreResult {
 }
 
 /// One entry of a plan: it must name a metric and either a peer agent, or a bucket, a key and a
-/// SHA-1.
+/// SHA-1 (empty: the version's `.sha1` object is read).
 pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, String)> {
     if !e.source_agent.is_empty() && !e.metric.is_empty() {
         return Ok(PlanEntry {
@@ -58,12 +59,12 @@ pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, Stri
     if e.metric.is_empty()
         || e.source_bucket.is_empty()
         || e.object_key.is_empty()
-        || e.sha1.len() != 40
+        || !(e.sha1.is_empty() || e.sha1.len() == 40)
     {
         return Err((
             e.metric,
             "a restore entry needs a metric and a source_agent, or a metric, a source_bucket, an \
-             object_key and a 40-character sha1"
+             object_key and a 40-character sha1 (empty: the version's .sha1 object)"
                 .into(),
         ));
     }
@@ -75,4 +76,29 @@ pub(crate) fn plan_entry(e: pb::RestoreEntry) -> Result<PlanEntry, (String, Stri
             sha1: e.sha1,
         },
     })
+}
+
+pub(crate) fn verify_result(report: &crate::verify::VerifyReport) -> pb::VerifyResult {
+    pb::VerifyResult {
+        run: report.run.map_or(0, |v| v.0),
+        parts: report.parts,
+        checked: report.checked,
+        ok: report.ok,
+        corrupt_count: report.corrupt.len(),
+        corrupt: report
+            .corrupt
+            .first()
+            .iter()
+            .map(|c| pb::CorruptVersion {
+                metric: c.metric.clone(),
+                version: c.version.0,
+                reason: c.reason.clone(),
+            })
+            .collect(),
+        unread_count: report.unread.len(),
+        unread: failures(&report.unread),
+        bytes: report.bytes,
+        corrupt_known: report.corrupt_known,
+        parts_due: report.parts_due,
+    }
 }

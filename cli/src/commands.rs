@@ -14,4 +14,5 @@ pub mod restore;
 pub mod ring;
 pub mod ring_args;
 pub mod status;
+pub mod verify;
 pub mod whisper;

@@ -39,6 +39,8 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Nagios check of the last backups (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Check(commands::check::CheckArgs),
+    /// Read back a share of each bucket (gunzip, SHA-1, whisper header) and record the result.
+    Verify(commands::verify::VerifyArgs),
     /// The stored versions of a metric in every bucket.
     List(commands::list::ListArgs),
     /// Metrics each node holds that the ring places elsewhere, and lacks that it places there.
@@ -79,6 +81,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<u8> {
         Command::Status(args) => commands::status::run(args, out),
         Command::Check(args) => commands::check::run(args, out).map(commands::check::State::code),
         Command::List(args) => done(commands::list::run(args, out)),
+        Command::Verify(args) => commands::verify::run(args, out),
         Command::Inconsistent(args) => commands::inconsistent::run(args, out),
         Command::Rebalance(args) => commands::rebalance::run(args, out),
         Command::Heal(args) => commands::rebalance::heal(args, out),

@@ -194,6 +194,12 @@ pub trait AgentApi: Send + Sync {
         metric: &str,
         sha1: &str,
     ) -> impl Future<Output = Result<(), AgentError>> + Send;
+    /// `Verify`, reporting versions done as it streams, returning the result.
+    fn verify(
+        &self,
+        request: pb::VerifyRequest,
+        progress: impl FnMut(u64) + Send,
+    ) -> impl Future<Output = Result<pb::VerifyResult, AgentError>> + Send;
     /// `Restore` of a plan; `header` (total, job, pace; its entries ignored) goes with the
     /// first batch.
     fn restore(
@@ -313,6 +319,27 @@ impl AgentApi for GrpcAgent {
             }
         }
         Err(self.ended("backup"))
+    }
+
+    async fn verify(
+        &self,
+        request: pb::VerifyRequest,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<pb::VerifyResult, AgentError> {
+        let mut stream = self
+            .client()
+            .verify(self.request(request))
+            .await
+            .map_err(|e| self.error(e))?
+            .into_inner();
+        while let Some(update) = stream.next().await {
+            let update = update.map_err(|e| self.error(e))?;
+            progress(update.done);
+            if let Some(result) = update.result {
+                return Ok(result);
+            }
+        }
+        Err(self.ended("verify"))
     }
 
     async fn confirm(

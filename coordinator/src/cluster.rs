@@ -15,8 +15,8 @@ use crate::agents::{AgentApi, AgentError};
 use crate::config::{Cluster, Host};
 use crate::plan::{self, PlanSummary, Source};
 pub use crate::plan::{Action, Planned, Step};
-use bucky_shared::layout::Layout;
 use bucky_shared::layout::manifest::Record;
+use bucky_shared::layout::{Layout, Trust};
 use bucky_shared::ring::Ring;
 use bucky_shared::selection::Selection;
 use std::sync::Arc;
@@ -84,6 +84,48 @@ pub struct NodeStatus {
     pub last_backup: Result<Option<LastBackup>, String>,
     /// The host named in the bucket's owner marker, if it has one.
     pub bucket_owner: Option<String>,
+    /// What the bucket's verification records say, or why they could not be read.
+    pub verification: Result<Verification, String>,
+}
+
+/// A bucket's verification records, summed up for `status` and `check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Corrupt versions known.
+    pub corrupt: u64,
+    /// The first few, `metric version: reason`.
+    pub corrupt_sample: Vec<String>,
+    /// Parts (of 1000) not verified within the window.
+    pub parts_due: u64,
+    /// The newest verification.
+    pub newest: Option<Version>,
+    /// The bucket was taken over less than a window ago: nothing is overdue yet.
+    pub young: bool,
+}
+
+/// Corrupt versions named in `status`.
+const CORRUPT_SAMPLE: usize = 5;
+
+/// Reads `bucket`'s verification records against a window of `window_days` at `now`; `owned_since`
+/// is when its owner marker was written.
+async fn verification(
+    bucket: &Bucket,
+    window_days: u32,
+    owned_since: Option<Version>,
+) -> Result<Verification, String> {
+    let (trust, _) = manifests::trust(bucket).await.map_err(|e| e.to_string())?;
+    let since = Version(Version::now().0 - i64::from(window_days) * 86_400);
+    Ok(Verification {
+        corrupt: trust.corrupt_count() as u64,
+        corrupt_sample: trust
+            .corrupt()
+            .take(CORRUPT_SAMPLE)
+            .map(|(m, v, why)| format!("{m} {v}: {why}"))
+            .collect(),
+        parts_due: trust.parts_due(since) as u64,
+        newest: trust.newest(),
+        young: owned_since.is_none_or(|owned| owned > since),
+    })
 }
 
 /// The longest `status` waits for one host's bucket: a Nagios check has to answer in time, and
@@ -134,18 +176,28 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
                 false,
             ),
         };
-        let bucket_owner = match &bucket {
+        let marker = match &bucket {
             Ok(bucket) if answered => {
                 let key = bucket.layout().owner_key();
                 match tokio::time::timeout(deadline, bucket.get(&key)).await {
-                    Ok(Ok(Some(bytes))) => bucky_shared::layout::OwnerMarker::decode(&bytes)
-                        .ok()
-                        .map(|m| m.node),
+                    Ok(Ok(Some(bytes))) => bucky_shared::layout::OwnerMarker::decode(&bytes).ok(),
                     _ => None,
                 }
             }
             _ => None,
         };
+        let verification = match &bucket {
+            Ok(bucket) if answered => {
+                let window = cluster.config.verify.window_days;
+                let owned = marker.as_ref().map(|m| m.created);
+                tokio::time::timeout(deadline, verification(bucket, window, owned))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {deadline:?}")))
+            }
+            Ok(_) => Err("the bucket did not answer".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let bucket_owner = marker.map(|m| m.node);
         let mut identity: Vec<String> = info
             .as_ref()
             .ok()
@@ -166,6 +218,7 @@ pub async fn status<A: AgentApi>(cluster: &Cluster, agents: &[A]) -> Vec<NodeSta
             bucket: host.bucket.clone(),
             last_backup,
             bucket_owner,
+            verification,
         }
     }))
     .await
@@ -377,6 +430,7 @@ struct StoredSource {
     url: String,
     layout: Layout,
     manifest: manifests::Stored,
+    trust: Arc<Trust>,
 }
 
 impl HostPlan {
@@ -403,6 +457,7 @@ impl HostPlan {
                 host: s.host.clone(),
                 url: s.url.clone(),
                 layout: s.layout.clone(),
+                trust: s.trust.clone(),
                 entries: s.manifest.reader().filter_map(|r| match r {
                     Ok(Record::Entry(entry, _)) => Some(entry),
                     _ => None,
@@ -442,7 +497,17 @@ pub async fn plan_host<A: AgentApi>(
     for host in &cluster.hosts {
         let bucket = Bucket::open(&host.bucket, &cluster.config.storage)?;
         if let Some(manifest) = manifests::latest_stored(&bucket, request.at).await? {
+            // What verification found steers the plan away from corrupt versions; records
+            // that cannot be read leave it as it would be without them.
+            let trust = match manifests::trust(&bucket).await {
+                Ok((trust, _)) => trust,
+                Err(e) => {
+                    tracing::warn!(bucket = host.bucket, error = %e, "verification records unreadable; planning without them");
+                    Trust::default()
+                }
+            };
             sources.push(StoredSource {
+                trust: Arc::new(trust),
                 host: host.name.clone(),
                 url: host.bucket.clone(),
                 layout: bucket.layout().clone(),
@@ -588,4 +653,50 @@ pub async fn list_versions(
         }
     }
     Ok(out)
+}
+
+/// One node's verification.
+#[derive(Debug, Clone)]
+pub struct NodeVerify {
+    /// Ring host name.
+    pub host: String,
+    /// What its agent found, or why it failed.
+    pub result: Result<pb::VerifyResult, String>,
+}
+
+/// Has every host (or `only`) verify `request`'s share of its bucket, `concurrency` at a time;
+/// `progress(host, done)` as agents report.
+///
+/// # Errors
+/// [`Error::UnknownHost`] when `only` is not a ring host.
+pub async fn verify<A: AgentApi>(
+    agents: &[A],
+    only: Option<&str>,
+    request: pb::VerifyRequest,
+    concurrency: usize,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<Vec<NodeVerify>, Error> {
+    if let Some(host) = only
+        && !agents.iter().any(|a| a.host() == host)
+    {
+        return Err(Error::UnknownHost(host.to_string()));
+    }
+    type Job<'a> = Pin<Box<dyn Future<Output = NodeVerify> + Send + 'a>>;
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    for agent in agents.iter().filter(|a| only.is_none_or(|h| a.host() == h)) {
+        jobs.push(Box::pin(async move {
+            let host = agent.host().to_string();
+            let result = agent
+                .verify(request, |done| progress(&host, done))
+                .await
+                .map_err(|e| e.to_string());
+            NodeVerify { host, result }
+        }));
+    }
+    let mut results: Vec<NodeVerify> = stream::iter(jobs)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.host.cmp(&b.host));
+    Ok(results)
 }

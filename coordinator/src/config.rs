@@ -73,6 +73,35 @@ pub struct CoordinatorConfig {
     /// The pace of rebalance and heal into each node.
     #[serde(default)]
     pub moves: MovesSection,
+    /// `[schedule]`: the coordinator backs the nodes up itself (absent: an external timer runs
+    /// `bucky backup`).
+    #[serde(default)]
+    pub schedule: Option<crate::schedule::ScheduleSection>,
+    /// `[verify]`: how fresh verification should be.
+    #[serde(default)]
+    pub verify: VerifySection,
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// Days within which every stored version should have been verified; `check` warns past
+    /// it, and the scheduled slice verifies `1/window_days` of each bucket. Default 30.
+    #[serde(default = "default_window_days")]
+    pub window_days: u32,
+}
+
+impl Default for VerifySection {
+    fn default() -> Self {
+        VerifySection {
+            window_days: default_window_days(),
+        }
+    }
+}
+
+fn default_window_days() -> u32 {
+    30
 }
 
 /// `[moves]`: how fast a rebalance or heal writes into each node. The defaults leave a busy
@@ -134,6 +163,8 @@ pub struct Cluster {
     pub hosts: Vec<Host>,
     /// Nodes outside the ring (`[sources]`), by name; their `bucket` is empty.
     pub sources: Vec<Host>,
+    /// The backup schedule, when `[schedule]` is configured.
+    pub schedule: Option<crate::schedule::Schedule>,
     /// The file as parsed (listen address, token file, storage options...).
     pub config: CoordinatorConfig,
 }
@@ -239,10 +270,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Cluster, Error> {
             bucket: String::new(),
         });
     }
+    let schedule = match &config.schedule {
+        Some(section) => Some(section.validate().map_err(err)?),
+        None => None,
+    };
+    if config.verify.window_days == 0 {
+        return Err(err("[verify] window_days: must be at least 1".into()));
+    }
     Ok(Cluster {
         ring,
         hosts: resolved,
         sources,
+        schedule,
         config,
     })
 }

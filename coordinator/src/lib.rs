@@ -15,6 +15,7 @@ pub mod consistency;
 pub mod metrics;
 pub mod plan;
 pub mod rebalance;
+pub mod schedule;
 pub mod server;
 pub mod service;
 

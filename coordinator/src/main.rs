@@ -107,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 });
             }
+            service.start_schedule();
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

@@ -314,6 +314,7 @@ mod tests {
                     }),
                 })),
                 bucket_owner: Some("graphite-01".into()),
+                verification: Err("not read".into()),
             },
             NodeStatus {
                 host: "graphite.02".into(),
@@ -327,6 +328,7 @@ mod tests {
                 bucket: "file:///b/graphite-02".into(),
                 last_backup: Ok(None),
                 bucket_owner: None,
+                verification: Err("not read".into()),
             },
         ]
     }

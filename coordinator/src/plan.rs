@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use bucky_shared::layout::{Layout, ManifestEntry, Version};
+use bucky_shared::layout::{Layout, ManifestEntry, Trust, Version};
 use bucky_shared::ring::Ring;
 
 /// Names kept in a plan's summary; the count goes on.
@@ -27,6 +27,9 @@ pub struct Source<I> {
     pub layout: Layout,
     /// The newest manifest's entries at or before the restore date, in name order.
     pub entries: I,
+    /// What verification found in the bucket: a corrupt version is passed over for the newest
+    /// good one.
+    pub trust: std::sync::Arc<Trust>,
 }
 
 /// How a step meets the file.
@@ -47,7 +50,8 @@ pub struct Step {
     pub bucket: String,
     /// Data object key.
     pub key: String,
-    /// SHA-1 of the raw file.
+    /// SHA-1 of the raw file (empty: read the version's `.sha1`; the manifest has only the
+    /// newest version's).
     pub sha1: String,
     /// The version.
     pub version: Version,
@@ -55,6 +59,35 @@ pub struct Step {
     pub bytes: u64,
     /// Write or fill.
     pub action: Action,
+    /// Whether the copy's newest version was found corrupt.
+    pub passed_over: Option<Passed>,
+}
+
+/// A copy whose newest version verification found corrupt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passed {
+    /// This corrupt version was passed over for the step's (older, not found corrupt).
+    For(Version),
+    /// Every version is corrupt; the step uses the newest.
+    NoGoodVersion,
+}
+
+/// The version of `entry` to restore: its newest unless verification found that corrupt, then
+/// the newest not found corrupt.
+fn usable(entry: &ManifestEntry, trust: &Trust) -> (Version, Option<Passed>) {
+    let newest = entry.latest();
+    if trust.corrupt_reason(&entry.name, newest).is_none() {
+        return (newest, None);
+    }
+    match entry
+        .versions
+        .iter()
+        .rev()
+        .find(|v| trust.corrupt_reason(&entry.name, **v).is_none())
+    {
+        Some(good) => (*good, Some(Passed::For(newest))),
+        None => (newest, Some(Passed::NoGoodVersion)),
+    }
 }
 
 /// What the planner says about one metric.
@@ -91,6 +124,12 @@ pub struct PlanSummary {
     pub not_owned: Vec<String>,
     /// Per source bucket URL: steps and bytes.
     pub sources: BTreeMap<String, SourceTotal>,
+    /// Copies whose newest version is corrupt, restored from an older good version...
+    pub corrupt_passed_count: u64,
+    /// ... the first [`NAMED`], `metric: bucket: corrupt -> used`.
+    pub corrupt_passed: Vec<String>,
+    /// Copies with no good version (planned from the newest; the agent refuses it if damaged).
+    pub corrupt_only_count: u64,
 }
 
 impl PlanSummary {
@@ -101,6 +140,19 @@ impl PlanSummary {
                 self.metrics += 1;
                 self.steps += steps.len() as u64;
                 for step in steps {
+                    match &step.passed_over {
+                        Some(Passed::For(corrupt)) => {
+                            self.corrupt_passed_count += 1;
+                            if self.corrupt_passed.len() < NAMED {
+                                self.corrupt_passed.push(format!(
+                                    "{}: {}: {corrupt} -> {}",
+                                    step.metric, step.bucket, step.version
+                                ));
+                            }
+                        }
+                        Some(Passed::NoGoodVersion) => self.corrupt_only_count += 1,
+                        None => {}
+                    }
                     let total = self.sources.entry(step.bucket.clone()).or_default();
                     total.steps += 1;
                     total.bytes += step.bytes;
@@ -171,26 +223,35 @@ pub fn plan_restore<I: Iterator<Item = ManifestEntry>>(
         }
         // Newest first; on a tie the target's own bucket, then bucket URL, for a stable plan.
         let source = |i: usize| &sources[i].0;
-        held.sort_by(|(a, ea), (b, eb)| {
-            eb.latest()
-                .cmp(&ea.latest())
+        let mut chosen: Vec<(usize, ManifestEntry, Version, Option<Passed>)> = held
+            .drain(..)
+            .map(|(i, entry)| {
+                let (version, passed) = usable(&entry, &source(i).trust);
+                (i, entry, version, passed)
+            })
+            .collect();
+        chosen.sort_by(|(a, _, va, _), (b, _, vb, _)| {
+            vb.cmp(va)
                 .then((source(*b).host == target).cmp(&(source(*a).host == target)))
                 .then(source(*a).url.cmp(&source(*b).url))
         });
-        let steps = held
-            .drain(..)
+        let steps = chosen
+            .into_iter()
             .enumerate()
-            .map(|(n, (i, entry))| {
+            .map(|(n, (i, entry, version, passed_over))| {
                 let view = source(i);
-                let version = entry.latest();
                 Step {
                     metric: metric.clone(),
                     bucket: view.url.clone(),
                     key: view.layout.data_key(&metric, version),
-                    sha1: entry.sha1,
+                    sha1: match version == entry.latest() {
+                        true => entry.sha1,
+                        false => String::new(),
+                    },
                     version,
                     bytes: entry.stored_size,
                     action: if n == 0 { Action::Write } else { Action::Fill },
+                    passed_over,
                 }
             })
             .collect();
@@ -236,6 +297,7 @@ mod tests {
             url: format!("file:///b/{host}"),
             layout: Layout::new(""),
             entries: entries.into_iter(),
+            trust: std::sync::Arc::default(),
         }
     }
 
@@ -387,5 +449,103 @@ mod tests {
         assert_eq!(plan.steps[0].bucket, "file:///b/b");
         let plan = plan_restore("b", &r, &views, |m| m.starts_with("nope"), false);
         assert!(plan.steps.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod corrupt_tests {
+    use bucky_shared::layout::VerifyRecord;
+    use bucky_shared::layout::verification::{CorruptVersion, FORMAT, PARTS};
+    use bucky_shared::ring::{Algorithm, Flavour, RingConfig};
+
+    use super::*;
+
+    fn entry(name: &str, versions: &[i64]) -> ManifestEntry {
+        ManifestEntry {
+            name: name.into(),
+            versions: versions.iter().map(|v| Version(*v)).collect(),
+            sha1: "f".repeat(40),
+            size: 10,
+            stored_size: 5,
+            mtime_ns: 0,
+            missing_since: None,
+        }
+    }
+
+    fn trust(corrupt: &[(&str, i64)]) -> Trust {
+        Trust::from_records(vec![VerifyRecord {
+            format: FORMAT,
+            node: "a".into(),
+            started: Version(1000),
+            finished: Version(1000),
+            parts: (0..PARTS).collect(),
+            checked: 0,
+            ok: 0,
+            unread: 0,
+            corrupt: corrupt
+                .iter()
+                .map(|(m, v)| CorruptVersion {
+                    metric: m.to_string(),
+                    version: Version(*v),
+                    reason: "SHA-1 differs".into(),
+                })
+                .collect(),
+            resolved: Vec::new(),
+        }])
+    }
+
+    #[test]
+    fn a_corrupt_newest_version_is_passed_over_for_the_newest_good_one() {
+        let ring = Ring::new(&RingConfig::new(
+            Algorithm::CarbonCh,
+            Flavour::Carbon,
+            1,
+            ["a:2004".to_string()],
+        ))
+        .unwrap();
+        let entries = vec![
+            entry("m.one", &[10, 20, 30]),
+            entry("m.two", &[10]),
+            entry("m.zero", &[40]),
+        ];
+        let source = Source {
+            host: "a".into(),
+            url: "file:///b/a".into(),
+            layout: Layout::new(""),
+            entries: entries.into_iter(),
+            trust: std::sync::Arc::new(trust(&[("m.one", 30), ("m.one", 20), ("m.two", 10)])),
+        };
+        let mut summary = PlanSummary::default();
+        let mut steps = Vec::new();
+        plan_restore(
+            "a",
+            &ring,
+            vec![source],
+            |_| true,
+            false,
+            |p| {
+                summary.add(&p);
+                if let Planned::Metric(s) = p {
+                    steps.extend(s);
+                }
+                true
+            },
+        );
+        let one = steps.iter().find(|s| s.metric == "m.one").unwrap();
+        assert_eq!(one.version, Version(10));
+        assert_eq!(one.key, Layout::new("").data_key("m.one", Version(10)));
+        assert!(
+            one.sha1.is_empty(),
+            "an older version's SHA-1 is its .sha1 object's"
+        );
+        let zero = steps.iter().find(|s| s.metric == "m.zero").unwrap();
+        assert_eq!((zero.version, zero.sha1.len()), (Version(40), 40));
+        assert_eq!(summary.corrupt_passed_count, 1);
+        assert!(
+            summary.corrupt_passed[0].starts_with("m.one: file:///b/a: "),
+            "{:?}",
+            summary.corrupt_passed
+        );
+        assert_eq!(summary.corrupt_only_count, 1, "m.two has no good version");
     }
 }

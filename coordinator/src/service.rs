@@ -17,6 +17,7 @@ use crate::cluster::{self, Outcome, RestoreRequest};
 use crate::config::Cluster;
 use crate::consistency;
 use crate::rebalance;
+use crate::schedule;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -35,6 +36,8 @@ pub struct CoordinatorService {
     members: Arc<Vec<GrpcAgent>>,
     /// The last consistency check's summary, for status.
     consistency: Arc<std::sync::Mutex<Option<pb::ConsistencySummary>>>,
+    /// Each node's place in the backup schedule (empty without `[schedule]`).
+    schedule: schedule::States,
 }
 
 /// Holds the cluster backup slot; frees it when dropped (the job ended, however).
@@ -100,7 +103,42 @@ impl CoordinatorService {
             members: Arc::new(members),
             backup_running: Arc::default(),
             consistency: Arc::default(),
+            schedule: Arc::default(),
         })
+    }
+
+    /// Starts the backup schedule in the background, when `[schedule]` is configured.
+    pub fn start_schedule(&self) {
+        if let Some(schedule) = self.cluster.schedule {
+            tokio::spawn(schedule::run(
+                self.cluster.clone(),
+                self.agents.clone(),
+                schedule,
+                self.schedule.clone(),
+            ));
+        }
+    }
+}
+
+fn verification_status(
+    v: Result<cluster::Verification, String>,
+    window_days: u32,
+) -> pb::VerificationStatus {
+    match v {
+        Ok(v) => pb::VerificationStatus {
+            corrupt: v.corrupt,
+            corrupt_sample: v.corrupt_sample,
+            parts_due: v.parts_due,
+            window_days,
+            newest: v.newest.map_or(0, |n| n.0),
+            young: v.young,
+            error: String::new(),
+        },
+        Err(error) => pb::VerificationStatus {
+            window_days,
+            error,
+            ..Default::default()
+        },
     }
 }
 
@@ -344,6 +382,7 @@ fn last_backup(b: &cluster::LastBackup) -> pb::LastBackup {
 #[tonic::async_trait]
 impl pb::coordinator_server::Coordinator for CoordinatorService {
     type ClusterBackupStream = BoxStream<pb::ClusterBackupResponse>;
+    type ClusterVerifyStream = BoxStream<pb::ClusterVerifyResponse>;
     type ClusterRestoreStream = BoxStream<pb::ClusterRestoreResponse>;
     type InconsistentStream = BoxStream<pb::InconsistentResponse>;
     type RebalanceStream = BoxStream<pb::RebalanceResponse>;
@@ -445,11 +484,78 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     }
 
     #[instrument(skip_all)]
+    async fn cluster_verify(
+        &self,
+        req: Request<pb::ClusterVerifyRequest>,
+    ) -> Result<Response<Self::ClusterVerifyStream>, Status> {
+        let req = req.into_inner();
+        let window_days = self.cluster.config.verify.window_days;
+        let share = match (req.all, req.share) {
+            (true, _) => 0.0,
+            (false, 0.0) => 1.0 / f64::from(window_days),
+            (false, s) if s > 0.0 && s <= 1.0 => s,
+            (false, s) => {
+                return Err(Status::invalid_argument(format!(
+                    "share {s} is not a fraction in (0, 1]"
+                )));
+            }
+        };
+        let request = pb::VerifyRequest {
+            all: req.all,
+            share,
+            window_days,
+        };
+        let only = (!req.host.is_empty()).then_some(req.host);
+        if let Some(host) = &only
+            && !self.agents.iter().any(|a| a.host() == host)
+        {
+            return Err(to_status(cluster::Error::UnknownHost(host.clone())));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let (agents, concurrency) = (self.agents.clone(), self.cluster.config.concurrency);
+        tokio::spawn(async move {
+            let progress_tx = tx.clone();
+            let progress = move |host: &str, done: u64| {
+                let _ = progress_tx.try_send(Ok(pb::ClusterVerifyResponse {
+                    host: host.into(),
+                    done,
+                    results: vec![],
+                }));
+            };
+            let last = cluster::verify(&agents, only.as_deref(), request, concurrency, &progress)
+                .await
+                .map(|results| pb::ClusterVerifyResponse {
+                    results: results
+                        .into_iter()
+                        .map(|r| match r.result {
+                            Ok(result) => pb::NodeVerify {
+                                host: r.host,
+                                error: String::new(),
+                                result: Some(result),
+                            },
+                            Err(error) => pb::NodeVerify {
+                                host: r.host,
+                                error,
+                                result: None,
+                            },
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .map_err(to_status);
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[instrument(skip_all)]
     async fn cluster_status(
         &self,
         _: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let last_check = self.consistency.lock().expect("never poisoned").clone();
+        let schedule = self.schedule.lock().expect("never poisoned").clone();
+        let window_days = self.cluster.config.verify.window_days;
         let nodes = cluster::status(&self.cluster, &self.agents)
             .await
             .into_iter()
@@ -476,6 +582,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 consistency: last_counts(last_check.as_ref(), &s.host),
                 consistency_checked: last_check.as_ref().map_or(0, |c| c.checked),
                 outside_ring: false,
+                verification: Some(verification_status(s.verification, window_days)),
+                schedule: schedule.get(&s.host).map(schedule::NodeState::to_pb),
             })
             .collect();
         let mut nodes: Vec<pb::NodeStatus> = nodes;
@@ -610,6 +718,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 .collect(),
             not_owned: plan.summary.not_owned.iter().take(NAMED).cloned().collect(),
             not_owned_count: plan.summary.not_owned_count,
+            corrupt_passed_count: plan.summary.corrupt_passed_count,
+            corrupt_passed: plan.summary.corrupt_passed.clone(),
+            corrupt_only_count: plan.summary.corrupt_only_count,
         };
         // Progress counts metrics, as the plan summary does.
         let total = plan.summary.metrics;

@@ -8,6 +8,7 @@
 //! <prefix>.bucky/manifests/<TS>.summary.json  its counts, for status and checks
 //! <prefix>.bucky/checkpoint/<TS>/<N>.json.gz  progress of a running backup, in segments
 //! <prefix>.bucky/lease.json               the running backup, while one runs
+//! <prefix>.bucky/verify/<TS>.json.gz      what a verification run found (see [`verification`])
 //! ```
 //!
 //! `TS` is `YYYY-MM-DDTHH:MM:SS+00:00` (UTC). The `.bucky/` prefix can never be a metric: a
@@ -17,11 +18,13 @@ pub mod manifest;
 pub mod owner;
 pub mod retention;
 mod timestamp;
+pub mod verification;
 
 pub use manifest::{Manifest, ManifestEntry, RunStats, Summary};
 pub use owner::OwnerMarker;
 pub use retention::Retention;
 pub use timestamp::{Version, parse_date};
+pub use verification::{Trust, VerifyRecord};
 
 /// The directory under the prefix that holds bucky's own objects.
 pub const RESERVED_DIR: &str = ".bucky/";
@@ -134,6 +137,24 @@ impl Layout {
         let (run, segment) = rest.split_once('/')?;
         segment.strip_suffix(".json.gz")?;
         run.parse().ok()
+    }
+
+    /// Prefix of the verification records.
+    pub fn verify_prefix(&self) -> String {
+        format!("{}{RESERVED_DIR}verify/", self.prefix)
+    }
+
+    /// Key of the record of the verification run started at `run`.
+    pub fn verify_key(&self, run: Version) -> String {
+        format!("{}{run}.json.gz", self.verify_prefix())
+    }
+
+    /// The run a verification record key belongs to.
+    pub fn parse_verify_key(&self, key: &str) -> Option<Version> {
+        key.strip_prefix(&self.verify_prefix())?
+            .strip_suffix(".json.gz")?
+            .parse()
+            .ok()
     }
 
     /// Prefix of the manifests.

@@ -182,3 +182,33 @@ pub async fn checkpoint_keys(bucket: &Bucket) -> Result<Vec<String>, bucket::Err
         .map(|m| m.location.to_string())
         .collect())
 }
+
+/// What the bucket's verification records say, and the keys of the records. A record that
+/// cannot be read is skipped with a warning (its parts are verified again soon: they look due).
+///
+/// # Errors
+/// The listing or a download failed.
+pub async fn trust(bucket: &Bucket) -> Result<(crate::layout::Trust, Vec<Version>), bucket::Error> {
+    use crate::layout::{Trust, VerifyRecord};
+    let layout = bucket.layout();
+    let mut runs: Vec<Version> = bucket
+        .list(&layout.verify_prefix())
+        .await?
+        .objects
+        .iter()
+        .filter_map(|m| layout.parse_verify_key(m.location.as_ref()))
+        .collect();
+    runs.sort();
+    let mut records = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let key = layout.verify_key(*run);
+        let Some(bytes) = bucket.get(&key).await? else {
+            continue;
+        };
+        match VerifyRecord::decode(&bytes) {
+            Ok(record) => records.push(record),
+            Err(e) => warn!(key, error = e, "verification record skipped"),
+        }
+    }
+    Ok((Trust::from_records(records), runs))
+}

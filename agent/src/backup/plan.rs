@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::iter::Peekable;
 
 use bucky_shared::layout::manifest::{self, Record};
-use bucky_shared::layout::{ManifestEntry, Version};
+use bucky_shared::layout::{ManifestEntry, Trust, Version};
 
 use crate::tree::{Selection, TreeFile};
 
@@ -26,6 +26,9 @@ pub struct Rules {
     pub purge_only: bool,
     /// Metrics covered; an entry outside it stands as it is.
     pub selection: Selection,
+    /// What verification found: a metric whose newest stored version is corrupt is read and
+    /// uploaded again, even unchanged.
+    pub trust: std::sync::Arc<Trust>,
 }
 
 /// What becomes of one metric.
@@ -40,6 +43,9 @@ pub enum Decision {
         file: TreeFile,
         /// Its entry, if it had one.
         previous: Option<ManifestEntry>,
+        /// Its versions verification found corrupt, when the newest is one of them: the file is
+        /// uploaded even if unchanged, and these are deleted once the sound copy is stored.
+        replace: Vec<Version>,
     },
     /// Not on disk. Its entry is kept, marked missing since its first absence, or, missing
     /// longer than the purge delay, removed with every version.
@@ -67,13 +73,22 @@ pub fn decide(
         (Some(file), None) => Some(Decision::Read {
             file,
             previous: None,
+            replace: Vec::new(),
         }),
         (Some(_), Some(previous)) if rules.purge_only => Some(Decision::Keep(ManifestEntry {
             missing_since: None,
             ..previous
         })),
         (Some(file), Some(previous)) => {
+            let replace = match rules
+                .trust
+                .corrupt_reason(&previous.name, previous.latest())
+            {
+                Some(_) => rules.trust.corrupt_versions(&previous.name),
+                None => Vec::new(),
+            };
             let current = !rules.verify_all
+                && replace.is_empty()
                 && previous.missing_since.is_none()
                 && previous.size == file.size
                 && previous.mtime_ns == file.mtime_ns;
@@ -82,6 +97,7 @@ pub fn decide(
                 false => Decision::Read {
                     file,
                     previous: Some(previous),
+                    replace,
                 },
             })
         }
@@ -231,6 +247,7 @@ mod tests {
             verify_all: false,
             purge_only: false,
             selection: Selection::default(),
+            trust: std::sync::Arc::default(),
         }
     }
 
@@ -267,7 +284,7 @@ mod tests {
             |d| {
                 out.push(match d {
                     Decision::Keep(e) => (e.name, "keep"),
-                    Decision::Read { file, previous } => {
+                    Decision::Read { file, previous, .. } => {
                         (file.name, if previous.is_some() { "read" } else { "new" })
                     }
                     Decision::Gone {

@@ -52,6 +52,7 @@ fn json_of(node: &pb::NodeBackup) -> serde_json::Value {
             "bytes_uploaded": r.bytes_uploaded,
             "missing": r.missing,
             "purged": r.purged,
+            "corrupt_replaced": r.corrupt_replaced,
         })),
     })
 }
@@ -111,6 +112,9 @@ pub fn run(args: BackupArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 human_bytes(r.bytes_read),
                 human_bytes(r.bytes_uploaded)
             )?;
+        }
+        if r.corrupt_replaced > 0 {
+            write!(out, ", {} corrupt versions replaced", r.corrupt_replaced)?;
         }
         if !node.reason.is_empty() {
             write!(out, " ({})", node.reason)?;

@@ -50,8 +50,9 @@ impl State {
 }
 
 /// The state of the fleet at `now`, with the reasons. CRITICAL: no backup, one older than
-/// `critical` hours, or a ring mismatch; WARNING: older than `warning` hours, failed files in the
-/// last run, or an unreachable agent.
+/// `critical` hours, a ring mismatch, or scheduled retries given up; WARNING: older than
+/// `warning` hours, failed files in the last run, an unreachable agent, corrupt versions, a
+/// bucket not wholly verified within the window, or failed scheduled runs (backing off).
 pub fn evaluate(
     status: &pb::ClusterStatusResponse,
     now: i64,
@@ -134,6 +135,49 @@ pub fn evaluate(
                     );
                 }
             }
+        }
+        if let Some(v) = n.verification.as_ref().filter(|v| v.error.is_empty()) {
+            if v.corrupt > 0 {
+                raise(
+                    State::Warning,
+                    format!(
+                        "{}: {} corrupt versions in its bucket (first: {})",
+                        n.host,
+                        v.corrupt,
+                        v.corrupt_sample.first().map_or("-", String::as_str)
+                    ),
+                    &mut state,
+                );
+            }
+            if v.parts_due > 0 && !v.young {
+                raise(
+                    State::Warning,
+                    format!(
+                        "{}: {}% of its bucket not verified in {} days",
+                        n.host,
+                        v.parts_due.div_ceil(10),
+                        v.window_days
+                    ),
+                    &mut state,
+                );
+            }
+        }
+        if let Some(s) = n.schedule.as_ref().filter(|s| s.failures > 0) {
+            raise(
+                if s.gave_up {
+                    State::Critical
+                } else {
+                    State::Warning
+                },
+                format!(
+                    "{}: {} scheduled backups failed in a row{}: {}",
+                    n.host,
+                    s.failures,
+                    if s.gave_up { ", retries stopped" } else { "" },
+                    s.last_reason
+                ),
+                &mut state,
+            );
         }
     }
     (state, reasons)

@@ -56,6 +56,9 @@ fn json_of(
             })).collect::<Vec<_>>(),
             "not_owned_count": plan.not_owned_count,
             "not_owned": plan.not_owned,
+            "corrupt_passed_count": plan.corrupt_passed_count,
+            "corrupt_passed": plan.corrupt_passed,
+            "corrupt_only_count": plan.corrupt_only_count,
         },
         "metrics": listed.iter().map(|m| serde_json::json!({
             "metric": m.metric,
@@ -163,6 +166,27 @@ pub fn run(args: RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         if plan.not_owned_count > shown {
             writeln!(out, "    and {} more", plan.not_owned_count - shown)?;
         }
+    }
+    if plan.corrupt_passed_count > 0 {
+        writeln!(
+            out,
+            "  {} copies' newest version was found corrupt by verify: restored from the newest good one",
+            plan.corrupt_passed_count
+        )?;
+        for line in plan.corrupt_passed.iter().take(20) {
+            writeln!(out, "    {line}")?;
+        }
+        let shown = plan.corrupt_passed.len().min(20) as u64;
+        if plan.corrupt_passed_count > shown {
+            writeln!(out, "    and {} more", plan.corrupt_passed_count - shown)?;
+        }
+    }
+    if plan.corrupt_only_count > 0 {
+        writeln!(
+            out,
+            "  {} copies have no version verify did not find corrupt: planned from the newest (its SHA-1 is checked)",
+            plan.corrupt_only_count
+        )?;
     }
     if args.dry_run {
         for m in &listed {

@@ -61,6 +61,20 @@ fn json_status(status: &pb::ClusterStatusResponse) -> serde_json::Value {
                 "bucket_error": (!n.bucket_error.is_empty()).then_some(&n.bucket_error),
                 "bucket_owner": (!n.bucket_owner.is_empty()).then_some(&n.bucket_owner),
                 "identity_error": (!n.identity_error.is_empty()).then_some(&n.identity_error),
+                "verification": n.verification.as_ref().map(|v| serde_json::json!({
+                    "corrupt": v.corrupt, "corrupt_sample": v.corrupt_sample,
+                    "parts_due": v.parts_due, "window_days": v.window_days,
+                    "newest": (v.newest != 0).then(|| Version(v.newest).to_string()),
+                    "young": v.young, "error": (!v.error.is_empty()).then_some(&v.error),
+                })),
+                "schedule": n.schedule.as_ref().map(|s| serde_json::json!({
+                    "last_run": (s.last_run != 0).then(|| Version(s.last_run).to_string()),
+                    "last_result": (!s.last_result.is_empty()).then_some(&s.last_result),
+                    "last_reason": (!s.last_reason.is_empty()).then_some(&s.last_reason),
+                    "next_run": Version(s.next_run).to_string(),
+                    "failures": s.failures, "backing_off": s.backing_off, "gave_up": s.gave_up,
+                    "last_verify": (s.last_verify != 0).then(|| Version(s.last_verify).to_string()),
+                })),
                 "placement": n.consistency.as_ref().map(|c| serde_json::json!({
                     "held": c.held, "misplaced": c.misplaced, "missing": c.missing,
                     "error": (!c.error.is_empty()).then_some(&c.error),
@@ -108,8 +122,17 @@ fn write_table(
     writeln!(out, "ring {}", status.ring_fingerprint)?;
     writeln!(
         out,
-        "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<24} JOB",
-        "HOST", "UP", "VERSION", "RING", "METRICS", "SIZE", "LAST BACKUP", "RESULT", "PLACEMENT"
+        "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<14} {:<24} JOB",
+        "HOST",
+        "UP",
+        "VERSION",
+        "RING",
+        "METRICS",
+        "SIZE",
+        "LAST BACKUP",
+        "RESULT",
+        "VERIFIED",
+        "PLACEMENT"
     )?;
     for n in &status.nodes {
         let info = n.info.as_ref();
@@ -141,7 +164,7 @@ fn write_table(
             .map_or("-".to_string(), |j| job_progress(j, now));
         writeln!(
             out,
-            "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<24} {job}",
+            "{:<16} {:<5} {:<13} {:<5} {:>9} {:>9}  {:<14} {:<28} {:<14} {:<24} {job}",
             n.host,
             if n.reachable { "yes" } else { "NO" },
             info.map_or("-".into(), |i| short_version(&i.version)),
@@ -163,6 +186,7 @@ fn write_table(
                 human_age((now - b.finished).max(0))
             )),
             result,
+            verified(n.verification.as_ref(), now),
             if n.outside_ring {
                 drain(n)
             } else {
@@ -182,14 +206,96 @@ fn write_table(
             human_age((now - checked).max(0))
         )?;
     }
+    write_schedule(status, now, out)?;
     for n in status.nodes.iter().filter(|n| !n.reachable) {
         writeln!(out, "{}: {}", n.host, n.error)?;
+    }
+    for n in &status.nodes {
+        let Some(v) = &n.verification else { continue };
+        for line in &v.corrupt_sample {
+            writeln!(out, "{}: corrupt version {line}", n.host)?;
+        }
+        if v.corrupt > v.corrupt_sample.len() as u64 {
+            writeln!(
+                out,
+                "{}: ... and {} more corrupt versions (bucky verify --host {} --all lists them)",
+                n.host,
+                v.corrupt - v.corrupt_sample.len() as u64,
+                n.host
+            )?;
+        }
     }
     for n in status.nodes.iter().filter(|n| !n.identity_error.is_empty()) {
         writeln!(out, "{}: {}", n.host, n.identity_error)?;
     }
     for n in status.nodes.iter().filter(|n| !n.bucket_error.is_empty()) {
         writeln!(out, "{}: {}", n.host, n.bucket_error)?;
+    }
+    Ok(())
+}
+
+/// The VERIFIED column: corrupt versions first, then how much is overdue, then how fresh.
+fn verified(v: Option<&pb::VerificationStatus>, now: i64) -> String {
+    let Some(v) = v else { return "-".into() };
+    if !v.error.is_empty() {
+        "unreadable".into()
+    } else if v.corrupt > 0 {
+        format!("{} CORRUPT", v.corrupt)
+    } else if v.newest == 0 {
+        "never".into()
+    } else if v.parts_due > 0 && !v.young {
+        format!("{}% DUE", v.parts_due.div_ceil(10))
+    } else {
+        format!("ok {} ago", human_age((now - v.newest).max(0)))
+    }
+}
+
+/// The schedule, one line per node, when the coordinator runs one.
+fn write_schedule(
+    status: &pb::ClusterStatusResponse,
+    now: i64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let scheduled: Vec<(&str, &pb::ScheduleStatus)> = status
+        .nodes
+        .iter()
+        .filter_map(|n| n.schedule.as_ref().map(|s| (n.host.as_str(), s)))
+        .collect();
+    if scheduled.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<14} {:<8} {:<24} LAST VERIFY",
+        "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN"
+    )?;
+    for (host, s) in scheduled {
+        let ago = |t: i64| match t {
+            0 => "-".to_string(),
+            t => format!("{} ago", human_age((now - t).max(0))),
+        };
+        let until = human_age((s.next_run - now).max(0));
+        let next = if s.backing_off {
+            format!("retry in {until} ({} failed)", s.failures)
+        } else if s.gave_up {
+            format!("in {until} (GAVE UP after {})", s.failures)
+        } else {
+            format!("in {until}")
+        };
+        writeln!(
+            out,
+            "{host:<16} {:<14} {:<8} {next:<24} {}",
+            ago(s.last_run),
+            if s.last_result.is_empty() {
+                "-"
+            } else {
+                &s.last_result
+            },
+            ago(s.last_verify)
+        )?;
+        if !s.last_reason.is_empty() {
+            writeln!(out, "{host}: last scheduled backup: {}", s.last_reason)?;
+        }
     }
     Ok(())
 }
