@@ -219,7 +219,7 @@ struct VerifyArgs {
     #[arg(long, conflicts_with = "share")]
     all: bool,
     /// This share of the bucket, verified longest ago first: 0.1 or 10%.
-    #[arg(long, value_parser = parse_share)]
+    #[arg(long, value_parser = bucky_shared::layout::verification::parse_share)]
     share: Option<f64>,
     /// Days within which every version should be verified.
     #[arg(long, default_value_t = 30)]
@@ -227,24 +227,10 @@ struct VerifyArgs {
     /// Versions downloaded at once.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-}
-
-/// `0.1` or `10%`, in (0, 1].
-fn parse_share(text: &str) -> Result<f64, String> {
-    let (number, scale) = match text.strip_suffix('%') {
-        Some(n) => (n, 100.0),
-        None => (text, 1.0),
-    };
-    let share = number
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| format!("'{text}' is not a share: write 0.1 or 10%"))?
-        / scale;
-    if share > 0.0 && share <= 1.0 {
-        Ok(share)
-    } else {
-        Err(format!("share '{text}' is not within (0, 100%]"))
-    }
+    /// Read what the bucket's listing shows rather than its manifest: whisper-backup's versions
+    /// from before bucky took the bucket over included.
+    #[arg(long)]
+    listing: bool,
 }
 
 #[derive(Args)]
@@ -519,6 +505,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             let options = VerifyOptions {
                 workers: args.workers,
+                from_listing: args.listing,
                 ..VerifyOptions::new(&node, share)
             };
             let report = verify::verify(&bucket, &options, now(), args.window_days).await?;

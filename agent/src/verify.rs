@@ -4,10 +4,11 @@
 //! ([`bucky_shared::layout::verification`]), so a restore can pass over a corrupt version and
 //! `check` can say what has not been verified lately.
 //!
-//! Versions are enumerated from the newest manifest (a bucket without one, whisper-backup's, from
-//! its listing), only those of the parts asked for; both `.wsp.gz` and whisper-backup's
-//! `.wsp.sz` are read. Nothing is written but the record.
+//! Versions are enumerated from the newest manifest (a bucket without one, whisper-backup's, or
+//! with `from_listing`, from its listing), only those of the parts asked for; both `.wsp.gz` and
+//! whisper-backup's `.wsp.sz` are read. Nothing is written but the record.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -60,6 +61,10 @@ pub struct VerifyOptions {
     pub max_file_bytes: u64,
     /// Versions done so far, for whoever streams progress.
     pub progress: Arc<Progress>,
+    /// Enumerate the bucket's listing even when it has a manifest: every complete version,
+    /// whisper-backup's history from before bucky took the bucket over included (the listing
+    /// is held in memory, as a restore from a listing holds it).
+    pub from_listing: bool,
 }
 
 impl VerifyOptions {
@@ -71,6 +76,7 @@ impl VerifyOptions {
             workers: 4,
             max_file_bytes: codec::DEFAULT_MAX_FILE_BYTES,
             progress: Arc::default(),
+            from_listing: false,
         }
     }
 }
@@ -119,12 +125,18 @@ struct Job {
     manifest_sha1: Option<String>,
     /// The encoding the listing showed (`None`: try gzip, then snappy).
     encoding: Option<Encoding>,
+    /// A version earlier records found corrupt that this run's enumeration does not list (a
+    /// whisper-backup version, or one deleted since): read again so the record speaks for it;
+    /// gone entirely, it is forgotten.
+    recheck: bool,
 }
 
 enum Verdict {
     Ok(u64),
     Corrupt(String),
     Unread(String),
+    /// A rechecked version whose objects are both gone.
+    Gone,
 }
 
 /// Verifies `options.share` of `bucket` and records what it found.
@@ -152,7 +164,18 @@ pub async fn verify(
         parts = chosen.len(),
         "verification started"
     );
-    let jobs = jobs(bucket, wanted).await?;
+    // A record supersedes earlier ones for its parts, so every version they found corrupt in
+    // those parts is read again, listed or not.
+    let mut known_corrupt: BTreeMap<String, Vec<Version>> = BTreeMap::new();
+    for (metric, version, _) in trust.corrupt() {
+        if wanted[part_of(metric) as usize] {
+            known_corrupt
+                .entry(metric.to_string())
+                .or_default()
+                .push(version);
+        }
+    }
+    let jobs = jobs(bucket, wanted, options.from_listing, known_corrupt).await?;
     let mut report = VerifyReport {
         run: Some(now),
         ..VerifyReport::default()
@@ -184,6 +207,7 @@ pub async fn verify(
                 report.corrupt.push(found.clone());
                 corrupt.push(found);
             }
+            Verdict::Gone => {}
             Verdict::Unread(error) => {
                 unread_parts[part_of(&job.metric) as usize] = true;
                 report.unread.push(FileFailure {
@@ -244,8 +268,14 @@ pub async fn verify(
 async fn jobs(
     bucket: &Bucket,
     wanted: Vec<bool>,
+    from_listing: bool,
+    mut known_corrupt: BTreeMap<String, Vec<Version>>,
 ) -> Result<futures::stream::BoxStream<'static, Job>, Error> {
-    if let Some(stored) = manifests::latest_stored(bucket, None).await? {
+    let manifest = match from_listing {
+        true => None,
+        false => manifests::latest_stored(bucket, None).await?,
+    };
+    if let Some(stored) = manifest {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::task::spawn_blocking(move || {
             for record in stored.reader() {
@@ -256,14 +286,29 @@ async fn jobs(
                     continue;
                 }
                 let newest = entry.latest();
+                let mut extra = known_corrupt.remove(&entry.name).unwrap_or_default();
+                extra.retain(|v| !entry.versions.contains(v));
                 for &version in &entry.versions {
                     let job = Job {
                         metric: entry.name.clone(),
                         version,
                         manifest_sha1: (version == newest).then(|| entry.sha1.clone()),
                         encoding: None,
+                        recheck: false,
                     };
                     if tx.blocking_send(job).is_err() {
+                        return;
+                    }
+                }
+                for version in extra {
+                    if tx.blocking_send(recheck(&entry.name, version)).is_err() {
+                        return;
+                    }
+                }
+            }
+            for (metric, versions) in known_corrupt {
+                for version in versions {
+                    if tx.blocking_send(recheck(&metric, version)).is_err() {
                         return;
                     }
                 }
@@ -272,6 +317,7 @@ async fn jobs(
         return Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed());
     }
     let (catalog, _) = crate::restore::catalog(bucket).await?;
+    // What earlier records found corrupt and the listing no longer shows is gone: forgotten.
     let jobs = catalog
         .into_iter()
         .filter(move |(metric, _)| wanted[part_of(metric) as usize])
@@ -285,9 +331,20 @@ async fn jobs(
                     version,
                     manifest_sha1: None,
                     encoding: stored.data,
+                    recheck: false,
                 })
         });
     Ok(futures::stream::iter(jobs).boxed())
+}
+
+fn recheck(metric: &str, version: Version) -> Job {
+    Job {
+        metric: metric.to_string(),
+        version,
+        manifest_sha1: None,
+        encoding: None,
+        recheck: true,
+    }
 }
 
 /// Reads one version and judges it.
@@ -309,11 +366,15 @@ async fn check(bucket: &Bucket, job: &Job, max_file_bytes: u64) -> Verdict {
             Err(e) => return Verdict::Unread(format!("{key}: {e:#}")),
         }
     }
+    let sha1_key = layout.sha1_key(&job.metric, job.version);
+    let sha1 = bucket.get(&sha1_key).await;
     let Some((encoding, key, object)) = object else {
+        if job.recheck && matches!(sha1, Ok(None)) {
+            return Verdict::Gone;
+        }
         return Verdict::Corrupt(format!("{gz_key}: the data object is missing"));
     };
-    let sha1_key = layout.sha1_key(&job.metric, job.version);
-    let expected = match bucket.get(&sha1_key).await {
+    let expected = match sha1 {
         Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase(),
         Ok(None) => return Verdict::Corrupt(format!("{sha1_key} is missing")),
         Err(e) => return Verdict::Unread(format!("{sha1_key}: {e:#}")),

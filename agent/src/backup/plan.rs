@@ -84,7 +84,13 @@ pub fn decide(
                 .trust
                 .corrupt_reason(&previous.name, previous.latest())
             {
-                Some(_) => rules.trust.corrupt_versions(&previous.name),
+                // Only versions bucky lists: whisper-backup's history is never deleted.
+                Some(_) => rules
+                    .trust
+                    .corrupt_versions(&previous.name)
+                    .into_iter()
+                    .filter(|v| previous.versions.contains(v))
+                    .collect(),
                 None => Vec::new(),
             };
             let current = !rules.verify_all

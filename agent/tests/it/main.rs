@@ -11,3 +11,4 @@ mod restore;
 mod s3;
 mod support;
 mod tree;
+mod verify;

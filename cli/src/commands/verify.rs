@@ -26,29 +26,11 @@ pub struct VerifyArgs {
     #[arg(long, conflicts_with = "share")]
     pub all: bool,
     /// This share of each bucket, verified longest ago first: 0.1 or 10%.
-    #[arg(long, value_parser = parse_share)]
+    #[arg(long, value_parser = bucky_shared::layout::verification::parse_share)]
     pub share: Option<f64>,
     /// Print one JSON document of every node's result.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `0.1` or `10%`, in (0, 1].
-pub fn parse_share(text: &str) -> Result<f64, String> {
-    let (number, scale) = match text.strip_suffix('%') {
-        Some(n) => (n, 100.0),
-        None => (text, 1.0),
-    };
-    let share = number
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| format!("'{text}' is not a share: write 0.1 or 10%"))?
-        / scale;
-    if share > 0.0 && share <= 1.0 {
-        Ok(share)
-    } else {
-        Err(format!("share '{text}' is not within (0, 100%]"))
-    }
 }
 
 fn json_of(node: &pb::NodeVerify) -> serde_json::Value {

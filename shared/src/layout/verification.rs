@@ -29,6 +29,27 @@ pub fn part_of(metric: &str) -> u32 {
     (h % u64::from(PARTS)) as u32
 }
 
+/// A share of a bucket as an operator writes it, `0.1` or `10%`, as a fraction in (0, 1].
+///
+/// # Errors
+/// Not a number, or outside (0, 100%].
+pub fn parse_share(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let share = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{text}' is not a share: write 0.1 or 10%"))?
+        / scale;
+    if share > 0.0 && share <= 1.0 {
+        Ok(share)
+    } else {
+        Err(format!("share '{text}' is not within (0, 100%]"))
+    }
+}
+
 /// A version verification found damaged.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CorruptVersion {
@@ -348,6 +369,16 @@ mod tests {
         assert_eq!(again, (20..20 + per_day as u32).collect::<Vec<_>>());
         trust.add(record(30 * 86_400, again, &[]));
         assert_eq!(trust.superseded(), [Version(0)]);
+    }
+
+    #[test]
+    fn shares_read_as_fractions_or_percentages() {
+        assert_eq!(parse_share("10%"), Ok(0.1));
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+        assert_eq!(parse_share("100%"), Ok(1.0));
+        assert!(parse_share("0").unwrap_err().contains("within"));
+        assert!(parse_share("150%").unwrap_err().contains("within"));
+        assert!(parse_share("ten").unwrap_err().contains("not a share"));
     }
 
     #[test]
