@@ -18,24 +18,35 @@ fn unix_now() -> i64 {
     Version::now().0
 }
 
-#[test]
-fn a_flipped_byte_is_found_reported_and_passed_over_by_restore() {
+/// A fleet after its first cluster backup, and its directory.
+fn backed_up_fleet() -> (Fleet, std::path::PathBuf) {
     let fleet = Fleet::start(|_| None);
     let dir = fleet.dir.path().to_path_buf();
     let backup = fleet.bucky(&["backup"]);
     assert!(backup.status.success(), "{}", text(&backup));
+    (fleet, dir)
+}
 
-    // One metric gets a second version: changed on disk, backed up a second later.
-    let name = fleet.names[0].clone();
-    let host = fleet::HOSTS
+/// The host whose tree holds `name`.
+fn holder(dir: &std::path::Path, name: &str) -> String {
+    fleet::HOSTS
         .iter()
         .find(|h| {
-            metric::path_of(&dir.join("trees").join(h), &name)
+            metric::path_of(&dir.join("trees").join(h), name)
                 .unwrap()
                 .exists()
         })
-        .unwrap()
-        .to_string();
+        .expect("some node holds it")
+        .to_string()
+}
+
+#[test]
+fn a_flipped_byte_is_found_reported_and_passed_over_by_restore() {
+    let (fleet, dir) = backed_up_fleet();
+
+    // One metric gets a second version: changed on disk, backed up a second later.
+    let name = fleet.names[0].clone();
+    let host = holder(&dir, &name);
     let path = metric::path_of(&dir.join("trees").join(&host), &name).unwrap();
     let first = std::fs::read(&path).unwrap();
     let started = unix_now();
@@ -142,20 +153,9 @@ fn a_flipped_byte_is_found_reported_and_passed_over_by_restore() {
 /// verify finds it corrupt: the backup uploads it again although its size and mtime match.
 #[test]
 fn an_unchanged_file_whose_stored_version_is_corrupt_is_uploaded_again() {
-    let fleet = Fleet::start(|_| None);
-    let dir = fleet.dir.path().to_path_buf();
-    let backup = fleet.bucky(&["backup"]);
-    assert!(backup.status.success(), "{}", text(&backup));
+    let (fleet, dir) = backed_up_fleet();
     let name = fleet.names[1].clone();
-    let host = fleet::HOSTS
-        .iter()
-        .find(|h| {
-            metric::path_of(&dir.join("trees").join(h), &name)
-                .unwrap()
-                .exists()
-        })
-        .unwrap()
-        .to_string();
+    let host = holder(&dir, &name);
     let stored = dir.join("buckets").join(&host).join(&name);
     let object = std::fs::read_dir(&stored)
         .unwrap()
