@@ -139,7 +139,57 @@ async fn a_failing_store_leaves_its_parts_due_for_the_next_run(backend: Backend)
     assert_eq!(second.corrupt_known, 0);
 }
 
+/// `bucky-agent restore` (no coordinator) passes a corrupt newest version over for the one
+/// before it and says so.
+async fn a_local_restore_passes_a_corrupt_version_over(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    let names = write_tree(&root, 2);
+    let (bucket, _) = counted_bucket(backend.store(), Faults::None);
+    backup(&bucket, &root, &BackupOptions::new("g1"), at(0))
+        .await
+        .unwrap();
+    let path = metric::path_of(&root, &names[0]).unwrap();
+    let first = std::fs::read(&path).unwrap();
+    crate::support::write_metric(&root, &names[0], 500.0, 60);
+    backup(&bucket, &root, &BackupOptions::new("g1"), at(60))
+        .await
+        .unwrap();
+    bucket
+        .put(
+            &bucket.layout().data_key(&names[0], at(60)),
+            b"rot".to_vec(),
+        )
+        .await
+        .unwrap();
+    let found = verify(&bucket, &VerifyOptions::new("g1", Share::All), at(120), 30)
+        .await
+        .unwrap();
+    assert_eq!(found.corrupt.len(), 1);
+    let target = tmp.path().join("r");
+    let report = bucky_agent::restore::restore(
+        &bucket,
+        &target,
+        &bucky_agent::restore::RestoreOptions::new(NOW),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.written, report.failed.len()),
+        (2, 0),
+        "{:?}",
+        report.failed
+    );
+    assert_eq!(report.corrupt_passed.len(), 1);
+    assert!(report.corrupt_passed.first()[0].starts_with(&format!("{}: ", names[0])));
+    assert_eq!(
+        std::fs::read(metric::path_of(&target, &names[0]).unwrap()).unwrap(),
+        first
+    );
+}
+
 crate::on_every_store!(
     whisper_backup_objects_are_read_and_damage_is_found,
     a_failing_store_leaves_its_parts_due_for_the_next_run,
+    a_local_restore_passes_a_corrupt_version_over,
 );

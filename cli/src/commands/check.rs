@@ -295,6 +295,71 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_overdue_and_failing_schedules_are_reported() {
+        let now = 1_000_000;
+        let with = |verification, schedule| pb::ClusterStatusResponse {
+            nodes: vec![pb::NodeStatus {
+                verification: Some(verification),
+                schedule,
+                ..node("a", Some(now - 3600), 0)
+            }],
+            ..Default::default()
+        };
+        let fine = pb::VerificationStatus {
+            window_days: 30,
+            newest: now - 60,
+            ..Default::default()
+        };
+        assert_eq!(
+            evaluate(&with(fine.clone(), None), now, 26.0, 50.0).0,
+            State::Ok
+        );
+        let corrupt = pb::VerificationStatus {
+            corrupt: 2,
+            corrupt_sample: vec!["m.x 2026-01-01T00:00:00+00:00: SHA-1 differs".into()],
+            ..fine.clone()
+        };
+        let (state, reasons) = evaluate(&with(corrupt, None), now, 26.0, 50.0);
+        assert_eq!(state, State::Warning);
+        assert!(
+            reasons[0].contains("2 corrupt versions in its bucket (first: m.x"),
+            "{reasons:?}"
+        );
+        let overdue = pb::VerificationStatus {
+            parts_due: 250,
+            ..fine.clone()
+        };
+        let (state, reasons) = evaluate(&with(overdue.clone(), None), now, 26.0, 50.0);
+        assert_eq!(state, State::Warning);
+        assert!(
+            reasons[0].contains("25% of its bucket not verified in 30 days"),
+            "{reasons:?}"
+        );
+        let young = pb::VerificationStatus {
+            young: true,
+            ..overdue
+        };
+        assert_eq!(evaluate(&with(young, None), now, 26.0, 50.0).0, State::Ok);
+        let failing = |gave_up| pb::ScheduleStatus {
+            failures: 3,
+            gave_up,
+            backing_off: !gave_up,
+            last_reason: "agent unreachable".into(),
+            ..Default::default()
+        };
+        let (state, reasons) = evaluate(&with(fine.clone(), Some(failing(false))), now, 26.0, 50.0);
+        assert_eq!(state, State::Warning);
+        assert!(
+            reasons[0].contains("3 scheduled backups failed in a row: agent unreachable"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            evaluate(&with(fine, Some(failing(true))), now, 26.0, 50.0).0,
+            State::Critical
+        );
+    }
+
+    #[test]
     fn thresholds_failures_and_reachability() {
         let now = 1_000_000;
         let status = |nodes| pb::ClusterStatusResponse {
