@@ -73,10 +73,22 @@ impl Server {
 
     /// [`Server::start`] on a given address (a restart on the same port).
     pub fn start_on(binary_name: &str, config: &Path, listen: &str) -> Server {
+        Server::start_with_env(binary_name, config, listen, &[])
+    }
+
+    /// [`Server::start_on`] with `env` added to its environment (credentials, as a unit's
+    /// `EnvironmentFile` gives them).
+    pub fn start_with_env(
+        binary_name: &str,
+        config: &Path,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(binary(binary_name))
             .args(["serve", "--listen", listen, "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("the server starts");
