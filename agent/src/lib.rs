@@ -18,6 +18,7 @@ pub mod fill_batch;
 pub mod install;
 pub mod io_priority;
 pub mod lease;
+pub mod listing;
 pub mod node;
 pub mod ownership;
 pub mod peers;

@@ -410,20 +410,43 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             for reason in &unreadable {
                 eprintln!("unreadable key: {reason}");
             }
-            let selected = catalog.iter().filter(|(name, _)| selection.matches(name));
-            if args.bucket.json {
-                for (name, versions) in selected {
-                    let versions: Vec<String> = versions.keys().map(Version::to_string).collect();
-                    println!(
-                        "{}",
-                        serde_json::json!({"metric": name, "versions": versions})
-                    );
-                }
-            } else {
-                for (name, versions) in selected {
-                    let versions: Vec<String> = versions.keys().map(Version::to_string).collect();
-                    println!("{name} {}", versions.join(" "));
-                }
+            let manifest = bucky_shared::manifests::latest_stored(&bucket, None).await?;
+            let json = args.bucket.json;
+            let (mut unlisted, mut incomplete) = (0usize, 0usize);
+            bucky_agent::listing::join(
+                &catalog,
+                manifest.as_ref().map(bucky_agent::listing::entries),
+                |name| selection.matches(name),
+                |listed| {
+                    unlisted += listed.unlisted.len();
+                    incomplete += listed.incomplete.len();
+                    if json {
+                        println!("{}", serde_json::json!(listed));
+                        return;
+                    }
+                    let join = |v: &[Version]| {
+                        v.iter()
+                            .map(Version::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    let mut line = format!("{} {}", listed.metric, join(&listed.versions));
+                    if !listed.unlisted.is_empty() {
+                        line.push_str(&format!(
+                            " (not in the manifest: {})",
+                            join(&listed.unlisted)
+                        ));
+                    }
+                    if !listed.incomplete.is_empty() {
+                        line.push_str(&format!(" (incomplete: {})", join(&listed.incomplete)));
+                    }
+                    println!("{}", line.trim_end());
+                },
+            );
+            if !json && unlisted + incomplete > 0 {
+                eprintln!(
+                    "{unlisted} complete versions are not in the newest manifest (uploads of a run that did not commit, or history from before bucky took the bucket over) and {incomplete} objects lack their data or .sha1: a restore uses neither; `bucky-agent purge` collects a dead run's uploads"
+                );
             }
             Ok(unreadable.is_empty())
         }

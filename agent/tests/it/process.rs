@@ -309,3 +309,54 @@ fn a_year_of_daily_backups_keeps_exactly_what_the_age_classes_name() {
     assert!(expire.contains("2026-01-31T02:00:00+00:00"), "{expire}");
     assert_eq!(dates(&bucket.join("app.daily"), ".wsp.gz").len(), 44);
 }
+
+/// Objects no committed run lists (a late upload, a data object without its `.sha1`) are shown
+/// apart from the versions, and said once on stderr.
+#[test]
+fn list_tells_versions_from_objects_no_manifest_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("w");
+    write_tree(&root, 2);
+    let bucket = tmp.path().join("bucket");
+    let url = format!("file://{}", bucket.display());
+    let out = agent(&[
+        "backup",
+        "--bucket",
+        &url,
+        "--whisper-root",
+        root.to_str().unwrap(),
+        "--node",
+        "g1",
+    ]);
+    assert!(out.status.success());
+    let metric = bucket.join("app.m000.requests");
+    std::fs::write(metric.join("2030-01-01T00:00:00+00:00.wsp.gz"), b"late").unwrap();
+    std::fs::write(
+        metric.join("2030-01-01T00:00:00+00:00.sha1"),
+        "0".repeat(40),
+    )
+    .unwrap();
+    std::fs::write(metric.join("2030-01-02T00:00:00+00:00.wsp.gz"), b"half").unwrap();
+    let out = agent(&["list", "--bucket", &url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("app.m000.requests "))
+        .unwrap();
+    assert!(
+        line.contains("(not in the manifest: 2030-01-01T00:00:00+00:00)")
+            && line.contains("(incomplete: 2030-01-02T00:00:00+00:00)"),
+        "{line}"
+    );
+    assert_eq!(line.split(' ').nth(1).map(str::len), Some(25), "{line}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("1 complete versions are not in the newest manifest")
+    );
+    let out = agent(&["list", "--bucket", &url, "--json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(first["unlisted"][0], "2030-01-01T00:00:00+00:00");
+    assert_eq!(first["incomplete"][0], "2030-01-02T00:00:00+00:00");
+}
