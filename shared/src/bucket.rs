@@ -555,12 +555,12 @@ pub struct Listing {
 /// it already holds: object_store's messages embed their sources, and printing the chain as well
 /// repeated one cause up to five times on a line.
 pub fn cause_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut text = compact_xml(&error.to_string());
     let mut last = text.clone();
     let mut source = error.source();
     while let Some(cause) = source {
-        let said = cause.to_string();
-        if !last.contains(&said) {
+        let said = compact_xml(&cause.to_string());
+        if !last.contains(&said) && !text.contains(&said) {
             text.push_str(": ");
             text.push_str(&said);
         }
@@ -570,9 +570,65 @@ pub fn cause_text(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// `text` with each S3 error document (`<Error><Code>..</Code><Message>..</Message>...</Error>`,
+/// 500 bytes of XML with request ids) cut to `Code: Message`, and said once: object_store puts
+/// the body into its message, and a missing bucket printed it three times.
+fn compact_xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut said: Vec<String> = Vec::new();
+    while let Some(start) = [rest.find("<?xml"), rest.find("<Error>")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        let Some(end) = rest[start..]
+            .find("</Error>")
+            .map(|e| start + e + "</Error>".len())
+        else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let doc = &rest[start..end];
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let from = doc.find(&open)? + open.len();
+            let to = doc[from..].find(&format!("</{tag}>"))? + from;
+            Some(doc[from..to].trim().to_string())
+        };
+        let short = match (field("Code"), field("Message")) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code,
+            _ => "an S3 error document".to_string(),
+        };
+        if said.contains(&short) {
+            out.push_str("the same");
+        } else {
+            out.push_str(&short);
+            said.push(short);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_documents_are_cut_to_their_code_and_message_once() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>graphite-backup-graphite-02</BucketName><RequestId>abc</RequestId></Error>";
+        let text = format!("Client error with status 404 Not Found: {xml} (body: {xml})");
+        let short = compact_xml(&text);
+        assert_eq!(
+            short,
+            "Client error with status 404 Not Found: NoSuchBucket: The specified bucket does not exist (body: the same)"
+        );
+        assert_eq!(compact_xml("no xml here"), "no xml here");
+        assert_eq!(compact_xml("cut <Error><Code>X"), "cut <Error><Code>X");
+    }
 
     #[test]
     fn a_relative_file_url_is_refused() {
