@@ -312,11 +312,20 @@ impl Bucket {
         key: &str,
     ) -> impl FnOnce(object_store::Error) -> Error {
         let (bucket, key) = (self.url.clone(), key.to_string());
-        move |source| Error::Request {
-            bucket,
-            action,
-            key,
-            cause: cause_text(&source),
+        move |source| {
+            let cause = cause_text(&source);
+            let cause = match is_missing_bucket(&cause) {
+                true => "the bucket does not exist on the server (NoSuchBucket): create it, or \
+                         correct the bucket URL"
+                    .to_string(),
+                false => cause,
+            };
+            Error::Request {
+                bucket,
+                action,
+                key,
+                cause,
+            }
         }
     }
 
@@ -330,7 +339,12 @@ impl Bucket {
             let fetched = async { self.store.get(&self.path(key)).await?.bytes().await };
             match fetched.await {
                 Ok(bytes) => Ok(Some(bytes)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                // S3 answers 404 for a missing bucket too: that is no missing object.
+                Err(e @ object_store::Error::NotFound { .. })
+                    if !is_missing_bucket(&cause_text(&e)) =>
+                {
+                    Ok(None)
+                }
                 Err(e) => Err(self.request_err("reading", key)(e)),
             }
         })
@@ -549,6 +563,11 @@ pub struct Listing {
     /// `file://` buckets: object_store's temp files (`name#123`) of uploads in flight, or of a
     /// process killed while uploading.
     pub partial_uploads: Vec<std::path::PathBuf>,
+}
+
+/// Whether a store's error says the bucket itself is missing (S3's `NoSuchBucket`).
+fn is_missing_bucket(cause: &str) -> bool {
+    cause.contains("NoSuchBucket")
 }
 
 /// `error` and its sources joined by ": ", leaving out a source whose text the message before
