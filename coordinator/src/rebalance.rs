@@ -173,6 +173,28 @@ impl<'a> Placement<'a> {
         }
     }
 
+    /// The moves `job` makes of `metric` (the one [`Placement::next`] returned) into `moves`;
+    /// returns the time from which points are filled (0: every point).
+    fn moves_of(&mut self, job: Job, metric: &str, moves: &mut Vec<Move>) -> i64 {
+        // A host whose listing failed may hold it after all: a fill, never a blind write.
+        for (h, own) in self.owns.iter().enumerate() {
+            if *own && !self.holds[h] && self.merge.failed(h) {
+                self.holds[h] = true;
+            }
+        }
+        moves.clear();
+        match job {
+            Job::Rebalance => {
+                moves_of(metric, &self.holds, &self.owns, moves);
+                0
+            }
+            Job::Heal { only, since } => {
+                heal_moves_of(metric, &self.holds, &self.owns, only, moves);
+                since
+            }
+        }
+    }
+
     /// The next selected metric; `holds` and `owns` then describe it.
     async fn next(&mut self) -> Option<String> {
         loop {
@@ -192,6 +214,29 @@ impl<'a> Placement<'a> {
     }
 }
 
+/// How many metrics `job` moves into each member (by index).
+async fn metrics_per_destination<A: AgentApi>(
+    cluster: &Cluster,
+    agents: &[A],
+    job: Job,
+    selection: &Selection,
+) -> Vec<u64> {
+    let mut placement = Placement::open(cluster, agents, selection).await;
+    let mut totals = vec![0u64; placement.members.len()];
+    let (mut moves, mut into) = (Vec::new(), Vec::new());
+    while let Some(metric) = placement.next().await {
+        placement.moves_of(job, &metric, &mut moves);
+        into.clear();
+        into.extend(moves.drain(..).map(|m| m.to));
+        into.sort_unstable();
+        into.dedup();
+        for &to in &into {
+            totals[to] += 1;
+        }
+    }
+    totals
+}
+
 /// Plans the moves of `job` (`dry_run`: only sends them to `planned`) or carries them out
 /// through each destination's agent. `agents` are those of [`Cluster::members`], in that order
 /// (sources outside the ring are read from, never written to). `planned` receives every move as
@@ -205,6 +250,13 @@ pub async fn run<A: AgentApi + Clone + 'static>(
     dry_run: bool,
     planned: Option<mpsc::Sender<Move>>,
 ) -> Outcome {
+    // A first pass counts each destination's metrics, so its agent knows the job's size and
+    // status can give an ETA; it costs one more listing of every node, seconds against the
+    // hours a paced move of millions of metrics takes.
+    let totals = match dry_run {
+        true => Vec::new(),
+        false => metrics_per_destination(cluster, agents, job, selection).await,
+    };
     let mut placement = Placement::open(cluster, agents, selection).await;
     let count = placement.members.len();
     let mut moves = Vec::new();
@@ -214,27 +266,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
     let mut metrics = 0;
     while let Some(metric) = placement.next().await {
         metrics += 1;
-        let Placement {
-            holds, owns, merge, ..
-        } = &mut placement;
-        // A host whose listing failed may hold it after all: a fill, never a blind write.
-        for (h, own) in owns.iter().enumerate() {
-            if *own && !holds[h] && merge.failed(h) {
-                holds[h] = true;
-            }
-        }
-        let (holds, owns) = (&placement.holds, &placement.owns);
-        moves.clear();
-        let since = match job {
-            Job::Rebalance => {
-                moves_of(&metric, holds, owns, &mut moves);
-                0
-            }
-            Job::Heal { only, since } => {
-                heal_moves_of(&metric, holds, owns, only, &mut moves);
-                since
-            }
-        };
+        let since = placement.moves_of(job, &metric, &mut moves);
         for m in moves.drain(..) {
             counts[m.to] += 1;
             if let Some(tx) = &planned {
@@ -253,6 +285,7 @@ pub async fn run<A: AgentApi + Clone + 'static>(
                         Job::Heal { .. } => "heal",
                     }
                     .into(),
+                    total: totals.get(to).copied().unwrap_or(0),
                     peer_metrics_per_sec: pace.metrics_per_sec,
                     peer_bytes_per_sec: pace.mb_per_sec * 1e6,
                     ..Default::default()

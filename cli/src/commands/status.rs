@@ -300,8 +300,8 @@ fn write_schedule(
     Ok(())
 }
 
-/// A running job: what, how far, how fast, and when it should end when its size is known (a
-/// rebalance streams its plan, so its total is not).
+/// A running job: what, how far, how fast, and when it should end when its size is known
+/// (every job's is; an agent's older than this coordinator may send none).
 fn job_progress(j: &pb::Job, now: i64) -> String {
     let elapsed = now - j.started;
     let rate = (elapsed > 0).then(|| j.done as f64 / elapsed as f64);

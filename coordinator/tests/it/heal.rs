@@ -354,3 +354,49 @@ async fn a_fourth_node_with_replication_two_ends_with_exactly_the_ring_placement
         }
     }
 }
+
+/// A paced job tells each destination agent its size before moving anything: `status` shows the
+/// job's total, so it can show an ETA.
+#[tokio::test]
+async fn a_paced_job_tells_each_agent_its_total() {
+    use bucky_coordinator::agents::AgentApi;
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["r1", "r2"];
+    let names: Vec<String> = (0..6).map(|i| format!("app.node{i}.latency")).collect();
+    let end = now() - now() % 60;
+    for name in &names {
+        write_replica(&dir.path().join("r1"), name, end, gap_a);
+        write_replica(&dir.path().join("r2"), name, end, gap_b);
+    }
+    let (cluster, agents, _stops) = serve(dir.path(), &hosts, 2).await;
+    let pace = config::MovesSection {
+        metrics_per_sec: 5.0,
+        mb_per_sec: 0.0,
+    };
+    let job = {
+        let (cluster, agents) = (cluster.clone(), agents.clone());
+        tokio::spawn(async move {
+            let all = Selection::default();
+            let heal = Job::Heal {
+                only: None,
+                since: 0,
+            };
+            rebalance::run(&cluster, &agents, heal, pace, &all, false, None).await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let running = loop {
+        let info = agents[0].info().await.unwrap();
+        if let Some(job) = info.running_job.filter(|j| j.kind == "heal") {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the heal never ran on r1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(running.total, names.len() as u64, "{running:?}");
+    let outcome = job.await.unwrap();
+    assert_eq!(outcome.nodes[0].moves, names.len() as u64);
+}
