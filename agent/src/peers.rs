@@ -29,6 +29,24 @@ pub struct Peers {
     /// Longest wait for a whole file.
     timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
+    /// What this agent last applied whole from each (peer, metric): the SHA-1 of the peer's file,
+    /// so a move run again is not sent again while the peer's copy has not changed (a misplaced
+    /// copy no longer receives carbon's writes). Keyed and valued by hash, 24 bytes an entry.
+    applied: Mutex<HashMap<u64, u128>>,
+}
+
+/// Entries [`Peers`] remembers at most; past it the memory starts over (a rerun then moves again,
+/// as it would after an agent restart).
+const APPLIED_MAX: usize = 4_000_000;
+
+fn applied_key(address: &str, metric: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one((address, metric))
+}
+
+fn sha1_bits(sha1: &str) -> Option<u128> {
+    u128::from_str_radix(sha1.get(..32)?, 16).ok()
 }
 
 impl Peers {
@@ -43,7 +61,38 @@ impl Peers {
                 .map_err(|_| "the token is not valid ASCII".to_string())?,
             timeout,
             channels: Mutex::default(),
+            applied: Mutex::default(),
         })
+    }
+
+    /// The SHA-1 prefix of the peer's file this agent last applied, if it remembers one.
+    fn last_applied(&self, address: &str, metric: &str) -> Option<u128> {
+        let applied = self.applied.lock().expect("never poisoned");
+        applied.get(&applied_key(address, metric)).copied()
+    }
+
+    /// Remembers that the peer's file with `sha1` was applied here whole.
+    pub fn applied(&self, address: &str, metric: &str, sha1: &str) {
+        let Some(bits) = sha1_bits(sha1) else { return };
+        let mut applied = self.applied.lock().expect("never poisoned");
+        if applied.len() >= APPLIED_MAX {
+            applied.clear();
+        }
+        applied.insert(applied_key(address, metric), bits);
+    }
+
+    /// Forgets what was applied from the peer's `metric` (an owner found lacking points of it:
+    /// the next move sends it again).
+    pub fn forget(&self, address: &str, metric: &str) {
+        let mut applied = self.applied.lock().expect("never poisoned");
+        applied.remove(&applied_key(address, metric));
+    }
+
+    /// The SHA-1 (hex) of the peer's file this agent last applied whole, to ask for the file
+    /// only if it changed since.
+    pub fn unless(&self, address: &str, metric: &str) -> Option<String> {
+        self.last_applied(address, metric)
+            .map(|bits| format!("{bits:032x}"))
     }
 
     fn channel(&self, address: &str) -> Result<Channel, String> {
@@ -60,7 +109,8 @@ impl Peers {
     }
 
     /// The whisper file of `metric` as the peer at `address` holds it, checked against the SHA-1
-    /// the peer sends; at most `max_bytes`.
+    /// the peer sends; at most `max_bytes`. With `unless` (a SHA-1, or its first 32 hex digits),
+    /// `None` when the peer's file still has it: nothing was sent.
     ///
     /// # Errors
     /// The peer is unreachable, refuses, does not hold the metric, sends more than `max_bytes`
@@ -71,12 +121,14 @@ impl Peers {
         address: &str,
         metric: &str,
         max_bytes: u64,
-    ) -> Result<Vec<u8>, String> {
+        unless: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, String)>, String> {
         let read = async {
             let mut client = pb::agent_client::AgentClient::new(self.channel(address)?)
                 .max_decoding_message_size(2 * CHUNK_BYTES);
             let mut request = tonic::Request::new(pb::ReadMetricRequest {
                 metric: metric.to_string(),
+                unless_sha1: unless.unwrap_or_default().to_string(),
             });
             request
                 .metadata_mut()
@@ -90,6 +142,9 @@ impl Peers {
             let mut bytes = Vec::new();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(said)?;
+                if chunk.unchanged {
+                    return Ok(None);
+                }
                 if (bytes.len() + chunk.data.len()) as u64 > max_bytes {
                     return Err(format!(
                         "peer {address}: {metric} is larger than {max_bytes} bytes"
@@ -105,7 +160,7 @@ impl Peers {
                             chunk.sha1
                         ));
                     }
-                    return Ok(bytes);
+                    return Ok(Some((bytes, actual)));
                 }
             }
             Err(format!(

@@ -85,6 +85,9 @@ pub struct RestoreReport {
     /// Metrics that could not be restored (corrupt object, checksum mismatch, bad name, a key
     /// that is not a valid object path...).
     pub failed: Failures,
+    /// Of the filled, peer entries whose source had not changed since this agent applied it
+    /// whole: nothing was moved.
+    pub unchanged: u64,
     /// Metrics whose newest version verification found corrupt, restored from an older good
     /// one: `metric: corrupt -> used`.
     pub corrupt_passed: crate::failures::Sample<String, { crate::failures::NAMED_FAILURES }>,
@@ -347,6 +350,8 @@ struct Restored {
     downloaded: u64,
     /// `None` when the file was written whole.
     points_filled: Option<u64>,
+    /// Read from a peer whose copy had not changed since it was applied here: nothing moved.
+    unchanged: bool,
 }
 
 /// Directories new files were created in, synced at the end of a restore.
@@ -424,6 +429,7 @@ async fn restore_one(
     .map(|points_filled| Restored {
         downloaded,
         points_filled,
+        unchanged: false,
     })
 }
 
@@ -617,6 +623,7 @@ pub async fn execute_plan(
             match outcome {
                 Ok(done) => {
                     report.bytes_downloaded += done.downloaded;
+                    report.unchanged += u64::from(done.unchanged);
                     match done.points_filled {
                         None => {
                             report.written += 1;
@@ -652,7 +659,30 @@ async fn apply_peer(
     if let Some(throttle) = &options.peer_throttle {
         throttle.admit().await;
     }
-    let raw = peers.read(address, metric, options.max_file_bytes).await?;
+    // A whole-file move remembers what it applied: run again while the source's copy has not
+    // changed (a misplaced copy no longer gets carbon's writes), it moves nothing. A heal bounded
+    // by `since` fills only part of the file, so it never counts as applied.
+    // Only over a file that is still whisper: one damaged since gets the move again (and fails
+    // it, as it should, rather than have the damage go unnoticed).
+    let sound = || {
+        std::fs::File::open(&path)
+            .ok()
+            .is_some_and(|f| Whisper::open(f, &path).is_ok())
+    };
+    let unless = match since {
+        0 if sound() => peers.unless(address, metric),
+        _ => None,
+    };
+    let Some((raw, sha1)) = peers
+        .read(address, metric, options.max_file_bytes, unless.as_deref())
+        .await?
+    else {
+        return Ok(Restored {
+            downloaded: 0,
+            points_filled: Some(0),
+            unchanged: true,
+        });
+    };
     let downloaded = raw.len() as u64;
     if let Some(throttle) = &options.peer_throttle {
         throttle.charge(downloaded);
@@ -674,9 +704,13 @@ async fn apply_peer(
     })
     .await
     .map_err(|e| format!("restore task panicked: {e}"))??;
+    if since == 0 {
+        peers.applied(address, metric, &sha1);
+    }
     Ok(Restored {
         downloaded,
         points_filled,
+        unchanged: false,
     })
 }
 
@@ -737,5 +771,6 @@ async fn apply_stored(
     .map(|points_filled| Restored {
         downloaded,
         points_filled,
+        unchanged: false,
     })
 }

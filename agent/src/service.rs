@@ -241,18 +241,20 @@ impl pb::agent_server::Agent for AgentService {
             .peers
             .clone()
             .ok_or_else(|| Status::failed_precondition("this agent has no token for peers"))?;
-        let raw = peers
+        let (raw, sha1) = peers
             .read(
                 &req.source_agent,
                 &req.metric,
                 crate::codec::DEFAULT_MAX_FILE_BYTES,
+                None,
             )
             .await
-            .map_err(Status::unavailable)?;
-        let sha1 = crate::codec::sha1_hex(&raw);
+            .map_err(Status::unavailable)?
+            .ok_or_else(|| Status::internal("a peer said unchanged to an unconditional read"))?;
         let path = bucky_shared::metric::path_of(&self.config.whisper_root, &req.metric)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let lock_timeout = self.config.lock_timeout;
+        let (source, metric) = (req.source_agent.clone(), req.metric.clone());
         let missing_points = tokio::task::spawn_blocking(move || {
             let image = bucky_shared::whisper::Whisper::open(
                 bucky_shared::whisper::Image::new(raw),
@@ -265,6 +267,9 @@ impl pb::agent_server::Agent for AgentService {
         .await
         .map_err(internal)?
         .map_err(Status::failed_precondition)?;
+        if missing_points > 0 {
+            peers.forget(&source, &metric);
+        }
         Ok(Response::new(pb::ConfirmResponse {
             sha1,
             missing_points,
@@ -295,7 +300,8 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         req: Request<pb::ReadMetricRequest>,
     ) -> Result<Response<Self::ReadMetricStream>, Status> {
-        let metric = req.into_inner().metric;
+        let req = req.into_inner();
+        let metric = req.metric;
         let (root, lock_timeout) = (self.config.whisper_root.clone(), self.config.lock_timeout);
         let bytes =
             tokio::task::spawn_blocking(move || peers::read_locked(&root, &metric, lock_timeout))
@@ -303,6 +309,17 @@ impl pb::agent_server::Agent for AgentService {
                 .map_err(internal)?
                 .map_err(Status::failed_precondition)?;
         let sha1 = crate::codec::sha1_hex(&bytes);
+        // The reader may remember only the first 32 hex digits; fewer are not trusted.
+        if req.unless_sha1.len() >= 32 && sha1.starts_with(&req.unless_sha1) {
+            let unchanged = pb::ReadMetricResponse {
+                data: Vec::new(),
+                sha1,
+                unchanged: true,
+            };
+            return Ok(Response::new(Box::pin(futures::stream::iter([Ok(
+                unchanged,
+            )]))));
+        }
         let count = bytes.len().div_ceil(peers::CHUNK_BYTES).max(1);
         let chunks: Vec<Result<pb::ReadMetricResponse, Status>> = (0..count)
             .map(|i| {
@@ -314,6 +331,7 @@ impl pb::agent_server::Agent for AgentService {
                     } else {
                         String::new()
                     },
+                    unchanged: false,
                 })
             })
             .collect();

@@ -41,6 +41,7 @@ pub(crate) fn restore_result(report: &RestoreReport) -> pb::RestoreResult {
         points_filled: report.points_filled,
         failed: failures(&report.failed),
         failed_count: report.failed.len(),
+        unchanged: report.unchanged,
     }
 }
 

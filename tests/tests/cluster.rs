@@ -604,6 +604,11 @@ fn a_rebalance_moves_every_metric_to_its_owners_agent_to_agent() {
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["nodes"][3]["result"]["written"], 0, "{again}");
     assert_eq!(again["nodes"][3]["result"]["points_filled"], 0, "{again}");
+    assert_eq!(
+        again["nodes"][3]["result"]["unchanged"],
+        moved.len() as u64,
+        "the old copies did not change: none is sent again: {again}"
+    );
     let out = fleet.bucky(&["inconsistent"]);
     assert!(
         stdout(&out).contains(&format!("{} misplaced, 0 missing", moved.len())),

@@ -388,8 +388,32 @@ async fn a_restore_reads_from_a_peer_agent_directly() {
     let err = s
         .read_metric(pb::ReadMetricRequest {
             metric: "../etc/passwd".into(),
+            unless_sha1: String::new(),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+
+    // Asked only if changed: the file's own SHA-1 (or its first 32 digits) gets no data back,
+    // another gets the file; fewer than 32 digits are not trusted.
+    let name = bucky_shared::metric::path_of(&source.root(), "app.m000.requests").unwrap();
+    let sha1 = bucky_agent::codec::sha1_hex(&std::fs::read(name).unwrap());
+    for (unless, unchanged) in [
+        (sha1.clone(), true),
+        (sha1[..32].to_string(), true),
+        (sha1[..31].to_string(), false),
+        ("0".repeat(40), false),
+    ] {
+        let mut stream = s
+            .read_metric(pb::ReadMetricRequest {
+                metric: "app.m000.requests".into(),
+                unless_sha1: unless.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        assert_eq!(first.unchanged, unchanged, "{unless}");
+        assert_eq!(first.data.is_empty(), unchanged, "{unless}");
+    }
 }

@@ -73,6 +73,7 @@ fn summary_json(summary: &pb::RebalanceSummary, moves: &[pb::RebalanceMove]) -> 
                     "written": r.written,
                     "filled": r.filled,
                     "points_filled": r.points_filled,
+                    "unchanged": r.unchanged,
                     "failed_count": r.failed_count,
                     "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
                 })),
@@ -205,6 +206,9 @@ where
                 ": {} written, {} filled ({} points), {} failed",
                 r.written, r.filled, r.points_filled, r.failed_count
             )?;
+            if r.unchanged > 0 {
+                write!(out, " ({} unchanged since applied: not sent)", r.unchanged)?;
+            }
             if let Some(first) = r.failed.first() {
                 write!(out, ", first: {}: {}", first.metric, first.error)?;
             }

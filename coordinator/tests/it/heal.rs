@@ -257,6 +257,35 @@ async fn a_misplaced_copy_is_deleted_only_once_its_owner_holds_every_point() {
     )
     .await;
     assert!(!outcome.nodes[owner].failed());
+
+    // The owner's file is replaced behind bucky's back after the move (it lost the points it
+    // was sent): a rerun takes the source as unchanged, but the delete's check finds the owner
+    // lacking, keeps the copy and makes the owner forget; the next rerun sends it again.
+    let owned = metric::path_of(&dir.path().join(hosts[owner]), name).unwrap();
+    write_replica(&dir.path().join(hosts[owner]), name, end, |i| i < 200);
+    let rerun = || {
+        rebalance::run(
+            &cluster,
+            &agents,
+            Job::Rebalance,
+            cluster.config.moves,
+            &all,
+            false,
+            None,
+        )
+    };
+    let skipped = rerun().await;
+    let result = skipped.nodes[owner].result.clone().unwrap().unwrap();
+    assert_eq!(result.unchanged, 1, "{result:?}");
+    let mut nodes = vec![rebalance::NodeResult::default(); 2];
+    rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
+    assert_eq!((nodes[other].deleted, nodes[other].kept), (0, 1));
+    assert!(old.exists() && owned.exists());
+    let resent = rerun().await;
+    let result = resent.nodes[owner].result.clone().unwrap().unwrap();
+    assert_eq!(result.unchanged, 0, "{result:?}");
+    assert!(result.points_filled > 0, "{result:?}");
+
     let mut nodes = vec![rebalance::NodeResult::default(); 2];
     rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
     assert_eq!(
@@ -327,6 +356,30 @@ async fn a_fourth_node_with_replication_two_ends_with_exactly_the_ring_placement
         "{:?}",
         outcome.nodes
     );
+    // Run again before deleting: every move is still due, and none sends its file again (the
+    // misplaced copies have not changed since they were applied).
+    let again = rebalance::run(
+        &cluster,
+        &agents,
+        Job::Rebalance,
+        cluster.config.moves,
+        &all,
+        false,
+        None,
+    )
+    .await;
+    for (first, second) in outcome.nodes.iter().zip(&again.nodes) {
+        assert_eq!(first.moves, second.moves);
+        if second.moves > 0 {
+            let result = second.result.as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(
+                (result.unchanged, result.written, result.points_filled),
+                (result.filled, 0, 0),
+                "{result:?}"
+            );
+            assert!(result.unchanged > 0);
+        }
+    }
     let mut nodes = vec![rebalance::NodeResult::default(); hosts.len()];
     let errors = rebalance::delete_moved(&cluster, &agents, &all, &mut nodes).await;
     assert!(
