@@ -35,6 +35,17 @@ pub struct Peers {
     applied: Mutex<HashMap<u64, u128>>,
 }
 
+/// A file read from a peer.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The whisper file (an excerpt's zeros included).
+    pub file: Vec<u8>,
+    /// The SHA-1 the peer sent: the file's, or for an excerpt that of the data sent.
+    pub sha1: String,
+    /// Bytes that travelled.
+    pub received: u64,
+}
+
 /// Entries [`Peers`] remembers at most; past it the memory starts over (a rerun then moves again,
 /// as it would after an agent restart).
 const APPLIED_MAX: usize = 4_000_000;
@@ -122,13 +133,15 @@ impl Peers {
         metric: &str,
         max_bytes: u64,
         unless: Option<&str>,
-    ) -> Result<Option<(Vec<u8>, String)>, String> {
+        since: i64,
+    ) -> Result<Option<Fetched>, String> {
         let read = async {
             let mut client = pb::agent_client::AgentClient::new(self.channel(address)?)
                 .max_decoding_message_size(2 * CHUNK_BYTES);
             let mut request = tonic::Request::new(pb::ReadMetricRequest {
                 metric: metric.to_string(),
                 unless_sha1: unless.unwrap_or_default().to_string(),
+                since,
             });
             request
                 .metadata_mut()
@@ -139,17 +152,23 @@ impl Peers {
                 .await
                 .map_err(said)?
                 .into_inner();
+            // What arrived, in order, and where each piece goes (whole files arrive in order
+            // from offset 0; a heal's excerpt in ranges).
             let mut bytes = Vec::new();
+            let mut pieces: Vec<(usize, usize)> = Vec::new();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(said)?;
                 if chunk.unchanged {
                     return Ok(None);
                 }
-                if (bytes.len() + chunk.data.len()) as u64 > max_bytes {
+                if (bytes.len() + chunk.data.len()) as u64 > max_bytes
+                    || chunk.file_size > max_bytes
+                {
                     return Err(format!(
                         "peer {address}: {metric} is larger than {max_bytes} bytes"
                     ));
                 }
+                pieces.push((chunk.offset as usize, chunk.data.len()));
                 bytes.extend_from_slice(&chunk.data);
                 if !chunk.sha1.is_empty() {
                     let actual = codec::sha1_hex(&bytes);
@@ -160,7 +179,28 @@ impl Peers {
                             chunk.sha1
                         ));
                     }
-                    return Ok(Some((bytes, actual)));
+                    let received = bytes.len() as u64;
+                    if !chunk.partial {
+                        return Ok(Some(Fetched {
+                            file: bytes,
+                            sha1: actual,
+                            received,
+                        }));
+                    }
+                    let mut at = 0;
+                    let placed = pieces.iter().map(|&(offset, len)| {
+                        let data = bytes[at..at + len].to_vec();
+                        at += len;
+                        (offset, data)
+                    });
+                    let image =
+                        bucky_shared::whisper::excerpt::image_of(chunk.file_size as usize, placed)
+                            .map_err(|e| format!("peer {address}: {metric}: {e}"))?;
+                    return Ok(Some(Fetched {
+                        file: image,
+                        sha1: actual,
+                        received,
+                    }));
                 }
             }
             Err(format!(

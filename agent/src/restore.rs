@@ -673,8 +673,25 @@ async fn apply_peer(
         0 if sound() => peers.unless(address, metric),
         _ => None,
     };
-    let Some((raw, sha1)) = peers
-        .read(address, metric, options.max_file_bytes, unless.as_deref())
+    // A heal bounded by `since` needs only the points from then on: the peer sends an excerpt
+    // (header, and the slots from `since` on). A file this node lacks is written whole instead,
+    // so it gets the whole file.
+    let excerpt_since = match path.exists() {
+        true => since,
+        false => 0,
+    };
+    let Some(crate::peers::Fetched {
+        file: raw,
+        sha1,
+        received,
+    }) = peers
+        .read(
+            address,
+            metric,
+            options.max_file_bytes,
+            unless.as_deref(),
+            excerpt_since,
+        )
         .await?
     else {
         return Ok(Restored {
@@ -683,7 +700,7 @@ async fn apply_peer(
             unchanged: true,
         });
     };
-    let downloaded = raw.len() as u64;
+    let downloaded = received;
     if let Some(throttle) = &options.peer_throttle {
         throttle.charge(downloaded);
     }

@@ -241,12 +241,15 @@ impl pb::agent_server::Agent for AgentService {
             .peers
             .clone()
             .ok_or_else(|| Status::failed_precondition("this agent has no token for peers"))?;
-        let (raw, sha1) = peers
+        let peers::Fetched {
+            file: raw, sha1, ..
+        } = peers
             .read(
                 &req.source_agent,
                 &req.metric,
                 crate::codec::DEFAULT_MAX_FILE_BYTES,
                 None,
+                0,
             )
             .await
             .map_err(Status::unavailable)?
@@ -301,7 +304,7 @@ impl pb::agent_server::Agent for AgentService {
         req: Request<pb::ReadMetricRequest>,
     ) -> Result<Response<Self::ReadMetricStream>, Status> {
         let req = req.into_inner();
-        let metric = req.metric;
+        let metric = req.metric.clone();
         let (root, lock_timeout) = (self.config.whisper_root.clone(), self.config.lock_timeout);
         let bytes =
             tokio::task::spawn_blocking(move || peers::read_locked(&root, &metric, lock_timeout))
@@ -310,31 +313,54 @@ impl pb::agent_server::Agent for AgentService {
                 .map_err(Status::failed_precondition)?;
         let sha1 = crate::codec::sha1_hex(&bytes);
         // The reader may remember only the first 32 hex digits; fewer are not trusted.
-        if req.unless_sha1.len() >= 32 && sha1.starts_with(&req.unless_sha1) {
+        if req.since == 0 && req.unless_sha1.len() >= 32 && sha1.starts_with(&req.unless_sha1) {
             let unchanged = pb::ReadMetricResponse {
-                data: Vec::new(),
                 sha1,
                 unchanged: true,
+                ..Default::default()
             };
             return Ok(Response::new(Box::pin(futures::stream::iter([Ok(
                 unchanged,
             )]))));
         }
-        let count = bytes.len().div_ceil(peers::CHUNK_BYTES).max(1);
-        let chunks: Vec<Result<pb::ReadMetricResponse, Status>> = (0..count)
-            .map(|i| {
-                let end = ((i + 1) * peers::CHUNK_BYTES).min(bytes.len());
+        let file_size = bytes.len() as u64;
+        let (ranges, sha1, partial) = match req.since {
+            0 => (std::iter::once(0..bytes.len()).collect(), sha1, false),
+            since => {
+                let ranges = bucky_shared::whisper::excerpt::ranges_since(
+                    &bytes,
+                    since,
+                    now(),
+                    std::path::Path::new(&req.metric),
+                )
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                let sent: Vec<u8> = ranges
+                    .iter()
+                    .flat_map(|r| bytes[r.clone()].iter().copied())
+                    .collect();
+                (ranges, crate::codec::sha1_hex(&sent), true)
+            }
+        };
+        let mut chunks: Vec<Result<pb::ReadMetricResponse, Status>> = ranges
+            .iter()
+            .flat_map(|r| {
+                (r.start..r.end.max(r.start + 1))
+                    .step_by(peers::CHUNK_BYTES)
+                    .map(|at| at..(at + peers::CHUNK_BYTES).min(r.end))
+            })
+            .map(|c| {
                 Ok(pb::ReadMetricResponse {
-                    data: bytes[i * peers::CHUNK_BYTES..end].to_vec(),
-                    sha1: if i + 1 == count {
-                        sha1.clone()
-                    } else {
-                        String::new()
-                    },
-                    unchanged: false,
+                    data: bytes[c.clone()].to_vec(),
+                    offset: c.start as u64,
+                    ..Default::default()
                 })
             })
             .collect();
+        if let Some(Ok(last)) = chunks.last_mut() {
+            last.sha1 = sha1;
+            last.file_size = file_size;
+            last.partial = partial;
+        }
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 

@@ -42,6 +42,7 @@ pub(crate) fn restore_result(report: &RestoreReport) -> pb::RestoreResult {
         failed: failures(&report.failed),
         failed_count: report.failed.len(),
         unchanged: report.unchanged,
+        bytes_received: report.bytes_downloaded,
     }
 }
 

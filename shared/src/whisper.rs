@@ -18,6 +18,7 @@
 mod aggregation;
 mod create;
 pub(crate) mod error;
+pub mod excerpt;
 mod fetch;
 pub(crate) mod file;
 mod header;

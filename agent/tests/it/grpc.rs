@@ -388,7 +388,7 @@ async fn a_restore_reads_from_a_peer_agent_directly() {
     let err = s
         .read_metric(pb::ReadMetricRequest {
             metric: "../etc/passwd".into(),
-            unless_sha1: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -397,7 +397,7 @@ async fn a_restore_reads_from_a_peer_agent_directly() {
     // Asked only if changed: the file's own SHA-1 (or its first 32 digits) gets no data back,
     // another gets the file; fewer than 32 digits are not trusted.
     let name = bucky_shared::metric::path_of(&source.root(), "app.m000.requests").unwrap();
-    let sha1 = bucky_agent::codec::sha1_hex(&std::fs::read(name).unwrap());
+    let sha1 = bucky_agent::codec::sha1_hex(&std::fs::read(&name).unwrap());
     for (unless, unchanged) in [
         (sha1.clone(), true),
         (sha1[..32].to_string(), true),
@@ -408,6 +408,7 @@ async fn a_restore_reads_from_a_peer_agent_directly() {
             .read_metric(pb::ReadMetricRequest {
                 metric: "app.m000.requests".into(),
                 unless_sha1: unless.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -416,4 +417,31 @@ async fn a_restore_reads_from_a_peer_agent_directly() {
         assert_eq!(first.unchanged, unchanged, "{unless}");
         assert_eq!(first.data.is_empty(), unchanged, "{unless}");
     }
+
+    // Asked for the points since a time: the header and a few slots, each at its offset, the
+    // last message saying how large the file is and that it is an excerpt.
+    let whole = std::fs::read(&name).unwrap();
+    let mut stream = s
+        .read_metric(pb::ReadMetricRequest {
+            metric: "app.m000.requests".into(),
+            since: bucky_shared::layout::Version::now().0 - 3600,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut received = 0;
+    let mut last = None;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        let at = chunk.offset as usize;
+        assert_eq!(chunk.data, whole[at..at + chunk.data.len()], "at {at}");
+        received += chunk.data.len();
+        last = Some(chunk);
+    }
+    let last = last.unwrap();
+    assert!(
+        last.partial && last.file_size == whole.len() as u64,
+        "{last:?}"
+    );
+    assert!(received * 4 < whole.len(), "{received} of {}", whole.len());
 }

@@ -7,7 +7,7 @@ use bucky_proto::v1 as pb;
 use clap::Args;
 use futures::StreamExt;
 
-use super::coordinator::{Client, CoordinatorArgs, block_on, said};
+use super::coordinator::{Client, CoordinatorArgs, block_on, human_bytes, said};
 
 /// Copy every metric a node holds misplaced to the nodes the ring places it on now (replication
 /// included), each destination agent reading from the source agent directly: a copy the owner
@@ -74,6 +74,7 @@ fn summary_json(summary: &pb::RebalanceSummary, moves: &[pb::RebalanceMove]) -> 
                     "filled": r.filled,
                     "points_filled": r.points_filled,
                     "unchanged": r.unchanged,
+                    "bytes_received": r.bytes_received,
                     "failed_count": r.failed_count,
                     "failed": r.failed.iter().map(|f| serde_json::json!({"metric": f.metric, "error": f.error})).collect::<Vec<_>>(),
                 })),
@@ -208,6 +209,9 @@ where
             )?;
             if r.unchanged > 0 {
                 write!(out, " ({} unchanged since applied: not sent)", r.unchanged)?;
+            }
+            if r.bytes_received > 0 {
+                write!(out, ", {} received", human_bytes(r.bytes_received))?;
             }
             if let Some(first) = r.failed.first() {
                 write!(out, ", first: {}: {}", first.metric, first.error)?;

@@ -95,11 +95,21 @@ async fn replicas_are_filled_from_each_other_within_since() {
     )
     .await;
     assert_eq!(outcome.metrics, names.len() as u64);
+    let file_bytes = std::fs::metadata(metric::path_of(&dir.path().join("r1"), &names[0]).unwrap())
+        .unwrap()
+        .len();
     for node in &outcome.nodes {
         let result = node.result.as_ref().unwrap().as_ref().unwrap();
         assert_eq!(result.filled, names.len() as u64, "{result:?}");
         assert_eq!(result.failed_count, 0, "{result:?}");
         assert!(result.points_filled > 0);
+        // The last hour travelled, not the files: the header, and a few slots per archive.
+        assert!(
+            result.bytes_received * 10 < names.len() as u64 * file_bytes,
+            "{} bytes received for {} files of {file_bytes}",
+            result.bytes_received,
+            names.len()
+        );
     }
     for name in &names {
         for (host, own_gap) in [("r1", gap_a as fn(i64) -> bool), ("r2", gap_b)] {
