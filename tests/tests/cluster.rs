@@ -771,8 +771,8 @@ fn a_rebalance_killed_half_way_completes_when_run_again() {
     assert!(!out.status.success(), "the run was cut short");
     assert!(on_d() < moved, "stopped half way: {} of {moved}", on_d());
 
-    fleet.agents[0] = Server::start_on("bucky-agent", &dir.join("node-a-4.toml"), &a_addr);
-    fleet.coordinator = Server::start("bucky-coordinator", &dir.join("coordinator-4.toml"));
+    fleet.agents[0] = Server::start_on("bucky-agent", &dir.join("node-a-4r1.toml"), &a_addr);
+    fleet.coordinator = Server::start("bucky-coordinator", &dir.join("coordinator-4r1.toml"));
     // node-d's job ends once it sees its plan cut off; wait for that (bounded).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -930,4 +930,92 @@ fn points_written_during_a_rebalance_are_kept() {
             "{name}: history to fill"
         );
     }
+}
+
+/// Replication raised from 1 to 2, then a fourth node: after each `rebalance --delete` every
+/// metric is on exactly its owners under the ring as configured, each copy with every point.
+#[test]
+fn replication_two_and_a_fourth_node_end_with_exactly_the_ring_placement() {
+    let mut fleet = Fleet::start(|_| None);
+    let dir = fleet.dir.path().to_path_buf();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let path = |h: &str, name: &str| metric::path_of(&dir.join("trees").join(h), name).unwrap();
+    let values: Vec<(String, Vec<Option<f64>>)> = fleet
+        .names
+        .iter()
+        .map(|m| {
+            let h = HOSTS.iter().find(|h| path(h, m).exists()).unwrap();
+            (m.clone(), minute_values(&path(h, m), now))
+        })
+        .collect();
+    let all = ["node-a", "node-b", "node-c", "node-d"];
+    for hosts in [&all[..3], &all[..]] {
+        let ring = fleet.reconfigure_replicated(hosts, &[], 2);
+        let out = fleet.bucky(&["rebalance", "--delete"]);
+        assert_eq!(out.status.code(), Some(0), "{hosts:?}: {}", stdout(&out));
+        for (name, want) in &values {
+            let owners: Vec<&str> = ring
+                .owners(name)
+                .iter()
+                .map(|&o| ring.destinations()[o].host.as_str())
+                .collect();
+            assert_eq!(owners.len(), 2);
+            for h in all {
+                assert_eq!(
+                    path(h, name).exists(),
+                    owners.contains(&h),
+                    "{hosts:?}: {name} on {h} (owners {owners:?})"
+                );
+            }
+            for owner in owners {
+                assert_eq!(
+                    minute_values(&path(owner, name), now),
+                    *want,
+                    "{name} on {owner}"
+                );
+            }
+        }
+        let out = fleet.bucky(&["inconsistent"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    }
+}
+
+/// A whole cluster moved to a new one: the old nodes are sources outside the new ring, a
+/// rebalance without --delete copies every metric to its new owner, and the old cluster is left
+/// exactly as it was.
+#[test]
+fn a_cluster_is_moved_to_a_new_one_and_the_old_one_is_left_alone() {
+    let mut fleet = Fleet::start(|_| None);
+    let dir = fleet.dir.path().to_path_buf();
+    let old: Vec<_> = HOSTS
+        .iter()
+        .map(|h| snapshot(&dir.join("trees").join(h)))
+        .collect();
+    let ring = fleet.reconfigure(&["new-a", "new-b"], &HOSTS);
+    let out = fleet.bucky(&["rebalance"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    for name in &fleet.names {
+        let owner = &ring.destinations()[ring.owners(name)[0]].host;
+        let at = |h: &str| {
+            std::fs::read(metric::path_of(&dir.join("trees").join(h), name).unwrap()).ok()
+        };
+        let original = HOSTS.iter().find_map(|h| at(h)).unwrap();
+        assert!(at(owner) == Some(original), "{name} on {owner}, as it was");
+        let other = if owner == "new-a" { "new-b" } else { "new-a" };
+        assert!(at(other).is_none(), "{name} only on its owner");
+    }
+    for (h, before) in HOSTS.iter().zip(&old) {
+        assert!(
+            snapshot(&dir.join("trees").join(h)) == *before,
+            "{h} untouched"
+        );
+    }
+    let status = stdout(&fleet.bucky(&["status"]));
+    assert!(
+        status.lines().filter(|l| l.contains(" out ")).count() == 3,
+        "{status}"
+    );
 }

@@ -117,16 +117,26 @@ impl Fleet {
     /// (replication 1), and the coordinator with `sources` as nodes outside the ring. Returns
     /// the new ring.
     pub fn reconfigure(&mut self, ring_hosts: &[&str], sources: &[&str]) -> Ring {
+        self.reconfigure_replicated(ring_hosts, sources, 1)
+    }
+
+    /// [`Fleet::reconfigure`] with `replication` copies of each metric.
+    pub fn reconfigure_replicated(
+        &mut self,
+        ring_hosts: &[&str],
+        sources: &[&str],
+        replication: usize,
+    ) -> Ring {
         let destinations: Vec<String> = ring_hosts.iter().map(|h| format!("{h}:2004")).collect();
         let ring = Ring::new(&RingConfig::new(
             Algorithm::CarbonCh,
             Flavour::Carbon,
-            1,
+            replication,
             destinations.clone(),
         ))
         .unwrap();
         let ring_toml = format!(
-            "[ring]\ndestinations = [{}]\n",
+            "[ring]\nreplication = {replication}\ndestinations = [{}]\n",
             destinations
                 .iter()
                 .map(|d| format!("\"{d}\""))
@@ -134,7 +144,7 @@ impl Fleet {
                 .join(", ")
         );
         let token = self.dir.path().join("token");
-        let tag = ring_hosts.len();
+        let tag = format!("{}r{replication}", ring_hosts.len());
         let mut agents = Vec::new();
         for h in ring_hosts.iter().chain(sources) {
             let root = self.dir.path().join("trees").join(h);
