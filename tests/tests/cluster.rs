@@ -809,9 +809,10 @@ fn a_rebalance_killed_half_way_completes_when_run_again() {
     }
 }
 
-/// Carbon keeps writing the new owner's copies while a rebalance fills them, alternately taking
-/// whisper's lock and not: every point it wrote is there afterwards, the points it had before are
-/// unchanged, and every gap around them holds the old owner's history.
+/// A fourth node joins with replication 2, and carbon keeps writing its copies while a rebalance
+/// fills them, alternately taking whisper's lock and not: every point it wrote is there
+/// afterwards, the points it had before are unchanged, and every gap around them holds the old
+/// owner's history; after `--delete` every metric is on exactly its two owners.
 #[test]
 fn points_written_during_a_rebalance_are_kept() {
     use bucky_shared::whisper::{LockMode, Whisper, lock_file};
@@ -830,11 +831,24 @@ fn points_written_during_a_rebalance_are_kept() {
             .unwrap()
             .to_string()
     };
-    let ring4 = fleet.grow_to_four();
+    // Replication 2 on the three nodes first (every metric on its two owners), then a fourth
+    // node: node-d receives what it now owns from the owner it replaces.
+    let all = ["node-a", "node-b", "node-c", "node-d"];
+    fleet.reconfigure_replicated(&all[..3], &[], 2);
+    let out = fleet.bucky(&["rebalance", "--delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let ring4 = fleet.reconfigure_replicated(&all, &[], 2);
+    let owners = |m: &str| -> Vec<String> {
+        ring4
+            .owners(m)
+            .iter()
+            .map(|&o| ring4.destinations()[o].host.clone())
+            .collect()
+    };
     let moved: Vec<String> = fleet
         .names
         .iter()
-        .filter(|m| ring4.destinations()[ring4.owners(m)[0]].host == "node-d")
+        .filter(|m| owners(m).iter().any(|h| h == "node-d"))
         .cloned()
         .collect();
     assert!(moved.len() >= 2);
@@ -929,6 +943,30 @@ fn points_written_during_a_rebalance_are_kept() {
             old.values().flatten().count() > had.len(),
             "{name}: history to fill"
         );
+    }
+
+    // Then the old copies go: every metric ends on exactly its two owners, node-d's copies with
+    // carbon's points still in them.
+    let out = fleet.bucky(&["rebalance", "--delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    for name in &fleet.names {
+        let placed = owners(name);
+        for h in all {
+            let held = metric::path_of(&dir.join("trees").join(h), name)
+                .unwrap()
+                .exists();
+            assert_eq!(held, placed.iter().any(|p| p == h), "{name} on {h}");
+        }
+    }
+    for name in &moved {
+        let got = minutes(&d_path(name));
+        for round in 1..=rounds {
+            assert_eq!(
+                got[&slot(round)],
+                Some(7000.0 + round as f64),
+                "{name}: {round}"
+            );
+        }
     }
 }
 
