@@ -113,7 +113,11 @@ async fn verification(
     window_days: u32,
     owned_since: Option<Version>,
 ) -> Result<Verification, String> {
-    let (trust, _) = manifests::trust(bucket).await.map_err(|e| e.to_string())?;
+    // Status runs every few minutes (Nagios, the metrics exporter): records are read again
+    // only when they changed.
+    static CACHE: std::sync::LazyLock<manifests::TrustCache> =
+        std::sync::LazyLock::new(manifests::TrustCache::default);
+    let trust = CACHE.trust(bucket).await.map_err(|e| e.to_string())?;
     let since = Version(Version::now().0 - i64::from(window_days) * 86_400);
     Ok(Verification {
         corrupt: trust.corrupt_count() as u64,

@@ -189,7 +189,12 @@ pub async fn checkpoint_keys(bucket: &Bucket) -> Result<Vec<String>, bucket::Err
 /// # Errors
 /// The listing or a download failed.
 pub async fn trust(bucket: &Bucket) -> Result<(crate::layout::Trust, Vec<Version>), bucket::Error> {
-    use crate::layout::{Trust, VerifyRecord};
+    let runs = verify_runs(bucket).await?;
+    Ok((read_trust(bucket, &runs).await?, runs))
+}
+
+/// The runs that have verification records, oldest first.
+async fn verify_runs(bucket: &Bucket) -> Result<Vec<Version>, bucket::Error> {
     let layout = bucket.layout();
     let mut runs: Vec<Version> = bucket
         .list(&layout.verify_prefix())
@@ -199,8 +204,17 @@ pub async fn trust(bucket: &Bucket) -> Result<(crate::layout::Trust, Vec<Version
         .filter_map(|m| layout.parse_verify_key(m.location.as_ref()))
         .collect();
     runs.sort();
+    Ok(runs)
+}
+
+async fn read_trust(
+    bucket: &Bucket,
+    runs: &[Version],
+) -> Result<crate::layout::Trust, bucket::Error> {
+    use crate::layout::{Trust, VerifyRecord};
+    let layout = bucket.layout();
     let mut records = Vec::with_capacity(runs.len());
-    for run in &runs {
+    for run in runs {
         let key = layout.verify_key(*run);
         let Some(bytes) = bucket.get(&key).await? else {
             continue;
@@ -210,5 +224,91 @@ pub async fn trust(bucket: &Bucket) -> Result<(crate::layout::Trust, Vec<Version
             Err(e) => warn!(key, error = e, "verification record skipped"),
         }
     }
-    Ok((Trust::from_records(records), runs))
+    Ok(Trust::from_records(records))
+}
+
+/// Buckets' verification records as last read, by bucket URL: a caller that asks often (status,
+/// a Nagios check every few minutes, the metrics exporter) lists the records each time and reads
+/// them again only when the list changed (records are written once and never changed).
+#[derive(Debug, Default)]
+pub struct TrustCache {
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<String, (Vec<Version>, crate::layout::Trust)>>,
+}
+
+impl TrustCache {
+    /// [`trust`] of `bucket`, from the cache when its records are the ones read last time.
+    ///
+    /// # Errors
+    /// The listing or a download failed.
+    pub async fn trust(&self, bucket: &Bucket) -> Result<crate::layout::Trust, bucket::Error> {
+        let runs = verify_runs(bucket).await?;
+        if let Some((cached, trust)) = self
+            .buckets
+            .lock()
+            .expect("never poisoned")
+            .get(bucket.url())
+            && *cached == runs
+        {
+            return Ok(trust.clone());
+        }
+        let trust = read_trust(bucket, &runs).await?;
+        self.buckets
+            .lock()
+            .expect("never poisoned")
+            .insert(bucket.url().to_string(), (runs, trust.clone()));
+        Ok(trust)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::VerifyRecord;
+    use crate::layout::verification::FORMAT;
+
+    fn record(at: i64) -> VerifyRecord {
+        VerifyRecord {
+            format: FORMAT,
+            node: "g1".into(),
+            started: Version(at),
+            finished: Version(at),
+            parts: vec![1, 2],
+            checked: 0,
+            ok: 0,
+            unread: 0,
+            corrupt: Vec::new(),
+            resolved: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_reads_records_again_only_when_they_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let bucket = Bucket::open(&url, &crate::bucket::StoreOptions::default()).unwrap();
+        let put = |at: i64| {
+            let bucket = &bucket;
+            async move {
+                let key = bucket.layout().verify_key(Version(at));
+                bucket.put(&key, record(at).encode()).await.unwrap();
+            }
+        };
+        put(100).await;
+        put(200).await;
+        let cache = TrustCache::default();
+        let before = bucket.requests();
+        let first = cache.trust(&bucket).await.unwrap();
+        assert_eq!(bucket.requests() - before, 3, "a listing and two records");
+        assert_eq!(first.newest(), Some(Version(200)));
+        let before = bucket.requests();
+        let again = cache.trust(&bucket).await.unwrap();
+        assert_eq!(bucket.requests() - before, 1, "the listing only");
+        assert_eq!(again.newest(), Some(Version(200)));
+        put(300).await;
+        let before = bucket.requests();
+        let newer = cache.trust(&bucket).await.unwrap();
+        assert_eq!(bucket.requests() - before, 4);
+        assert_eq!(newer.newest(), Some(Version(300)));
+    }
 }
