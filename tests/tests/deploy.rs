@@ -106,8 +106,8 @@ fn systemd_units_verify() {
     }
     assert_eq!(
         units.len(),
-        4,
-        "agent, coordinator, backup service and timer"
+        6,
+        "agent, coordinator, backup and verify services and timers"
     );
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -131,6 +131,7 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
         "bucky-agent.service",
         "bucky-coordinator.service",
         "bucky-backup.service",
+        "bucky-verify.service",
     ] {
         let u = unit(name);
         assert_eq!(u.values("Service", "User"), ["graphite"], "{name}");
@@ -191,9 +192,22 @@ fn units_run_as_graphite_hardened_with_backups_at_idle_io() {
             && backup.values("Service", "TimeoutStartSec") != ["infinity"],
         "a backup never waits forever"
     );
-    let timer = unit("bucky-backup.timer");
-    assert!(!timer.values("Timer", "OnCalendar").is_empty());
-    assert_eq!(timer.values("Timer", "Persistent"), ["true"]);
+    for name in ["bucky-backup.timer", "bucky-verify.timer"] {
+        let timer = unit(name);
+        assert!(!timer.values("Timer", "OnCalendar").is_empty(), "{name}");
+        assert_eq!(timer.values("Timer", "Persistent"), ["true"], "{name}");
+    }
+    let verify = unit("bucky-verify.service");
+    assert_eq!(verify.values("Service", "Type"), ["oneshot"]);
+    assert_eq!(
+        verify.values("Service", "ExecStart"),
+        ["/usr/local/bin/bucky verify"]
+    );
+    assert!(
+        !verify.values("Service", "TimeoutStartSec").is_empty()
+            && verify.values("Service", "TimeoutStartSec") != ["infinity"],
+        "a verification never waits forever"
+    );
 }
 
 #[test]
