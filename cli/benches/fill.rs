@@ -12,6 +12,7 @@
 //! so (carbonate does not fsync). bucky and Go rows are the best of 3 runs; Python rows one run.
 //! Rates are pairs/s and MB/s of whisper data (src + dst bytes of the pairs filled per second).
 //!
+//! `$BUCKY_FILL_STATIC` naming a static-pie build of `bucky-fill` adds its per-pair row.
 //! buckytools' Go `bucky-fill` gets a per-pair row when `$BUCKY_FILL` names its binary; Go is
 //! not installed on this project's machine, so the row is skipped there, and says so.
 //!
@@ -184,6 +185,20 @@ fn main() -> anyhow::Result<()> {
             cmd
         })?;
 
+        // The same binary linked static-pie (glibc, ASLR kept), when one is named: built with
+        // RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p bucky-cli
+        // --bin bucky-fill --target x86_64-unknown-linux-gnu --target-dir ...
+        let static_per_pair = match std::env::var_os("BUCKY_FILL_STATIC") {
+            Some(binary) => Some(per_pair(RUNS, "dst-static", &|s, d| {
+                let mut cmd = Command::new(&binary);
+                cmd.args(["--no-fsync", "--now", &now.to_string()])
+                    .arg(s)
+                    .arg(d);
+                cmd
+            })?),
+            None => None,
+        };
+
         let table = Table {
             pair_bytes: trees.pair_bytes,
             baseline: baseline.as_ref().map(|(secs, _)| (size, *secs)),
@@ -203,6 +218,13 @@ fn main() -> anyhow::Result<()> {
             sample,
             lean_per_pair,
         );
+        if let Some(secs) = static_per_pair {
+            table.row(
+                &format!("bucky-fill static-pie, one process per pair ({sample})"),
+                sample,
+                secs,
+            );
+        }
         if let Some(venv) = &venv {
             let script = venv.join("bin/whisper-fill");
             let python = per_pair(1, "dst-whisper-fill", &|s, d| {

@@ -7,7 +7,8 @@ use clap::Args;
 
 use super::coordinator::{CoordinatorArgs, human_age};
 
-/// Nagios check of the last backups: age thresholds, failures, reachability, ring agreement.
+/// Nagios check of the last backups: age thresholds, failures, reachability, ring agreement,
+/// corrupt or long-unverified stored versions, and failing scheduled backups.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The coordinator.
