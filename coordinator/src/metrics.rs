@@ -132,6 +132,25 @@ fn samples(statuses: &[NodeStatus]) -> Vec<Sample> {
             "1 when the node's bucket could be read",
             f64::from(u8::from(n.last_backup.is_ok())),
         );
+        if let Ok(v) = &n.verification {
+            add(
+                "bucket_corrupt_versions",
+                "stored versions verification found corrupt",
+                v.corrupt as f64,
+            );
+            add(
+                "bucket_parts_unverified",
+                "parts of the bucket (of 1000) not verified within the window",
+                v.parts_due as f64,
+            );
+            if let Some(newest) = v.newest {
+                add(
+                    "last_verification_timestamp_seconds",
+                    "when part of the bucket was last verified",
+                    newest.0 as f64,
+                );
+            }
+        }
         if let Some(job) = info.and_then(|i| i.running_job.as_ref()) {
             for (name, help, value) in [
                 ("job_done", "items the running job has done", job.done),
@@ -314,7 +333,12 @@ mod tests {
                     }),
                 })),
                 bucket_owner: Some("graphite-01".into()),
-                verification: Err("not read".into()),
+                verification: Ok(crate::cluster::Verification {
+                    corrupt: 2,
+                    parts_due: 40,
+                    newest: Some(Version(1_700_000_100)),
+                    ..Default::default()
+                }),
             },
             NodeStatus {
                 host: "graphite.02".into(),
@@ -349,6 +373,12 @@ mod tests {
             text.contains("bucky_last_backup_timestamp_seconds{host=\"graphite-01\"} 1700000060\n")
         );
         assert!(text.contains("bucky_job_done{host=\"graphite-01\",kind=\"backup\"} 3\n"));
+        assert!(text.contains("bucky_bucket_corrupt_versions{host=\"graphite-01\"} 2\n"));
+        assert!(text.contains("bucky_bucket_parts_unverified{host=\"graphite-01\"} 40\n"));
+        assert!(text.contains(
+            "bucky_last_verification_timestamp_seconds{host=\"graphite-01\"} 1700000100\n"
+        ));
+        assert!(!text.contains("bucky_bucket_corrupt_versions{host=\"graphite.02\"}"));
         assert!(!text.contains("bucky_last_backup_metrics{host=\"graphite.02\"}"));
         assert_eq!(text.matches("# HELP bucky_up ").count(), 1);
     }
