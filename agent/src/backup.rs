@@ -357,6 +357,7 @@ async fn run(
         selection: options.selection.clone(),
         trust: Arc::new(trust),
     };
+    let newest_record = rules.trust.newest();
     options.progress.total.store(present, Ordering::Relaxed);
     let mut segments = 0;
     let mut segment: Vec<ManifestEntry> = match options.noop {
@@ -621,21 +622,24 @@ async fn run(
     prune_manifests(bucket, &options.manifest_retention).await;
     if !resolved.is_empty() {
         report.corrupt_replaced = resolved.len() as u64;
-        record_replaced(bucket, &options.node, run, resolved).await;
+        record_replaced(bucket, &options.node, run, newest_record, resolved).await;
     }
     Ok(report)
 }
 
 /// Records that the corrupt versions this run replaced with sound uploads (and deleted) are
 /// corrupt no more: a verify record naming them alone, after the commit.
-async fn record_replaced(bucket: &Bucket, node: &str, run: Version, resolved: Vec<CorruptVersion>) {
+async fn record_replaced(
+    bucket: &Bucket,
+    node: &str,
+    run: Version,
+    newest_record: Option<Version>,
+    resolved: Vec<CorruptVersion>,
+) {
     use bucky_shared::layout::VerifyRecord;
     use bucky_shared::layout::verification::FORMAT;
-    let newest = manifests::trust(bucket)
-        .await
-        .ok()
-        .and_then(|(t, _)| t.newest());
-    let at = Version(run.0.max(newest.map_or(i64::MIN, |n| n.0 + 1)));
+    // Keyed after the newest record the run read at its start, so it replaces none.
+    let at = Version(run.0.max(newest_record.map_or(i64::MIN, |n| n.0 + 1)));
     let record = VerifyRecord {
         format: FORMAT,
         node: node.to_string(),
