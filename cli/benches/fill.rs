@@ -3,7 +3,8 @@
 //! `whisper-fill` command per pair, on identical copies of generated trees of replica pairs, at
 //! two tree sizes.
 //!
-//! `cargo bench -p bucky-cli --bench fill [-- --sizes 200,2000 --cli-pairs 50 --no-python]`
+//! `cargo bench -p bucky-cli --bench fill [-- --sizes 200,2000 --cli-pairs 200 --no-python]`
+//! (`--keep DIR` generates the trees under DIR/SIZE and leaves them there, for profiling)
 //!
 //! The trees: schema `60s:30d,15m:2y` (1.36 MB files), 30 days of 1-minute data written like
 //! carbon-cache (one update_many per 30-minute block); each pair two replicas of one series with
@@ -37,13 +38,16 @@ struct Args {
     sizes: Vec<usize>,
     cli_pairs: usize,
     python: bool,
+    /// Where to generate the trees and leave them, for profiling; default a temporary directory.
+    keep: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         sizes: vec![200, 2000],
-        cli_pairs: 50,
+        cli_pairs: 200,
         python: true,
+        keep: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -58,6 +62,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--cli-pairs" => args.cli_pairs = it.next().context("--cli-pairs N")?.parse()?,
             "--no-python" => args.python = false,
+            "--keep" => args.keep = Some(it.next().context("--keep DIR")?.into()),
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -107,9 +112,13 @@ fn main() -> anyhow::Result<()> {
     };
     let mut batch_rates = Vec::new();
     for &size in &args.sizes {
-        let work = tempfile::tempdir()?;
+        let temporary = tempfile::tempdir()?;
+        let work = match &args.keep {
+            Some(dir) => dir.join(size.to_string()),
+            None => temporary.path().to_path_buf(),
+        };
         let started = Instant::now();
-        let trees = generate(work.path(), size, now)?;
+        let trees = generate(&work, size, now)?;
         println!(
             "\nfill benchmark: {size} replica pairs, schema 60s:30d,15m:2y, 30 days of 1-minute \
              data ({:.2} MB per file), generated in {:.1} s; {} cores",
@@ -155,21 +164,24 @@ fn main() -> anyhow::Result<()> {
         batch_rates.push((size, size as f64 / safe));
 
         let sample = args.cli_pairs.min(size);
-        let per_pair = |runs: usize, dir: &str, command: &dyn Fn(&Path, &Path) -> Command| {
-            best_of(runs, || {
-                let dst = trees.fresh_dst(dir)?;
-                let start = Instant::now();
-                for i in 0..sample {
-                    let (s, d) = trees.pair(&dst, i);
-                    let status = command(&s, &d).stdout(Stdio::null()).status()?;
-                    if !status.success() {
-                        bail!("fill of {} failed: {status}", d.display());
+        // carbonate's whisper-fill takes half a second a pair: a smaller sample.
+        let python_sample = sample.min(50);
+        let per_pair =
+            |runs: usize, sample: usize, dir: &str, command: &dyn Fn(&Path, &Path) -> Command| {
+                best_of(runs, || {
+                    let dst = trees.fresh_dst(dir)?;
+                    let start = Instant::now();
+                    for i in 0..sample {
+                        let (s, d) = trees.pair(&dst, i);
+                        let status = command(&s, &d).stdout(Stdio::null()).status()?;
+                        if !status.success() {
+                            bail!("fill of {} failed: {status}", d.display());
+                        }
                     }
-                }
-                Ok(start.elapsed().as_secs_f64())
-            })
-        };
-        let bucky_per_pair = per_pair(RUNS, "dst-cli", &|s, d| {
+                    Ok(start.elapsed().as_secs_f64())
+                })
+            };
+        let bucky_per_pair = per_pair(RUNS, sample, "dst-cli", &|s, d| {
             let mut cmd = Command::new(bucky);
             cmd.args(["fill", "--no-fsync", "--now", &now.to_string()])
                 .arg(s)
@@ -177,7 +189,7 @@ fn main() -> anyhow::Result<()> {
             cmd
         })?;
 
-        let lean_per_pair = per_pair(RUNS, "dst-lean", &|s, d| {
+        let lean_per_pair = per_pair(RUNS, sample, "dst-lean", &|s, d| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucky-fill"));
             cmd.args(["--no-fsync", "--now", &now.to_string()])
                 .arg(s)
@@ -189,7 +201,7 @@ fn main() -> anyhow::Result<()> {
         // RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p bucky-cli
         // --bin bucky-fill --target x86_64-unknown-linux-gnu --target-dir ...
         let static_per_pair = match std::env::var_os("BUCKY_FILL_STATIC") {
-            Some(binary) => Some(per_pair(RUNS, "dst-static", &|s, d| {
+            Some(binary) => Some(per_pair(RUNS, sample, "dst-static", &|s, d| {
                 let mut cmd = Command::new(&binary);
                 cmd.args(["--no-fsync", "--now", &now.to_string()])
                     .arg(s)
@@ -227,20 +239,20 @@ fn main() -> anyhow::Result<()> {
         }
         if let Some(venv) = &venv {
             let script = venv.join("bin/whisper-fill");
-            let python = per_pair(1, "dst-whisper-fill", &|s, d| {
+            let python = per_pair(1, python_sample, "dst-whisper-fill", &|s, d| {
                 let mut cmd = Command::new(&script);
                 cmd.arg(s).arg(d);
                 cmd
             })?;
             table.row(
-                &format!("whisper-fill, one process per pair ({sample})"),
-                sample,
+                &format!("whisper-fill, one process per pair ({python_sample})"),
+                python_sample,
                 python,
             );
         }
         match &go {
             Some(binary) => {
-                let go = per_pair(RUNS, "dst-go", &|s, d| {
+                let go = per_pair(RUNS, sample, "dst-go", &|s, d| {
                     let mut cmd = Command::new(binary);
                     cmd.arg(s).arg(d);
                     cmd

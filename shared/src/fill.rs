@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::whisper::{
-    self, Access, ArchiveInfo, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Storage, Whisper,
+    self, Access, ArchiveInfo, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Overlay, Storage, Whisper,
 };
 
 /// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
@@ -184,8 +184,8 @@ fn safe_report(archives: &[ArchiveInfo], filled: Vec<u64>) -> FillReport {
 
 /// Fills the file `dst` from the file `src`. dst is locked exclusively and src shared until the
 /// fill is done. Safe mode reads only the archive windows it compares and the src ranges that
-/// can fill a gap ([`safe::plan`]); carbonate mode reads dst whole. Only the points that changed
-/// are written back ([`write_back`]), then fsynced unless `options.fsync` is false.
+/// can fill a gap ([`safe::plan`]); carbonate mode reads what carbonate fetches, src gap by gap,
+/// and writes into an [`Overlay`] of dst. Only the points that changed are written back ([`write_back`]), then fsynced unless `options.fsync` is false.
 ///
 /// # Errors
 /// Invalid options, src and dst being one file, a lock not obtained within
@@ -203,17 +203,12 @@ pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillR
     }
     whisper::lock_file(&src_file, LockMode::Shared, options.lock_timeout, src)?;
     // src's shared lock is released (on drop) only once dst is safely written.
-    let src_whisper = Whisper::open(src_file, src)?;
     match options.mode {
-        FillMode::Safe => fill_locked(&src_whisper, dst_file, dst, options),
-        // carbonate fetches src gap by gap: from memory, not a read per gap.
+        FillMode::Safe => fill_locked(&Whisper::open(src_file, src)?, dst_file, dst, options),
+        // carbonate reads src a gap at a time, a few points per read: through cached blocks.
         FillMode::Carbonate => {
-            let buffer = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
-            let image = whisper::file::read_all_into(src_whisper.storage(), src, buffer)?;
-            let image = Whisper::open(image, src)?;
-            let report = fill_locked(&image, dst_file, dst, options);
-            give_back(image.into_storage());
-            report
+            let src_whisper = Whisper::open(Overlay::new(src_file), src)?;
+            fill_locked(&src_whisper, dst_file, dst, options)
         }
     }
 }
@@ -261,16 +256,6 @@ pub fn missing_points(
 thread_local! {
     /// Each thread's fill buffers, so a batch of fills reuses them instead of allocating.
     static SCRATCH: RefCell<safe::Scratch> = RefCell::default();
-    /// Whole-file buffers of carbonate mode, given back after each fill.
-    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn give_back(image: Image) {
-    BUFFERS.with_borrow_mut(|buffers| {
-        if buffers.len() < 2 {
-            buffers.push(image.into_bytes());
-        }
-    });
 }
 
 fn fill_locked<S: Storage>(
@@ -289,13 +274,13 @@ fn fill_locked<S: Storage>(
             Ok::<_, Error>((report, written, dst_file))
         })?,
         FillMode::Carbonate => {
-            let buffer = BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
-            let image = whisper::file::read_all_into(&dst_file, dst, buffer)?;
-            let mut dst_image = Whisper::open(image, dst)?;
-            let report = fill_images(src, &mut dst_image, options)?;
-            let changes = dst_image.storage().changed_points();
-            give_back(dst_image.into_storage());
-            let mut dst_file = dst_file;
+            let mut dst_overlay = Whisper::open(Overlay::new(dst_file), dst)?;
+            let report = fill_images(src, &mut dst_overlay, options)?;
+            let changes = dst_overlay
+                .storage()
+                .changed_points()
+                .map_err(|e| whisper::Error::io(dst, "reading filled points", e))?;
+            let mut dst_file = dst_overlay.into_storage().into_inner();
             let written = write_back::write_changes(&changes, &mut dst_file, dst)?;
             (report, written, dst_file)
         }

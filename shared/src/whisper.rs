@@ -36,7 +36,7 @@ pub use file::{Access, Whisper};
 pub use header::{ArchiveInfo, Header, POINT_SIZE};
 pub use lock::{DEFAULT_LOCK_TIMEOUT, LockMode, lock_file};
 pub use retention::{ArchiveSpec, parse_duration, parse_retention, parse_retentions};
-pub use storage::{ChangedPoint, Image, Storage};
+pub use storage::{ChangedPoint, Image, Overlay, Storage};
 
 /// A result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,8 +9,8 @@
 //! - dst archives are visited by increasing retention, each only up to where the previous one
 //!   began.
 //!
-//! Fetched slots are scanned as bytes in buffers kept per thread, so a batch of fills does not
-//! allocate a decoded series per archive and per gap.
+//! Fetched slots are scanned a chunk at a time in buffers kept per thread, so a batch of fills
+//! does not allocate a decoded series per archive and per gap, nor hold a whole archive.
 
 use std::cell::RefCell;
 
@@ -25,6 +25,8 @@ struct Buffers {
     src: Vec<u8>,
     /// src's points for one `update_many`.
     points: Vec<(i64, f64)>,
+    /// dst's gaps in one archive.
+    gaps: Vec<(i64, i64)>,
 }
 
 thread_local! {
@@ -49,6 +51,7 @@ pub fn fill_archives<S: Storage, D: Storage>(
             dst: dst_bytes,
             src: src_bytes,
             points,
+            gaps,
         } = buffers;
         let mut archives = dst.header().archives.clone();
         archives.sort_by_key(|a| a.retention());
@@ -62,18 +65,16 @@ pub fn fill_archives<S: Storage, D: Storage>(
                 continue;
             }
             // carbonate would crash on a range wholly outside the file; nothing to fill.
-            let Some(series) = dst.fetch_raw(from_time, Some(start_from), now, None, dst_bytes)?
-            else {
+            let Some(range) = dst.fetch_range(from_time, Some(start_from), now, None)? else {
                 continue;
             };
-            let step = series.step;
+            let step = range.step;
             // Python truthiness: 0 stands for "no gap open", as `gapstart = None` does there.
             let mut gap_start = 0;
-            let mut start = series.from;
             // The slots are scanned first and the gaps filled after: a fill writes into dst,
             // and carbonate scans the values it fetched before writing.
-            let mut gaps = Vec::new();
-            for value in series.values(dst_bytes) {
+            gaps.clear();
+            dst.fetch_slots(&range, dst_bytes, |start, value| {
                 let has_value = !overwrite && value.is_some_and(|v| v != 0.0);
                 if !has_value && gap_start == 0 {
                     gap_start = start;
@@ -83,12 +84,11 @@ pub fn fill_archives<S: Storage, D: Storage>(
                     }
                     gap_start = 0;
                 }
-                start += step;
-            }
+            })?;
             if gap_start != 0 {
-                gaps.push((gap_start - step, series.until - step));
+                gaps.push((gap_start - step, range.until - step));
             }
-            for (tstart, tstop) in gaps {
+            for &(tstart, tstop) in gaps.iter() {
                 written += fill(
                     src,
                     &src_archives,
@@ -129,16 +129,15 @@ fn fill<S: Storage, D: Storage>(
             continue;
         }
         let from_time = rtime.max(tstart);
-        let Some(series) = src.fetch_raw(from_time, Some(tstop), now, None, bytes)? else {
+        let Some(range) = src.fetch_range(from_time, Some(tstop), now, None)? else {
             return Ok(written);
         };
         points.clear();
-        points.extend(
-            (series.from..)
-                .step_by(series.step as usize)
-                .zip(series.values(bytes))
-                .filter_map(|(t, v)| v.map(|v| (t, v))),
-        );
+        src.fetch_slots(&range, bytes, |t, value| {
+            if let Some(v) = value {
+                points.push((t, v));
+            }
+        })?;
         points.reverse(); // newest first, as carbonate sorts them
         dst.update_many(points, now)?;
         written += points.len() as u64;

@@ -178,6 +178,8 @@ fn plan_archive<S: Storage, D: Storage>(
         .map(line_up);
     let mut finer = [None; 8];
     let mut count_finer = 0;
+    // The dst slots some finer archive covers: outside them only `same` is asked.
+    let mut finer_reach: Option<std::ops::Range<usize>> = None;
     for source in src_archives
         .iter()
         .enumerate()
@@ -187,11 +189,19 @@ fn plan_archive<S: Storage, D: Storage>(
         if count_finer == finer.len() {
             break; // whisper files have a handful of archives
         }
+        let points = i64::from(src_archives[source.archive].info.points);
+        // Slot i is covered when 0 <= start + i * ratio < points.
+        let lo = ((-source.start).max(0) as u64).div_ceil(source.ratio as u64) as usize;
+        let hi = ((points - source.start).max(0) as u64).div_ceil(source.ratio as u64) as usize;
+        let hi = hi.min(slots);
+        finer_reach = Some(match finer_reach {
+            Some(reach) => reach.start.min(lo)..reach.end.max(hi),
+            None => lo..hi,
+        });
         finer[count_finer] = Some(source);
         count_finer += 1;
     }
-    let finer = &finer[..count_finer];
-    if same.is_none() && finer.is_empty() {
+    if same.is_none() && count_finer == 0 {
         return Ok(0);
     }
     let Scratch {
@@ -200,65 +210,91 @@ fn plan_archive<S: Storage, D: Storage>(
         src: src_bytes,
         slots: aggregated,
     } = scratch;
-    // An archive with data: its window's slots, slot i holding `first + i * step`. One never
-    // written: the whole archive, as the first point filled becomes its base (rule 5).
-    let mut base = dst.base_interval(&archive)?;
-    let written = base != 0;
-    // With data, the window is read [`CHUNK`] slots at a time: the buffers stay small and hot.
-    let mut loaded = 0..0;
-    if !written {
-        stored.resize(archive.size() as usize, 0);
-        dst.read(stored, i64::from(archive.offset))?;
+    let mut supply = Supply {
+        src,
+        archives: src_archives,
+        bytes: src_bytes,
+        aggregated,
+        same,
+        finer: &finer[..count_finer],
+        finer_reach: finer_reach.unwrap_or_default(),
+        rules,
+    };
+    let base = dst.base_interval(&archive)?;
+    if base == 0 {
+        return plan_unwritten(dst, archive, (first, slots), stored, changes, &mut supply);
     }
+    // An archive with data: its window is read [`CHUNK`] slots at a time (slot i holding
+    // `first + i * step`), so the buffers stay small and hot; runs of present points are passed
+    // over in a tight loop, and only gaps ask src.
+    let mut count = 0;
+    let mut i = 0;
+    while i < slots {
+        let end = (i + CHUNK).min(slots);
+        let at = |i: usize| slot_offset(&archive, base, first + i as i64 * step);
+        dst.read_ring_into(&archive, at(i), at(end), stored)?;
+        let loaded = i;
+        while i < end {
+            let chunk = &stored[(i - loaded) * POINT_SIZE..];
+            let t = first + i as i64 * step;
+            let present = present_run(chunk, t, step);
+            let gaps = gap_run(
+                &chunk[present * POINT_SIZE..],
+                t + present as i64 * step,
+                step,
+            );
+            for j in i + present..i + present + gaps {
+                let t = first + j as i64 * step;
+                let Some(value) = supply.value(j, t)? else {
+                    continue;
+                };
+                let at = (j - loaded) * POINT_SIZE;
+                changes.push(ChangedPoint {
+                    offset: slot_offset(&archive, base, t) as u64,
+                    before: stored[at..at + POINT_SIZE]
+                        .try_into()
+                        .expect("a whole point"),
+                    after: encode_point(dst.path(), t, value)?,
+                });
+                count += 1;
+            }
+            i += present + gaps;
+        }
+    }
+    Ok(count)
+}
+
+/// [`plan_archive`] for a dst archive never written: read whole, as the first point filled
+/// becomes its base (rule 5) and decides where every later one goes.
+fn plan_unwritten<S: Storage, D: Storage>(
+    dst: &Whisper<D>,
+    archive: ArchiveInfo,
+    (first, slots): (i64, usize),
+    stored: &mut Vec<u8>,
+    changes: &mut Vec<ChangedPoint>,
+    supply: &mut Supply<S>,
+) -> Result<u64> {
+    let step = archive.step();
+    stored.resize(archive.size() as usize, 0);
+    dst.read(stored, i64::from(archive.offset))?;
+    let mut base = 0;
     let mut count = 0;
     for i in 0..slots {
         let t = first + i as i64 * step;
-        let (at, offset) = if written {
-            if !loaded.contains(&i) {
-                let end = (i + CHUNK).min(slots);
-                let at = |i: usize| slot_offset(&archive, base, first + i as i64 * step);
-                dst.read_ring_into(&archive, at(i), at(end), stored)?;
-                loaded = i..end;
-            }
-            ((i - loaded.start) * POINT_SIZE, None)
-        } else if base == 0 {
-            (0, Some(i64::from(archive.offset)))
+        let offset = if base == 0 {
+            i64::from(archive.offset)
         } else {
-            let offset = slot_offset(&archive, base, t);
-            ((offset - i64::from(archive.offset)) as usize, Some(offset))
+            slot_offset(&archive, base, t)
         };
+        let at = (offset - i64::from(archive.offset)) as usize;
         let point = &stored[at..at + POINT_SIZE];
         let timestamp = u32::from_be_bytes(point[..4].try_into().expect("4 bytes"));
-        if (written || base != 0) && i64::from(timestamp) >= t {
+        if base != 0 && i64::from(timestamp) >= t {
             continue;
         }
-        let mut value = None;
-        if let Some(s) = same {
-            let w = s.start + i as i64;
-            value = src_archives[s.archive].value(src, &mut src_bytes[s.archive], w, t)?;
-        }
-        for s in finer {
-            if value.is_some() {
-                break;
-            }
-            let Some(s) = s else { continue };
-            let a = &mut src_archives[s.archive];
-            let w = s.start + i as i64 * s.ratio;
-            if !a.holds(w) {
-                continue;
-            }
-            aggregated.clear();
-            for m in 0..s.ratio {
-                let ts = t + m * a.step;
-                aggregated.push(a.value(src, &mut src_bytes[s.archive], w + m, ts)?);
-            }
-            let known = aggregated.iter().flatten().count();
-            if known > 0 && known as f64 / aggregated.len() as f64 >= rules.xff {
-                value = Some(rules.aggregation.apply(aggregated));
-            }
-        }
-        let Some(value) = value else { continue };
-        let offset = offset.unwrap_or_else(|| slot_offset(&archive, base, t));
+        let Some(value) = supply.value(i, t)? else {
+            continue;
+        };
         if base == 0 {
             base = t;
         }
@@ -270,6 +306,95 @@ fn plan_archive<S: Storage, D: Storage>(
         count += 1;
     }
     Ok(count)
+}
+
+/// The values src supplies for the slots of one dst archive, by rules 2 and 3.
+struct Supply<'a, S: Storage> {
+    src: &'a Whisper<S>,
+    archives: &'a mut [SrcArchive],
+    /// Per src archive, its buffer.
+    bytes: &'a mut [Vec<u8>],
+    aggregated: &'a mut Vec<Option<f64>>,
+    /// Rule 2's archive.
+    same: Option<Source>,
+    /// Rule 3's, finest first.
+    finer: &'a [Option<Source>],
+    /// The dst slots some `finer` archive covers.
+    finer_reach: std::ops::Range<usize>,
+    rules: Rules,
+}
+
+impl<S: Storage> Supply<'_, S> {
+    /// The value for dst slot `i` (timestamp `t`). Called for every gap of dst, most of which
+    /// src cannot fill either (years before the metric existed): the same-precision lookup is
+    /// inlined, aggregation from finer archives is not.
+    #[inline]
+    fn value(&mut self, i: usize, t: i64) -> Result<Option<f64>> {
+        if let Some(s) = self.same {
+            let w = s.start + i as i64;
+            let value =
+                self.archives[s.archive].value(self.src, &mut self.bytes[s.archive], w, t)?;
+            if value.is_some() {
+                return Ok(value);
+            }
+        }
+        if !self.finer_reach.contains(&i) {
+            return Ok(None);
+        }
+        self.aggregated_finer(i, t)
+    }
+
+    #[inline(never)]
+    fn aggregated_finer(&mut self, i: usize, t: i64) -> Result<Option<f64>> {
+        for s in self.finer.iter().flatten() {
+            let a = &mut self.archives[s.archive];
+            let w = s.start + i as i64 * s.ratio;
+            if !a.holds(w) {
+                continue;
+            }
+            self.aggregated.clear();
+            for m in 0..s.ratio {
+                let ts = t + m * a.step;
+                let value = a.value(self.src, &mut self.bytes[s.archive], w + m, ts)?;
+                self.aggregated.push(value);
+            }
+            let known = self.aggregated.iter().flatten().count();
+            if known > 0 && known as f64 / self.aggregated.len() as f64 >= self.rules.xff {
+                return Ok(Some(self.rules.aggregation.apply(self.aggregated)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// How many of `points` (slots from timestamp `t`, `step` apart) hold their own timestamp or a
+/// newer one: the slots a safe fill leaves alone, up to the first gap.
+#[inline]
+fn present_run(points: &[u8], mut t: i64, step: i64) -> usize {
+    let mut count = 0;
+    for point in points.chunks_exact(POINT_SIZE) {
+        if i64::from(u32::from_be_bytes(point[..4].try_into().expect("4 bytes"))) < t {
+            break;
+        }
+        t += step;
+        count += 1;
+    }
+    count
+}
+
+/// How many of `points` (slots from timestamp `t`, `step` apart) hold a timestamp older than
+/// their own: the gaps a fill may fill, up to the first present point.
+#[inline]
+fn gap_run(points: &[u8], mut t: i64, step: i64) -> usize {
+    let mut count = 0;
+    for point in points.chunks_exact(POINT_SIZE) {
+        if i64::from(u32::from_be_bytes(point[..4].try_into().expect("4 bytes"))) >= t {
+            break;
+        }
+        t += step;
+        count += 1;
+    }
+    count
 }
 
 /// One src archive's window at `now`, slots numbered from its oldest (`first`); read only when
@@ -288,11 +413,12 @@ struct SrcArchive {
     cached: std::ops::Range<i64>,
 }
 
-/// Slots read at a time (192 KiB): fills walk the slots in time order, so each chunk is read
-/// once; small enough to stay in cache, large enough that reads are few (the fill bench was
-/// fastest at this size among 4,096, 16,384 and whole archives, batch and one process per pair).
+/// Slots read at a time (48 KiB): fills walk the slots in time order, so each chunk is read
+/// once. A batch fills as fast with 4,096 as with 16,384 slots; one process per pair is 7-15%
+/// faster with 4,096, as it touches fewer fresh pages (`perf stat -r 300 bucky-fill --no-fsync
+/// SRC DST`: 196 page faults against 270, 2.2 ms against 2.3-2.6).
 #[cfg(not(test))]
-const CHUNK: usize = 16384;
+const CHUNK: usize = 4096;
 /// Small in unit tests, so their small files cross chunks (and ring ends within chunks).
 #[cfg(test)]
 const CHUNK: usize = 7;

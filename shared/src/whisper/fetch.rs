@@ -49,31 +49,31 @@ impl<S: Storage> Whisper<S> {
         now: i64,
         seconds_per_point: Option<i64>,
     ) -> Result<Option<Series>> {
-        let mut bytes = Vec::new();
-        let Some(raw) = self.fetch_raw(from, until, now, seconds_per_point, &mut bytes)? else {
+        let Some(range) = self.fetch_range(from, until, now, seconds_per_point)? else {
             return Ok(None);
         };
+        let mut values = Vec::with_capacity(range.slots());
+        self.fetch_slots(&range, &mut Vec::new(), |_, value| values.push(value))?;
         Ok(Some(Series {
-            from: raw.from,
-            until: raw.until,
-            step: raw.step,
-            values: raw.values(&bytes).collect(),
+            from: range.from,
+            until: range.until,
+            step: range.step,
+            values,
         }))
     }
 
-    /// [`Whisper::fetch_with_precision`] without decoding: the archive's slots are left in
-    /// `bytes` (one buffer serves many fetches) and read through [`RawSeries::values`].
+    /// What [`Whisper::fetch_with_precision`] would read, without reading it: the archive and
+    /// the slots. `Ok(None)` as there.
     ///
     /// # Errors
     /// As [`Whisper::fetch_with_precision`].
-    pub(crate) fn fetch_raw(
+    pub(crate) fn fetch_range(
         &self,
         from: i64,
         until: Option<i64>,
         now: i64,
         seconds_per_point: Option<i64>,
-        bytes: &mut Vec<u8>,
-    ) -> Result<Option<RawSeries>> {
+    ) -> Result<Option<FetchRange>> {
         let mut from = from;
         let mut until = until.unwrap_or(now);
         if from > until {
@@ -101,70 +101,152 @@ impl<S: Storage> Whisper<S> {
                     .find(|a| a.retention() >= diff)
                     .unwrap_or_else(|| archives.last().expect("a header has archives")),
             };
-        self.archive_fetch_raw(archive, from, until, bytes)
-            .map(Some)
-    }
-
-    /// whisper.py's `__archive_fetch`: the slots of one archive from `from` to `until`, as bytes.
-    fn archive_fetch_raw(
-        &self,
-        archive: &ArchiveInfo,
-        from: i64,
-        until: i64,
-        bytes: &mut Vec<u8>,
-    ) -> Result<RawSeries> {
+        // whisper.py's `__archive_fetch`.
         let step = archive.step();
         let from_interval = from - from.rem_euclid(step) + step;
         let mut until_interval = until - until.rem_euclid(step) + step;
         if from_interval == until_interval {
             until_interval += step;
         }
-        let base = self.base_interval(archive)?;
-        let raw = RawSeries {
+        Ok(Some(FetchRange {
+            archive: *archive,
+            base: self.base_interval(archive)?,
             from: from_interval,
             until: until_interval,
             step,
-            written: base != 0,
-        };
-        if base == 0 {
-            bytes.clear();
-        } else {
-            self.read_ring_into(
-                archive,
-                slot_offset(archive, base, from_interval),
-                slot_offset(archive, base, until_interval),
-                bytes,
-            )?;
+        }))
+    }
+
+    /// Hands each slot of `range` to `visit` in order, as `(timestamp, value)`, `None` where
+    /// unknown. The slots are read [`FETCH_CHUNK`] at a time into `bytes`, so a long range is not
+    /// held whole. As in whisper.py, a range longer than the archive yields one lap of it.
+    ///
+    /// # Errors
+    /// A read error.
+    pub(crate) fn fetch_slots(
+        &self,
+        range: &FetchRange,
+        bytes: &mut Vec<u8>,
+        mut visit: impl FnMut(i64, Option<f64>),
+    ) -> Result<()> {
+        let slots = range.slots();
+        if range.base == 0 {
+            for i in 0..slots {
+                visit(range.from + i as i64 * range.step, None);
+            }
+            return Ok(());
         }
-        Ok(raw)
+        let archive = &range.archive;
+        let points = i64::from(archive.points);
+        let first = (slot_offset(archive, range.base, range.from) - i64::from(archive.offset))
+            / POINT_SIZE as i64;
+        let offset = |k: usize| {
+            i64::from(archive.offset) + (first + k as i64).rem_euclid(points) * POINT_SIZE as i64
+        };
+        let mut t = range.from;
+        for start in (0..slots).step_by(FETCH_CHUNK) {
+            let end = (start + FETCH_CHUNK).min(slots);
+            self.read_ring_into(archive, offset(start), offset(end), bytes)?;
+            for point in bytes.chunks_exact(POINT_SIZE) {
+                let (ts, value) = decode_point(point);
+                visit(t, (i64::from(ts) == t).then_some(value));
+                t += range.step;
+            }
+        }
+        Ok(())
     }
 }
 
-/// A fetch whose slots are still bytes: see [`Whisper::fetch_raw`].
+/// Slots a fetch reads at a time (48 KiB).
+#[cfg(not(test))]
+const FETCH_CHUNK: usize = 4096;
+/// Small in unit tests, so their small archives are read in several chunks, across the ring's end.
+#[cfg(test)]
+const FETCH_CHUNK: usize = 7;
+
+/// The archive and slots of one fetch: see [`Whisper::fetch_range`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RawSeries {
+pub(crate) struct FetchRange {
+    archive: ArchiveInfo,
+    /// The archive's base interval; 0 if never written.
+    base: i64,
+    /// First timestamp (whisper's `fromInterval`).
     pub from: i64,
+    /// End of the range, exclusive (whisper's `untilInterval`).
     pub until: i64,
     pub step: i64,
-    /// Whether the archive was ever written; if not, every slot is unknown.
-    written: bool,
 }
 
-impl RawSeries {
-    /// One value per slot, `None` where unknown, decoded from the bytes the fetch left. As in
-    /// whisper.py, a range longer than the archive yields one lap of it.
-    pub fn values<'a>(&self, bytes: &'a [u8]) -> impl Iterator<Item = Option<f64>> + 'a {
-        let (from, step) = (self.from, self.step);
-        let len = if self.written {
-            bytes.len() / POINT_SIZE
-        } else {
-            (self.until - self.from).div_euclid(step).max(0) as usize
-        };
-        let bytes = if self.written { bytes } else { &[] };
-        (0..len).map(move |i| {
-            let point = bytes.get(i * POINT_SIZE..(i + 1) * POINT_SIZE)?;
-            let (ts, value) = decode_point(point);
-            (i64::from(ts) == from + i as i64 * step).then_some(value)
-        })
+impl FetchRange {
+    /// How many slots the fetch yields: one per step of the range, or one lap of the archive
+    /// when the range is longer (whisper reads from the first slot's offset to the last's).
+    pub fn slots(&self) -> usize {
+        if self.base == 0 {
+            return (self.until - self.from).div_euclid(self.step).max(0) as usize;
+        }
+        let points = i64::from(self.archive.points);
+        let from = (self.from - self.base)
+            .div_euclid(self.step)
+            .rem_euclid(points);
+        let until = (self.until - self.base)
+            .div_euclid(self.step)
+            .rem_euclid(points);
+        match (until - from).rem_euclid(points) {
+            0 => points as usize,
+            n => n as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whisper::{ArchiveSpec, CreateOptions, create_image};
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    proptest! {
+        /// Read a chunk at a time, a fetch yields what whisper.py's one read of the ring from the
+        /// first slot's offset to the last's yields: one value per slot, one lap at most.
+        #[test]
+        fn a_chunked_fetch_reads_what_one_read_of_the_ring_reads(
+            written in 0usize..60,
+            from_back in 0i64..2_000,
+            span in 0i64..2_000,
+            precision in prop::option::of(prop::sample::select(vec![10i64, 60])),
+        ) {
+            let schema = [ArchiveSpec::new(10, 20), ArchiveSpec::new(60, 12)];
+            let image = create_image(&schema, &CreateOptions::default()).unwrap();
+            let mut file = Whisper::open(image, "t.wsp").unwrap();
+            let points: Vec<(i64, f64)> =
+                (0..written).map(|i| (NOW - 10 * i as i64, i as f64)).collect();
+            if !points.is_empty() {
+                file.update_many(&points, NOW).unwrap();
+            }
+            let from = NOW - from_back;
+            let Some(range) = file.fetch_range(from, Some(from + span), NOW, precision).unwrap()
+            else {
+                return Ok(());
+            };
+            let expected: Vec<Option<f64>> = if range.base == 0 {
+                vec![None; range.slots()]
+            } else {
+                let at = |t| slot_offset(&range.archive, range.base, t);
+                let bytes = file.read_ring(&range.archive, at(range.from), at(range.until)).unwrap();
+                bytes
+                    .chunks_exact(POINT_SIZE)
+                    .zip((range.from..).step_by(range.step as usize))
+                    .map(|(p, t)| {
+                        let (ts, v) = decode_point(p);
+                        (i64::from(ts) == t).then_some(v)
+                    })
+                    .collect()
+            };
+            let series = file.fetch_with_precision(from, Some(from + span), NOW, precision)
+                .unwrap()
+                .unwrap();
+            prop_assert_eq!(series.values, expected);
+        }
     }
 }
