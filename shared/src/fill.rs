@@ -207,8 +207,10 @@ pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillR
         FillMode::Safe => fill_locked(&Whisper::open(src_file, src)?, dst_file, dst, options),
         // carbonate reads src a gap at a time, a few points per read: through cached blocks.
         FillMode::Carbonate => {
-            let src_whisper = Whisper::open(Overlay::new(src_file), src)?;
-            fill_locked(&src_whisper, dst_file, dst, options)
+            let src_whisper = Whisper::open(Overlay::with_buffer(src_file, buffer()), src)?;
+            let report = fill_locked(&src_whisper, dst_file, dst, options);
+            give_back(src_whisper.into_storage().into_parts().1);
+            report
         }
     }
 }
@@ -256,6 +258,21 @@ pub fn missing_points(
 thread_local! {
     /// Each thread's fill buffers, so a batch of fills reuses them instead of allocating.
     static SCRATCH: RefCell<safe::Scratch> = RefCell::default();
+    /// Carbonate mode's file buffers (an [`Overlay`] each of src and dst), given back after each
+    /// fill, so a batch does not fault fresh pages in for every pair.
+    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn buffer() -> Vec<u8> {
+    BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default()
+}
+
+fn give_back(buffer: Vec<u8>) {
+    BUFFERS.with_borrow_mut(|buffers| {
+        if buffers.len() < 2 {
+            buffers.push(buffer);
+        }
+    });
 }
 
 fn fill_locked<S: Storage>(
@@ -274,13 +291,14 @@ fn fill_locked<S: Storage>(
             Ok::<_, Error>((report, written, dst_file))
         })?,
         FillMode::Carbonate => {
-            let mut dst_overlay = Whisper::open(Overlay::new(dst_file), dst)?;
-            let report = fill_images(src, &mut dst_overlay, options)?;
-            let changes = dst_overlay
-                .storage()
-                .changed_points()
-                .map_err(|e| whisper::Error::io(dst, "reading filled points", e))?;
-            let mut dst_file = dst_overlay.into_storage().into_inner();
+            let overlay = Overlay::with_buffer(dst_file, buffer());
+            let mut dst_overlay = Whisper::open(overlay, dst)?;
+            let report = fill_images(src, &mut dst_overlay, options);
+            let overlay = dst_overlay.into_storage();
+            let changes = overlay.changed_points();
+            let (mut dst_file, bytes) = overlay.into_parts();
+            give_back(bytes);
+            let report = report?;
             let written = write_back::write_changes(&changes, &mut dst_file, dst)?;
             (report, written, dst_file)
         }

@@ -2,7 +2,7 @@
 //! image that remembers what each write replaced, so a whole fill can run in memory and then write
 //! back exactly the points it changed.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -159,41 +159,46 @@ impl Storage for Image {
     }
 }
 
-/// A whisper file seen through the writes made to it in memory: reads come from the file with
-/// those writes laid over them, and the file itself is never written. A carbonate-mode fill runs
-/// against it (its `update_many` reads back what it wrote to propagate it), then writes back only
-/// [`Overlay::changed_points`], without holding the whole file.
+/// A whisper file seen through the writes made to it in memory: reads come from the file as it
+/// was when first read, with those writes laid over them, and the file itself is never written.
+/// A carbonate-mode fill runs against it (its `update_many` reads back what it wrote to propagate
+/// it), then writes back only [`Overlay::changed_points`], each with the bytes the fill first
+/// read there, so a point a live writer changed meanwhile is recognised and kept
+/// ([`crate::fill::write_back`]).
 ///
-/// whisper reads a point or a few at a time (a base interval, the slots under one lower-archive
-/// point): reads that small, and every write, go through [`CACHE_BLOCK`]-byte blocks of the file
-/// kept once read, so a fill makes a read per block it touches, not one per point. Larger reads
-/// (a scan over an archive) go to the file, with the blocks written to laid over them. The file
-/// must not change underneath (the fill holds its lock).
+/// The file is read into a buffer of its size only where touched, [`CACHE_BLOCK`] bytes at a
+/// time at least: whisper reads a point or a few at a time (a base interval, the slots under one
+/// lower-archive point), and a fill makes a read per block it touches, not one per point; a scan
+/// over an archive is one read of the blocks it lacks. The buffer can be handed from one file to
+/// the next ([`Overlay::with_buffer`], [`Overlay::into_parts`]).
 #[derive(Debug)]
 pub struct Overlay<S> {
     base: S,
-    /// Blocks read so far, by index, holding the current bytes (sized on first use).
-    blocks: RefCell<Vec<Option<Box<[u8]>>>>,
-    /// Indexes of the blocks written to.
-    dirty: Vec<bool>,
-    len: Cell<Option<u64>>,
+    /// The file's bytes as the overlay sees them, valid where `loaded`.
+    bytes: RefCell<Vec<u8>>,
+    /// Per block, whether it was read (sized on first use).
+    loaded: RefCell<Vec<bool>>,
     /// `(offset, len)` of every write, in write order; `replaced` holds their old bytes, end to
     /// end, in the same order (as [`Image`] keeps them).
     writes: Vec<(u64, usize)>,
     replaced: Vec<u8>,
 }
 
-/// Bytes of the file an [`Overlay`] reads at a time for a small read.
+/// The least an [`Overlay`] reads of the file at a time.
 pub const CACHE_BLOCK: u64 = 4096;
 
 impl<S: Storage> Overlay<S> {
     /// `base` as it is; nothing written yet.
     pub fn new(base: S) -> Self {
+        Overlay::with_buffer(base, Vec::new())
+    }
+
+    /// [`Overlay::new`], holding the file's bytes in `buffer` (its content is ignored).
+    pub fn with_buffer(base: S, buffer: Vec<u8>) -> Self {
         Overlay {
             base,
-            blocks: RefCell::default(),
-            dirty: Vec::new(),
-            len: Cell::new(None),
+            bytes: RefCell::new(buffer),
+            loaded: RefCell::default(),
             writes: Vec::new(),
             replaced: Vec::new(),
         }
@@ -204,93 +209,98 @@ impl<S: Storage> Overlay<S> {
         self.base
     }
 
-    /// Every point whose bytes now differ from what the file holds, sorted by offset.
-    ///
-    /// # Errors
-    /// Reading a point's current bytes failed (it cannot: each was written through a block).
-    pub fn changed_points(&self) -> io::Result<Vec<ChangedPoint>> {
+    /// The storage underneath, unchanged, and the buffer, for another overlay.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.base, self.bytes.into_inner())
+    }
+
+    /// Every point whose bytes now differ from what was first read, sorted by offset.
+    pub fn changed_points(&self) -> Vec<ChangedPoint> {
+        let bytes = self.bytes.borrow();
         let mut points = points_written(&self.writes, &self.replaced);
-        let mut now = [0; POINT_SIZE];
-        for point in &mut points {
-            self.read_at(&mut now, point.offset)?;
-            point.after = now;
-        }
-        points.retain(|p| p.after != p.before);
-        Ok(points)
+        points.retain_mut(|p| {
+            let at = p.offset as usize;
+            p.after = bytes[at..at + POINT_SIZE]
+                .try_into()
+                .expect("a written point was read");
+            p.after != p.before
+        });
+        points
     }
 
-    /// The file's length, read once.
-    fn len_known(&self) -> io::Result<u64> {
-        if let Some(len) = self.len.get() {
-            return Ok(len);
+    /// Reads the blocks of `[offset, offset + len)` not read yet, each run of them in one read,
+    /// and returns the bytes' range in the buffer.
+    fn load(&self, offset: u64, len: usize) -> io::Result<std::ops::Range<usize>> {
+        let mut loaded = self.loaded.borrow_mut();
+        let mut bytes = self.bytes.borrow_mut();
+        if loaded.is_empty() {
+            let file_len = self.base.len()?;
+            // Only a fresh buffer's growth is zeroed; a reused one is overwritten as read.
+            bytes.resize(file_len as usize, 0);
+            loaded.resize(file_len.div_ceil(CACHE_BLOCK).max(1) as usize, false);
         }
-        let len = self.base.len()?;
-        self.len.set(Some(len));
-        Ok(len)
-    }
-
-    /// Runs `each` on every block `[offset, offset + len)` touches, read from the file if not
-    /// yet, with the part of the range it holds: `(block, range in block, range in the buffer)`.
-    fn with_blocks(
-        &self,
-        offset: u64,
-        len: usize,
-        mut each: impl FnMut(&mut [u8], std::ops::Range<usize>, std::ops::Range<usize>),
-    ) -> io::Result<()> {
-        let file_len = self.len_known()?;
         let end = offset + len as u64;
-        if end > file_len {
+        if end > bytes.len() as u64 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if len == 0 {
-            return Ok(());
+            return Ok(offset as usize..offset as usize);
         }
-        let mut blocks = self.blocks.borrow_mut();
-        if blocks.is_empty() {
-            blocks.resize(file_len.div_ceil(CACHE_BLOCK) as usize, None);
+        let (first, last) = (
+            (offset / CACHE_BLOCK) as usize,
+            ((end - 1) / CACHE_BLOCK) as usize,
+        );
+        let mut index = first;
+        while index <= last {
+            if loaded[index] {
+                index += 1;
+                continue;
+            }
+            let run = index;
+            while index <= last && !loaded[index] {
+                loaded[index] = true;
+                index += 1;
+            }
+            let from = run * CACHE_BLOCK as usize;
+            let to = (index * CACHE_BLOCK as usize).min(bytes.len());
+            if let Err(e) = self.base.read_at(&mut bytes[from..to], from as u64) {
+                loaded[run..index].fill(false);
+                return Err(e);
+            }
         }
-        for index in offset / CACHE_BLOCK..=(end - 1) / CACHE_BLOCK {
-            let start = index * CACHE_BLOCK;
-            let block = match &mut blocks[index as usize] {
-                Some(block) => block,
-                empty => {
-                    let mut block = vec![0; (file_len - start).min(CACHE_BLOCK) as usize];
-                    self.base.read_at(&mut block, start)?;
-                    empty.insert(block.into_boxed_slice())
-                }
-            };
-            let (lo, hi) = (offset.max(start), end.min(start + block.len() as u64));
-            each(
-                block,
-                (lo - start) as usize..(hi - start) as usize,
-                (lo - offset) as usize..(hi - offset) as usize,
-            );
-        }
-        Ok(())
+        Ok(offset as usize..end as usize)
     }
 }
 
 impl<S: Storage> Storage for Overlay<S> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if buf.len() as u64 <= 2 * CACHE_BLOCK {
-            return self.with_blocks(offset, buf.len(), |block, inside, into| {
-                buf[into].copy_from_slice(&block[inside]);
-            });
+        if (buf.len() as u64) < 4 * CACHE_BLOCK {
+            let range = self.load(offset, buf.len())?;
+            buf.copy_from_slice(&self.bytes.borrow()[range]);
+            return Ok(());
         }
+        // A scan: read into the caller's buffer (small, and hot in the CPU's cache: a kernel
+        // copy into a cold buffer the size of the file costs twice as much), then keep the blocks
+        // it covers whole that were not read yet, and lay the others over it.
+        self.load(0, 0)?;
         self.base.read_at(buf, offset)?;
-        let end = offset + buf.len() as u64;
-        let blocks = self.blocks.borrow();
-        for index in offset / CACHE_BLOCK..=(end - 1) / CACHE_BLOCK {
-            if !self.dirty.get(index as usize).copied().unwrap_or(false) {
+        let (start, end) = (offset as usize, offset as usize + buf.len());
+        let block = CACHE_BLOCK as usize;
+        for index in start / block..=(end - 1) / block {
+            let from = index * block;
+            let to = (from + block).min(self.bytes.borrow().len());
+            let whole = from >= start && to <= end;
+            let was_loaded = self.loaded.borrow()[index];
+            if !was_loaded && whole {
+                self.bytes.borrow_mut()[from..to].copy_from_slice(&buf[from - start..to - start]);
+                self.loaded.borrow_mut()[index] = true;
                 continue;
             }
-            let block = blocks[index as usize]
-                .as_ref()
-                .expect("a written block is read");
-            let start = index * CACHE_BLOCK;
-            let (lo, hi) = (offset.max(start), end.min(start + block.len() as u64));
-            buf[(lo - offset) as usize..(hi - offset) as usize]
-                .copy_from_slice(&block[(lo - start) as usize..(hi - start) as usize]);
+            if !was_loaded {
+                self.load(from as u64, to - from)?;
+            }
+            let (lo, hi) = (from.max(start), to.min(end));
+            buf[lo - start..hi - start].copy_from_slice(&self.bytes.borrow()[lo..hi]);
         }
         Ok(())
     }
@@ -302,36 +312,16 @@ impl<S: Storage> Storage for Overlay<S> {
                 "an overlay takes whole points only",
             ));
         }
-        let mut replaced = std::mem::take(&mut self.replaced);
-        let at = replaced.len();
-        replaced.resize(at + buf.len(), 0);
-        let result = self.with_blocks(offset, buf.len(), |block, inside, from| {
-            let old = &mut replaced[at + from.start..at + from.end];
-            old.copy_from_slice(&block[inside.clone()]);
-            block[inside].copy_from_slice(&buf[from]);
-        });
-        if let Err(e) = result {
-            replaced.truncate(at);
-            self.replaced = replaced;
-            return Err(e);
-        }
-        self.replaced = replaced;
+        let range = self.load(offset, buf.len())?;
+        let bytes = self.bytes.get_mut();
+        self.replaced.extend_from_slice(&bytes[range.clone()]);
+        bytes[range].copy_from_slice(buf);
         self.writes.push((offset, buf.len()));
-        if !buf.is_empty() {
-            let (first, last) = (
-                offset / CACHE_BLOCK,
-                (offset + buf.len() as u64 - 1) / CACHE_BLOCK,
-            );
-            if self.dirty.len() <= last as usize {
-                self.dirty.resize(last as usize + 1, false);
-            }
-            self.dirty[first as usize..=last as usize].fill(true);
-        }
         Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
-        self.len_known()
+        self.base.len()
     }
 }
 
@@ -404,6 +394,40 @@ mod tests {
     }
 
     #[test]
+    fn an_overlay_sees_the_file_as_first_read_so_a_live_write_is_not_taken_for_the_old_bytes() {
+        let at = |i: usize| (4 + i * POINT_SIZE) as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.wsp");
+        std::fs::write(&path, vec![0; 4 + 2000 * POINT_SIZE]).unwrap();
+        let file = File::options().read(true).write(true).open(&path).unwrap();
+        let live = file.try_clone().unwrap();
+        let overlay = Overlay::new(file);
+        // A scan reads blocks whole and a block's end; then a live writer writes in both.
+        let mut scan = vec![0; 1500 * POINT_SIZE];
+        overlay.read_at(&mut scan, at(10)).unwrap();
+        let mut overlay = overlay;
+        for i in [20, 500, 1509] {
+            live.write_all_at(&point(60, 6.0), at(i)).unwrap();
+        }
+        for i in [20, 500, 1509] {
+            let mut seen = [0; POINT_SIZE];
+            overlay.read_at(&mut seen, at(i)).unwrap();
+            assert_eq!(seen, [0; POINT_SIZE], "point {i} as first read");
+            overlay.write_at(&point(120, 1.0), at(i)).unwrap();
+        }
+        let changed = overlay.changed_points();
+        assert_eq!(changed.len(), 3);
+        assert!(changed.iter().all(|p| p.before == [0; POINT_SIZE]));
+        // The last block was never read before the live write: the live bytes are what the fill
+        // read there.
+        live.write_all_at(&point(60, 6.0), at(1900)).unwrap();
+        overlay.write_at(&point(180, 2.0), at(1900)).unwrap();
+        let changed = overlay.changed_points();
+        let last = changed.iter().find(|p| p.offset == at(1900)).unwrap();
+        assert_eq!(last.before, point(60, 6.0));
+    }
+
+    #[test]
     fn an_overlay_reads_its_writes_and_lists_what_changed_without_writing_the_base() {
         let at = |i: usize| (4 + i * POINT_SIZE) as u64;
         // Over two cache blocks, so reads within a block, across two and longer are all made.
@@ -443,7 +467,7 @@ mod tests {
                 assert_eq!(got, expected.bytes()[start..start + len], "{start}+{len}");
             }
         }
-        assert_eq!(overlay.changed_points().unwrap(), expected.changed_points());
+        assert_eq!(overlay.changed_points(), expected.changed_points());
         let mut past_end = [0; 12];
         let end = expected.bytes().len() as u64;
         assert!(overlay.read_at(&mut past_end, end - 6).is_err());
