@@ -9,7 +9,7 @@
 //! The trees: schema `60s:30d,15m:2y` (1.36 MB files), 30 days of 1-minute data written like
 //! carbon-cache (one update_many per 30-minute block); each pair two replicas of one series with
 //! their own outages and single missing points, at `src/bench/mNNNN.wsp` and `dst/bench/...`.
-//! Every run fills a fresh copy of dst (copying is not timed), without fsync unless the row says
+//! Every run fills a fresh copy of dst (copying and syncing it is not timed), without fsync unless the row says
 //! so (carbonate does not fsync). bucky and Go rows are the best of 3 runs; Python rows one run.
 //! Rates are pairs/s and MB/s of whisper data (src + dst bytes of the pairs filled per second).
 //!
@@ -92,6 +92,8 @@ impl Trees {
             let file = format!("bench/m{i:04}.wsp");
             std::fs::copy(self.dst.join(&file), copy.join(&file))?;
         }
+        // The copy's dirty pages written out now, not by the kernel during the timed run.
+        Command::new("sync").status()?;
         Ok(copy)
     }
 
