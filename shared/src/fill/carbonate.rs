@@ -10,7 +10,8 @@
 //!   began.
 //!
 //! Fetched slots are scanned a chunk at a time in buffers kept per thread, so a batch of fills
-//! does not allocate a decoded series per archive and per gap, nor hold a whole archive.
+//! does not allocate a decoded series per archive and per gap, and the buffers stay in the CPU's
+//! cache.
 
 use std::cell::RefCell;
 

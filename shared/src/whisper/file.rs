@@ -75,15 +75,8 @@ pub(crate) fn open_locked(path: &Path, access: Access, timeout: Duration) -> Res
 }
 
 /// The whole content of an open file, as an [`Image`].
-pub(crate) fn read_all(file: &File, path: &Path) -> Result<Image> {
-    read_all_into(file, path, Vec::new())
-}
-
-/// [`read_all`] into `bytes`, whose capacity is reused (a buffer given back by
-/// [`Image::into_bytes`]).
-pub(crate) fn read_all_into(mut file: &File, path: &Path, mut bytes: Vec<u8>) -> Result<Image> {
-    bytes.clear();
-    bytes.reserve(file.len().unwrap_or(0) as usize);
+pub(crate) fn read_all(mut file: &File, path: &Path) -> Result<Image> {
+    let mut bytes = Vec::with_capacity(file.len().unwrap_or(0) as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, "reading", e))?;
     Ok(Image::new(bytes))

@@ -119,15 +119,7 @@ impl Image {
     /// original bytes. Whisper writes whole points only, so every write is cut into points from
     /// its own offset.
     pub fn changed_points(&self) -> Vec<ChangedPoint> {
-        let mut points = points_written(&self.writes, &self.replaced);
-        points.retain_mut(|p| {
-            let at = p.offset as usize;
-            p.after = self.bytes[at..at + POINT_SIZE]
-                .try_into()
-                .expect("a whole point");
-            p.after != p.before
-        });
-        points
+        changed_points(&self.writes, &self.replaced, &self.bytes)
     }
 }
 
@@ -166,7 +158,7 @@ impl Storage for Image {
 /// read there, so a point a live writer changed meanwhile is recognised and kept
 /// ([`crate::fill::write_back`]).
 ///
-/// The file is read into a buffer of its size only where touched, [`CACHE_BLOCK`] bytes at a
+/// The file is read into a buffer of its size only where touched, 4 KiB ([`CACHE_BLOCK`]) at a
 /// time at least: whisper reads a point or a few at a time (a base interval, the slots under one
 /// lower-archive point), and a fill makes a read per block it touches, not one per point; a scan
 /// over an archive is one read of the blocks it lacks. The buffer can be handed from one file to
@@ -185,7 +177,7 @@ pub struct Overlay<S> {
 }
 
 /// The least an [`Overlay`] reads of the file at a time.
-pub const CACHE_BLOCK: u64 = 4096;
+const CACHE_BLOCK: u64 = 4096;
 
 impl<S: Storage> Overlay<S> {
     /// `base` as it is; nothing written yet.
@@ -204,11 +196,6 @@ impl<S: Storage> Overlay<S> {
         }
     }
 
-    /// The storage underneath, unchanged.
-    pub fn into_inner(self) -> S {
-        self.base
-    }
-
     /// The storage underneath, unchanged, and the buffer, for another overlay.
     pub fn into_parts(self) -> (S, Vec<u8>) {
         (self.base, self.bytes.into_inner())
@@ -216,16 +203,7 @@ impl<S: Storage> Overlay<S> {
 
     /// Every point whose bytes now differ from what was first read, sorted by offset.
     pub fn changed_points(&self) -> Vec<ChangedPoint> {
-        let bytes = self.bytes.borrow();
-        let mut points = points_written(&self.writes, &self.replaced);
-        points.retain_mut(|p| {
-            let at = p.offset as usize;
-            p.after = bytes[at..at + POINT_SIZE]
-                .try_into()
-                .expect("a written point was read");
-            p.after != p.before
-        });
-        points
+        changed_points(&self.writes, &self.replaced, &self.bytes.borrow())
     }
 
     /// Reads the blocks of `[offset, offset + len)` not read yet, each run of them in one read,
@@ -326,9 +304,9 @@ impl<S: Storage> Storage for Overlay<S> {
 }
 
 /// The points under `writes` (`(offset, len)` in write order, their old bytes end to end in
-/// `replaced`), sorted by offset, each with the bytes it held before the first write to it.
-/// `after` is left zero.
-fn points_written(writes: &[(u64, usize)], replaced: &[u8]) -> Vec<ChangedPoint> {
+/// `replaced`) whose bytes in `bytes` differ from what they held before the first write to them,
+/// sorted by offset.
+fn changed_points(writes: &[(u64, usize)], replaced: &[u8], bytes: &[u8]) -> Vec<ChangedPoint> {
     let mut points = Vec::with_capacity(replaced.len() / POINT_SIZE);
     let mut at = 0;
     for &(offset, len) in writes {
@@ -346,6 +324,13 @@ fn points_written(writes: &[(u64, usize)], replaced: &[u8]) -> Vec<ChangedPoint>
     // Stable: the first write to a point comes first and holds what was read.
     points.sort_by_key(|p| p.offset);
     points.dedup_by_key(|p| p.offset);
+    points.retain_mut(|p| {
+        let at = p.offset as usize;
+        p.after = bytes[at..at + POINT_SIZE]
+            .try_into()
+            .expect("a written point is held");
+        p.after != p.before
+    });
     points
 }
 
@@ -472,6 +457,10 @@ mod tests {
         let end = expected.bytes().len() as u64;
         assert!(overlay.read_at(&mut past_end, end - 6).is_err());
         assert!(overlay.write_at(&[0; 5], at(0)).is_err());
-        assert_eq!(overlay.into_inner(), original, "the base is never written");
+        assert_eq!(
+            overlay.into_parts().0,
+            original,
+            "the base is never written"
+        );
     }
 }
