@@ -4,7 +4,8 @@
 //! two tree sizes.
 //!
 //! `cargo bench -p bucky-cli --bench fill [-- --sizes 200,2000 --cli-pairs 200 --no-python]`
-//! (`--keep DIR` generates the trees under DIR/SIZE and leaves them there, for profiling)
+//! (`--keep DIR` generates the trees under DIR/SIZE and leaves them there, with the `--now` they
+//! were made for in DIR/SIZE/now, for profiling)
 //!
 //! The trees: schema `60s:30d,15m:2y` (1.36 MB files), 30 days of 1-minute data written like
 //! carbon-cache (one update_many per 30-minute block); each pair two replicas of one series with
@@ -121,6 +122,10 @@ fn main() -> anyhow::Result<()> {
         };
         let started = Instant::now();
         let trees = generate(&work, size, now)?;
+        if args.keep.is_some() {
+            // The trees are relative to this time: profiling runs pass it as `--now`.
+            std::fs::write(work.join("now"), now.to_string())?;
+        }
         println!(
             "\nfill benchmark: {size} replica pairs, schema 60s:30d,15m:2y, 30 days of 1-minute \
              data ({:.2} MB per file), generated in {:.1} s; {} cores",

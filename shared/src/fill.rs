@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::whisper::{
-    self, Access, ArchiveInfo, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Overlay, Storage, Whisper,
+    self, Access, ArchiveInfo, DEFAULT_LOCK_TIMEOUT, Image, LockMode, Overlay, ReadCache, Storage,
+    Whisper,
 };
 
 /// Why a fill failed. Nothing is written to dst unless the fill computed successfully.
@@ -184,8 +185,8 @@ fn safe_report(archives: &[ArchiveInfo], filled: Vec<u64>) -> FillReport {
 
 /// Fills the file `dst` from the file `src`. dst is locked exclusively and src shared until the
 /// fill is done. Safe mode reads only the archive windows it compares and the src ranges that
-/// can fill a gap ([`safe::plan`]); carbonate mode reads what carbonate fetches, src gap by gap,
-/// and writes into an [`Overlay`] of dst. Only the points that changed are written back
+/// can fill a gap ([`safe::plan`]); carbonate mode reads what carbonate fetches, src gap by gap
+/// through a [`ReadCache`], and writes into an [`Overlay`] of dst. Only the points that changed are written back
 /// ([`write_back`]), then fsynced unless `options.fsync` is false.
 ///
 /// # Errors
@@ -206,9 +207,9 @@ pub fn fill_files(src: &Path, dst: &Path, options: &FillOptions) -> Result<FillR
     // src's shared lock is released (on drop) only once dst is safely written.
     match options.mode {
         FillMode::Safe => fill_locked(&Whisper::open(src_file, src)?, dst_file, dst, options),
-        // carbonate reads src a gap at a time, a few points per read: through cached blocks.
+        // carbonate reads src a gap at a time, a few points per read: through cached windows.
         FillMode::Carbonate => {
-            let src_whisper = Whisper::open(Overlay::with_buffer(src_file, buffer()), src)?;
+            let src_whisper = Whisper::open(ReadCache::with_buffer(src_file, buffer()), src)?;
             let report = fill_locked(&src_whisper, dst_file, dst, options);
             give_back(src_whisper.into_storage().into_parts().1);
             report
@@ -259,8 +260,8 @@ pub fn missing_points(
 thread_local! {
     /// Each thread's fill buffers, so a batch of fills reuses them instead of allocating.
     static SCRATCH: RefCell<safe::Scratch> = RefCell::default();
-    /// Carbonate mode's file buffers (an [`Overlay`] each of src and dst), given back after each
-    /// fill, so a batch does not fault fresh pages in for every pair.
+    /// Carbonate mode's buffers (src's [`ReadCache`] windows, dst's [`Overlay`]), given back
+    /// after each fill, so a batch does not fault fresh pages in for every pair.
     static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -19,7 +19,7 @@ mod aggregation;
 mod create;
 pub(crate) mod error;
 pub mod excerpt;
-mod fetch;
+pub(crate) mod fetch;
 pub(crate) mod file;
 mod header;
 mod lock;
@@ -36,7 +36,7 @@ pub use file::{Access, Whisper};
 pub use header::{ArchiveInfo, Header, POINT_SIZE};
 pub use lock::{DEFAULT_LOCK_TIMEOUT, LockMode, lock_file};
 pub use retention::{ArchiveSpec, parse_duration, parse_retention, parse_retentions};
-pub use storage::{ChangedPoint, Image, Overlay, Storage};
+pub use storage::{ChangedPoint, Image, Overlay, ReadCache, Storage};
 
 /// A result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,13 +9,14 @@
 //! - dst archives are visited by increasing retention, each only up to where the previous one
 //!   began.
 //!
-//! Fetched slots are scanned a chunk at a time in buffers kept per thread, so a batch of fills
-//! does not allocate a decoded series per archive and per gap, and the buffers stay in the CPU's
-//! cache.
+//! Fetched slots are scanned a chunk at a time, undecoded, in buffers kept per thread, so a batch
+//! of fills does not allocate a decoded series per archive and per gap, and the buffers stay in
+//! the CPU's cache.
 
 use std::cell::RefCell;
 
-use crate::whisper::{ArchiveInfo, Result, Storage, Whisper};
+use crate::whisper::fetch::Chunk;
+use crate::whisper::{ArchiveInfo, POINT_SIZE, Result, Storage, Whisper};
 
 /// Buffers reused from one fill to the next.
 #[derive(Default)]
@@ -69,25 +70,21 @@ pub fn fill_archives<S: Storage, D: Storage>(
             let Some(range) = dst.fetch_range(from_time, Some(start_from), now, None)? else {
                 continue;
             };
-            let step = range.step;
-            // Python truthiness: 0 stands for "no gap open", as `gapstart = None` does there.
-            let mut gap_start = 0;
             // The slots are scanned first and the gaps filled after: a fill writes into dst,
             // and carbonate scans the values it fetched before writing.
             gaps.clear();
-            dst.fetch_slots(&range, dst_bytes, |start, value| {
-                let has_value = !overwrite && value.is_some_and(|v| v != 0.0);
-                if !has_value && gap_start == 0 {
-                    gap_start = start;
-                } else if has_value && gap_start != 0 {
-                    if start - gap_start >= archive.step() {
-                        gaps.push((gap_start - step, start));
-                    }
-                    gap_start = 0;
-                }
-            })?;
-            if gap_start != 0 {
-                gaps.push((gap_start - step, range.until - step));
+            let mut scan = GapScan {
+                gap_start: 0,
+                min_gap: archive.step(),
+            };
+            if overwrite || !range.written() {
+                // No slot counts as a value: one gap over the whole range.
+                scan.gap_start = if range.slots() > 0 { range.from } else { 0 };
+            } else {
+                dst.fetch_chunks(&range, dst_bytes, |chunk| scan.chunk(chunk, gaps))?;
+            }
+            if scan.gap_start != 0 {
+                gaps.push((scan.gap_start - range.step, range.until - range.step));
             }
             for &(tstart, tstop) in gaps.iter() {
                 written += fill(
@@ -134,9 +131,13 @@ fn fill<S: Storage, D: Storage>(
             return Ok(written);
         };
         points.clear();
-        src.fetch_slots(&range, bytes, |t, value| {
-            if let Some(v) = value {
-                points.push((t, v));
+        src.fetch_chunks(&range, bytes, |chunk| {
+            let mut t = chunk.from;
+            for point in chunk.bytes.chunks_exact(POINT_SIZE) {
+                if timestamp(point) == t {
+                    points.push((t, value(point)));
+                }
+                t += chunk.step;
             }
         })?;
         points.reverse(); // newest first, as carbonate sorts them
@@ -148,4 +149,112 @@ fn fill<S: Storage, D: Storage>(
         }
     }
     Ok(written)
+}
+
+/// carbonate's search for gaps in dst's fetched slots: a slot without a value, or holding 0.0
+/// (Python's `bool(value)`), opens a gap; the next slot with a value closes it, and a gap of at
+/// least `min_gap` seconds is kept as `(gap start - step, closing slot)`.
+struct GapScan {
+    /// Timestamp of the slot that opened the gap; 0 while none is open (Python's `None`).
+    gap_start: i64,
+    /// The archive's step: shorter gaps are left alone.
+    min_gap: i64,
+}
+
+impl GapScan {
+    fn chunk(&mut self, chunk: Chunk<'_>, gaps: &mut Vec<(i64, i64)>) {
+        let step = chunk.step;
+        let mut points = chunk.bytes.chunks_exact(POINT_SIZE);
+        // The timestamp the next point of `points` should carry.
+        let mut t = chunk.from;
+        loop {
+            let want_value = self.gap_start != 0;
+            let found = points.position(|point| {
+                // `value != 0.0` on the bits: -0.0 is zero too, a NaN is not.
+                let has_value = timestamp(point) == t && value_bits(point) << 1 != 0;
+                t += step;
+                has_value == want_value
+            });
+            if found.is_none() {
+                return;
+            }
+            let at = t - step;
+            if want_value {
+                if at - self.gap_start >= self.min_gap {
+                    gaps.push((self.gap_start - step, at));
+                }
+                self.gap_start = 0;
+            } else {
+                self.gap_start = at;
+            }
+        }
+    }
+}
+
+/// A point's stored timestamp.
+fn timestamp(point: &[u8]) -> i64 {
+    i64::from(u32::from_be_bytes(
+        point[..4].try_into().expect("a whole point"),
+    ))
+}
+
+fn value_bits(point: &[u8]) -> u64 {
+    u64::from_be_bytes(point[4..POINT_SIZE].try_into().expect("a whole point"))
+}
+
+fn value(point: &[u8]) -> f64 {
+    f64::from_bits(value_bits(point))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(ts: u32, value: f64) -> Vec<u8> {
+        [ts.to_be_bytes().as_slice(), &value.to_be_bytes()].concat()
+    }
+
+    #[test]
+    fn a_gap_is_what_python_finds_false_and_may_span_chunks() {
+        // Slot i of the first chunk is expected to hold timestamp T + 60 * i.
+        const T: u32 = 1_000_000;
+        let first: Vec<u8> = [
+            point(T, 1.0),
+            point(T + 60, -0.0), // false in Python: a gap
+            point(T + 120, 2.0),
+            point(T + 180, f64::NAN),     // true in Python: a value
+            point(T + 240 - 86_400, 5.0), // a point of an earlier lap: no value here
+            point(T + 300, 0.0),
+            point(T + 360, 3.0),
+            point(0, 0.0),
+        ]
+        .concat();
+        let second = point(T + 480, 4.0);
+        let scan = |min_gap| {
+            let mut scan = GapScan {
+                gap_start: 0,
+                min_gap,
+            };
+            let mut gaps = Vec::new();
+            for (from, bytes) in [(T, &first), (T + 480, &second)] {
+                let chunk = Chunk {
+                    from: i64::from(from),
+                    step: 60,
+                    bytes,
+                };
+                scan.chunk(chunk, &mut gaps);
+            }
+            gaps
+        };
+        let t = |s: i64| i64::from(T) + s;
+        assert_eq!(
+            scan(60),
+            vec![(t(0), t(120)), (t(180), t(360)), (t(360), t(480))]
+        );
+        assert_eq!(
+            scan(120),
+            vec![(t(180), t(360))],
+            "gaps shorter than the step asked for are left"
+        );
+    }
 }

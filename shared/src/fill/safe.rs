@@ -232,10 +232,10 @@ fn plan_archive<S: Storage, D: Storage>(
     while i < slots {
         let end = (i + CHUNK).min(slots);
         let at = |i: usize| slot_offset(&archive, base, first + i as i64 * step);
-        dst.read_ring_into(&archive, at(i), at(end), stored)?;
+        let read = dst.read_ring_into(&archive, at(i), at(end), stored)?;
         let loaded = i;
         while i < end {
-            let chunk = &stored[(i - loaded) * POINT_SIZE..];
+            let chunk = &read[(i - loaded) * POINT_SIZE..];
             let t = first + i as i64 * step;
             let present = present_run(chunk, t, step);
             let gaps = gap_run(
@@ -251,9 +251,7 @@ fn plan_archive<S: Storage, D: Storage>(
                 let at = (j - loaded) * POINT_SIZE;
                 changes.push(ChangedPoint {
                     offset: slot_offset(&archive, base, t) as u64,
-                    before: stored[at..at + POINT_SIZE]
-                        .try_into()
-                        .expect("a whole point"),
+                    before: read[at..at + POINT_SIZE].try_into().expect("a whole point"),
                     after: encode_point(dst.path(), t, value)?,
                 });
                 count += 1;

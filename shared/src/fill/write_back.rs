@@ -10,6 +10,7 @@
 //!   Runs close together are reserved and re-read as one span (the bytes between are only read,
 //!   never written), so a fill of many single points is not a syscall storm.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use crate::whisper::{self, ChangedPoint, POINT_SIZE, Storage};
@@ -46,13 +47,17 @@ pub fn write_changes<S: Storage>(
             .map_err(|e| whisper::Error::io(path, "reserving space for filled points", e))?;
     }
     let mut done = WriteBack::default();
-    let mut on_disk = Vec::new();
-    let mut new = Vec::new();
+    // Taken, not borrowed: an error drops them, and the next write-back starts afresh.
+    let (mut on_disk, mut new) = BUFFERS.with_borrow_mut(std::mem::take);
     for span in &spans {
         let (span_start, len) = span_extent(span);
-        on_disk.resize(len, 0);
+        // Grown, never shrunk: only new length is zeroed, not every span's bytes.
+        if on_disk.len() < len {
+            on_disk.resize(len, 0);
+        }
+        let on_disk = &mut on_disk[..len];
         target
-            .read_at(&mut on_disk, span_start)
+            .read_at(on_disk, span_start)
             .map_err(|e| whisper::Error::io(path, "re-reading points before writing", e))?;
         for run in *span {
             let at = (run[0].offset - span_start) as usize;
@@ -83,7 +88,13 @@ pub fn write_changes<S: Storage>(
             }
         }
     }
+    BUFFERS.with_borrow_mut(|buffers| *buffers = (on_disk, new));
     Ok(done)
+}
+
+thread_local! {
+    /// The re-read spans and the bytes of one write, reused from one file to the next.
+    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = RefCell::default();
 }
 
 /// Runs closer than this share one space reservation and one re-read: a syscall per run costs

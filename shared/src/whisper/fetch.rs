@@ -129,11 +129,35 @@ impl<S: Storage> Whisper<S> {
         bytes: &mut Vec<u8>,
         mut visit: impl FnMut(i64, Option<f64>),
     ) -> Result<()> {
-        let slots = range.slots();
         if range.base == 0 {
-            for i in 0..slots {
+            for i in 0..range.slots() {
                 visit(range.from + i as i64 * range.step, None);
             }
+            return Ok(());
+        }
+        self.fetch_chunks(range, bytes, |chunk| {
+            for (t, point) in chunk.points() {
+                let (ts, value) = decode_point(point);
+                visit(t, (i64::from(ts) == t).then_some(value));
+            }
+        })
+    }
+
+    /// The slots of `range` as [`fetch_slots`](Whisper::fetch_slots) reads them, handed over
+    /// raw a chunk at a time, for scans that decide on bytes without decoding every point. An
+    /// archive never written ([`FetchRange::written`] false) yields no chunk: every slot of it
+    /// is unknown.
+    ///
+    /// # Errors
+    /// A read error.
+    pub(crate) fn fetch_chunks(
+        &self,
+        range: &FetchRange,
+        bytes: &mut Vec<u8>,
+        mut visit: impl FnMut(Chunk<'_>),
+    ) -> Result<()> {
+        let slots = range.slots();
+        if range.base == 0 {
             return Ok(());
         }
         let archive = &range.archive;
@@ -143,17 +167,35 @@ impl<S: Storage> Whisper<S> {
         let offset = |k: usize| {
             i64::from(archive.offset) + (first + k as i64).rem_euclid(points) * POINT_SIZE as i64
         };
-        let mut t = range.from;
         for start in (0..slots).step_by(FETCH_CHUNK) {
             let end = (start + FETCH_CHUNK).min(slots);
-            self.read_ring_into(archive, offset(start), offset(end), bytes)?;
-            for point in bytes.chunks_exact(POINT_SIZE) {
-                let (ts, value) = decode_point(point);
-                visit(t, (i64::from(ts) == t).then_some(value));
-                t += range.step;
-            }
+            let bytes = self.read_ring_into(archive, offset(start), offset(end), bytes)?;
+            visit(Chunk {
+                from: range.from + start as i64 * range.step,
+                step: range.step,
+                bytes,
+            });
         }
         Ok(())
+    }
+}
+
+/// Consecutive slots of a fetch as read: `bytes` holds whole points, the first expected to
+/// carry timestamp `from`, each next one `step` later. A slot is known when its stored
+/// timestamp is the one expected.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chunk<'a> {
+    pub from: i64,
+    pub step: i64,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Chunk<'a> {
+    /// `(expected timestamp, point bytes)` per slot.
+    pub fn points(self) -> impl Iterator<Item = (i64, &'a [u8])> {
+        (self.from..)
+            .step_by(self.step as usize)
+            .zip(self.bytes.chunks_exact(POINT_SIZE))
     }
 }
 
@@ -178,6 +220,11 @@ pub(crate) struct FetchRange {
 }
 
 impl FetchRange {
+    /// Whether the archive was ever written (its first slot holds a timestamp).
+    pub fn written(&self) -> bool {
+        self.base != 0
+    }
+
     /// How many slots the fetch yields: one per step of the range, or one lap of the archive
     /// when the range is longer (whisper reads from the first slot's offset to the last's).
     pub fn slots(&self) -> usize {

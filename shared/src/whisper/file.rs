@@ -165,27 +165,36 @@ impl<S: Storage> Whisper<S> {
         until: i64,
     ) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        self.read_ring_into(archive, from, until, &mut buf)?;
+        let len = self.read_ring_into(archive, from, until, &mut buf)?.len();
+        buf.truncate(len);
         Ok(buf)
     }
 
-    /// [`Whisper::read_ring`] into `buf` (resized to fit), so one buffer serves many reads.
-    pub(crate) fn read_ring_into(
+    /// [`Whisper::read_ring`] into the start of `buf`, returned: one buffer serves many reads,
+    /// grown when too short and never shrunk, so a short read does not cost the next long one
+    /// zeroing what it then overwrites.
+    pub(crate) fn read_ring_into<'b>(
         &self,
         archive: &ArchiveInfo,
         from: i64,
         until: i64,
-        buf: &mut Vec<u8>,
-    ) -> Result<()> {
-        if from < until {
-            buf.resize((until - from) as usize, 0);
-            self.read(buf, from)
+        buf: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
+        let (first, len) = if from < until {
+            ((until - from) as usize, (until - from) as usize)
         } else {
             let first = (archive.end() - from) as usize;
-            buf.resize(first + (until - i64::from(archive.offset)) as usize, 0);
-            self.read(&mut buf[..first], from)?;
-            self.read(&mut buf[first..], i64::from(archive.offset))
+            (first, first + (until - i64::from(archive.offset)) as usize)
+        };
+        if buf.len() < len {
+            buf.resize(len, 0);
         }
+        let out = &mut buf[..len];
+        self.read(&mut out[..first], from)?;
+        if first < len {
+            self.read(&mut out[first..], i64::from(archive.offset))?;
+        }
+        Ok(out)
     }
 }
 

@@ -161,23 +161,101 @@ impl Storage for Image {
 /// The file is read into a buffer of its size only where touched, 4 KiB ([`CACHE_BLOCK`]) at a
 /// time at least: whisper reads a point or a few at a time (a base interval, the slots under one
 /// lower-archive point), and a fill makes a read per block it touches, not one per point; a scan
-/// over an archive is one read of the blocks it lacks. The buffer can be handed from one file to
-/// the next ([`Overlay::with_buffer`], [`Overlay::into_parts`]).
+/// over an archive reads into the caller's buffer and copies the blocks it covers whole into the
+/// overlay's, except those all zeros (the never-written slots of a young file's long archives),
+/// kept as a mark. The buffer can be handed from one file to the next
+/// ([`Overlay::with_buffer`], [`Overlay::into_parts`]).
 #[derive(Debug)]
 pub struct Overlay<S> {
     base: S,
-    /// The file's bytes as the overlay sees them, valid where `loaded`.
+    /// The file's bytes as the overlay sees them, valid in [`Block::Held`] blocks.
     bytes: RefCell<Vec<u8>>,
-    /// Per block, whether it was read (sized on first use).
-    loaded: RefCell<Vec<bool>>,
-    /// `(offset, len)` of every write, in write order; `replaced` holds their old bytes, end to
-    /// end, in the same order (as [`Image`] keeps them).
-    writes: Vec<(u64, usize)>,
-    replaced: Vec<u8>,
+    /// Per block, what the overlay knows of it (sized on first use).
+    blocks: RefCell<Vec<Block>>,
+    /// What each written point held before its first write.
+    first_writes: FirstWrites,
+}
+
+/// The bytes each point held before its first write, kept once per point however often it is
+/// written (carbonate mode rewrites a lower archive's point once per update under it), and
+/// listed by offset without sorting every write.
+#[derive(Debug, Default)]
+struct FirstWrites {
+    /// One bit per point (offset / [`POINT_SIZE`]), set once its old bytes are kept.
+    seen: Vec<u64>,
+    /// `(offset, bytes before the first write)`, in the order first written.
+    before: Vec<(u64, [u8; POINT_SIZE])>,
+    /// Every point's offset modulo [`POINT_SIZE`] (a whisper file's points all share it), set
+    /// by the first write: a write off that grid would alias two points to one bit.
+    grid: Option<u64>,
+}
+
+impl FirstWrites {
+    /// Keeps `old`, whole points from `offset` about to be overwritten, for the points not
+    /// written before.
+    fn record(&mut self, offset: u64, old: &[u8]) -> io::Result<()> {
+        let grid = *self.grid.get_or_insert(offset % POINT_SIZE as u64);
+        if offset % POINT_SIZE as u64 != grid {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a write between two points",
+            ));
+        }
+        for (i, point) in old.chunks_exact(POINT_SIZE).enumerate() {
+            let at = offset + (i * POINT_SIZE) as u64;
+            let index = (at / POINT_SIZE as u64) as usize;
+            let (word, bit) = (index / 64, 1u64 << (index % 64));
+            if word >= self.seen.len() {
+                self.seen.resize(word + 1, 0);
+            }
+            if self.seen[word] & bit == 0 {
+                self.seen[word] |= bit;
+                self.before
+                    .push((at, point.try_into().expect("a whole point")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The points whose bytes in `bytes` differ from what they held before their first write,
+    /// sorted by offset.
+    fn changed(&self, bytes: &[u8]) -> Vec<ChangedPoint> {
+        let mut points: Vec<ChangedPoint> = self
+            .before
+            .iter()
+            .filter_map(|&(offset, before)| {
+                let at = offset as usize;
+                let after: [u8; POINT_SIZE] = bytes[at..at + POINT_SIZE]
+                    .try_into()
+                    .expect("a written point is held");
+                (after != before).then_some(ChangedPoint {
+                    offset,
+                    before,
+                    after,
+                })
+            })
+            .collect();
+        // Each offset once: no order among equals to keep.
+        points.sort_unstable_by_key(|p| p.offset);
+        points
+    }
 }
 
 /// The least an [`Overlay`] reads of the file at a time.
 const CACHE_BLOCK: u64 = 4096;
+
+/// What an [`Overlay`] holds of one block of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// Not read yet: the file's bytes are what it holds.
+    Unread,
+    /// Read, and in the buffer.
+    Held,
+    /// Read by a scan and found all zeros (an archive's never-written slots): kept as a mark,
+    /// not copied, and zeroed into the buffer only when something reads it a point at a time
+    /// or writes into it.
+    Zero,
+}
 
 impl<S: Storage> Overlay<S> {
     /// `base` as it is; nothing written yet.
@@ -190,9 +268,8 @@ impl<S: Storage> Overlay<S> {
         Overlay {
             base,
             bytes: RefCell::new(buffer),
-            loaded: RefCell::default(),
-            writes: Vec::new(),
-            replaced: Vec::new(),
+            blocks: RefCell::default(),
+            first_writes: FirstWrites::default(),
         }
     }
 
@@ -203,19 +280,22 @@ impl<S: Storage> Overlay<S> {
 
     /// Every point whose bytes now differ from what was first read, sorted by offset.
     pub fn changed_points(&self) -> Vec<ChangedPoint> {
-        changed_points(&self.writes, &self.replaced, &self.bytes.borrow())
+        self.first_writes.changed(&self.bytes.borrow())
     }
 
     /// Reads the blocks of `[offset, offset + len)` not read yet, each run of them in one read,
-    /// and returns the bytes' range in the buffer.
+    /// zeroes those marked [`Block::Zero`], and returns the bytes' range in the buffer.
     fn load(&self, offset: u64, len: usize) -> io::Result<std::ops::Range<usize>> {
-        let mut loaded = self.loaded.borrow_mut();
+        let mut blocks = self.blocks.borrow_mut();
         let mut bytes = self.bytes.borrow_mut();
-        if loaded.is_empty() {
+        if blocks.is_empty() {
             let file_len = self.base.len()?;
             // Only a fresh buffer's growth is zeroed; a reused one is overwritten as read.
             bytes.resize(file_len as usize, 0);
-            loaded.resize(file_len.div_ceil(CACHE_BLOCK).max(1) as usize, false);
+            blocks.resize(
+                file_len.div_ceil(CACHE_BLOCK).max(1) as usize,
+                Block::Unread,
+            );
         }
         let end = offset + len as u64;
         if end > bytes.len() as u64 {
@@ -228,22 +308,32 @@ impl<S: Storage> Overlay<S> {
             (offset / CACHE_BLOCK) as usize,
             ((end - 1) / CACHE_BLOCK) as usize,
         );
+        let extent = |index: usize, bytes: &[u8]| {
+            let from = index * CACHE_BLOCK as usize;
+            from..(from + CACHE_BLOCK as usize).min(bytes.len())
+        };
         let mut index = first;
         while index <= last {
-            if loaded[index] {
-                index += 1;
-                continue;
-            }
-            let run = index;
-            while index <= last && !loaded[index] {
-                loaded[index] = true;
-                index += 1;
-            }
-            let from = run * CACHE_BLOCK as usize;
-            let to = (index * CACHE_BLOCK as usize).min(bytes.len());
-            if let Err(e) = self.base.read_at(&mut bytes[from..to], from as u64) {
-                loaded[run..index].fill(false);
-                return Err(e);
+            match blocks[index] {
+                Block::Held => index += 1,
+                Block::Zero => {
+                    let block = extent(index, &bytes);
+                    bytes[block].fill(0);
+                    blocks[index] = Block::Held;
+                    index += 1;
+                }
+                Block::Unread => {
+                    let run = index;
+                    while index <= last && blocks[index] == Block::Unread {
+                        blocks[index] = Block::Held;
+                        index += 1;
+                    }
+                    let (from, to) = (extent(run, &bytes).start, extent(index - 1, &bytes).end);
+                    if let Err(e) = self.base.read_at(&mut bytes[from..to], from as u64) {
+                        blocks[run..index].fill(Block::Unread);
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(offset as usize..end as usize)
@@ -259,7 +349,8 @@ impl<S: Storage> Storage for Overlay<S> {
         }
         // A scan: read into the caller's buffer (small, and hot in the CPU's cache: a kernel
         // copy into a cold buffer the size of the file costs twice as much), then keep the blocks
-        // it covers whole that were not read yet, and lay the others over it.
+        // it covers whole that were not read yet (all-zero ones as a mark only), and lay the
+        // others over it.
         self.load(0, 0)?;
         self.base.read_at(buf, offset)?;
         let (start, end) = (offset as usize, offset as usize + buf.len());
@@ -268,14 +359,27 @@ impl<S: Storage> Storage for Overlay<S> {
             let from = index * block;
             let to = (from + block).min(self.bytes.borrow().len());
             let whole = from >= start && to <= end;
-            let was_loaded = self.loaded.borrow()[index];
-            if !was_loaded && whole {
-                self.bytes.borrow_mut()[from..to].copy_from_slice(&buf[from - start..to - start]);
-                self.loaded.borrow_mut()[index] = true;
-                continue;
-            }
-            if !was_loaded {
-                self.load(from as u64, to - from)?;
+            let state = self.blocks.borrow()[index];
+            match state {
+                Block::Unread if whole => {
+                    let read = &buf[from - start..to - start];
+                    let kept = if is_zero(read) {
+                        Block::Zero
+                    } else {
+                        self.bytes.borrow_mut()[from..to].copy_from_slice(read);
+                        Block::Held
+                    };
+                    self.blocks.borrow_mut()[index] = kept;
+                    continue;
+                }
+                Block::Zero => {
+                    buf[from.max(start) - start..to.min(end) - start].fill(0);
+                    continue;
+                }
+                Block::Unread => {
+                    self.load(from as u64, to - from)?;
+                }
+                Block::Held => {}
             }
             let (lo, hi) = (from.max(start), to.min(end));
             buf[lo - start..hi - start].copy_from_slice(&self.bytes.borrow()[lo..hi]);
@@ -292,15 +396,132 @@ impl<S: Storage> Storage for Overlay<S> {
         }
         let range = self.load(offset, buf.len())?;
         let bytes = self.bytes.get_mut();
-        self.replaced.extend_from_slice(&bytes[range.clone()]);
+        self.first_writes.record(offset, &bytes[range.clone()])?;
         bytes[range].copy_from_slice(buf);
-        self.writes.push((offset, buf.len()));
         Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
         self.base.len()
     }
+}
+
+/// A file read a few points at a time, through a few windows of it kept in memory: carbonate
+/// fetches src gap by gap, each fetch reading the archive's first point and the gap's slots. A
+/// window is small enough to stay in the CPU's cache, and the fetches move forward through an
+/// archive, so most reads are served by a window read for an earlier one. Reads longer than a
+/// quarter window go straight to the file. Never written: what it reads is what the file held at
+/// some point during the reads, which is all a fill asks of its source. The windows' buffer can
+/// be handed from one file to the next ([`ReadCache::with_buffer`], [`ReadCache::into_parts`]).
+#[derive(Debug)]
+pub struct ReadCache<S> {
+    base: S,
+    /// [`WINDOWS`] windows of [`WINDOW`] bytes, end to end.
+    buffer: RefCell<Vec<u8>>,
+    windows: RefCell<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    /// `(file offset, length, place in the buffer)` per window read, the most recently used last.
+    held: Vec<(u64, usize, usize)>,
+    /// The file's length, read once.
+    file_len: Option<u64>,
+}
+
+/// Bytes per [`ReadCache`] window, and how many it keeps (256 KiB in all: the CPU's cache).
+const WINDOW: usize = 64 * 1024;
+const WINDOWS: usize = 4;
+
+impl<S: Storage> ReadCache<S> {
+    /// Reads of `base` through windows, none read yet.
+    pub fn new(base: S) -> Self {
+        ReadCache::with_buffer(base, Vec::new())
+    }
+
+    /// [`ReadCache::new`], holding the windows in `buffer` (its content is ignored).
+    pub fn with_buffer(base: S, buffer: Vec<u8>) -> Self {
+        ReadCache {
+            base,
+            buffer: RefCell::new(buffer),
+            windows: RefCell::default(),
+        }
+    }
+
+    /// The storage underneath and the buffer, for another cache.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.base, self.buffer.into_inner())
+    }
+
+    /// Reads the window holding `[offset, end)` unless one does, and returns its place in
+    /// `windows.held`.
+    fn window(&self, windows: &mut Windows, offset: u64, end: u64) -> io::Result<usize> {
+        let held = windows
+            .held
+            .iter()
+            .rposition(|&(at, len, _)| at <= offset && end <= at + len as u64);
+        if let Some(index) = held {
+            return Ok(index);
+        }
+        let file_len = match windows.file_len {
+            Some(len) => len,
+            None => *windows.file_len.insert(self.base.len()?),
+        };
+        if end > file_len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let at = offset - offset % CACHE_BLOCK;
+        let len = (file_len - at).min(WINDOW as u64) as usize;
+        let place = if windows.held.len() == WINDOWS {
+            windows.held.remove(0).2
+        } else {
+            // A place no window holds (a failed read leaves its place free, not last).
+            (0..WINDOWS)
+                .map(|i| i * WINDOW)
+                .find(|&place| windows.held.iter().all(|held| held.2 != place))
+                .expect("fewer windows than places")
+        };
+        let mut buffer = self.buffer.borrow_mut();
+        if buffer.len() < WINDOWS * WINDOW {
+            buffer.resize(WINDOWS * WINDOW, 0);
+        }
+        self.base.read_at(&mut buffer[place..place + len], at)?;
+        windows.held.push((at, len, place));
+        Ok(windows.held.len() - 1)
+    }
+}
+
+impl<S: Storage> Storage for ReadCache<S> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if buf.len() > WINDOW / 4 {
+            return self.base.read_at(buf, offset);
+        }
+        let mut windows = self.windows.borrow_mut();
+        let index = self.window(&mut windows, offset, offset + buf.len() as u64)?;
+        let last = windows.held.len() - 1;
+        windows.held.swap(index, last);
+        let (at, _, place) = windows.held[last];
+        let from = place + (offset - at) as usize;
+        buf.copy_from_slice(&self.buffer.borrow()[from..from + buf.len()]);
+        Ok(())
+    }
+
+    fn write_at(&mut self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a read cache is never written",
+        ))
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.base.len()
+    }
+}
+
+/// Whether every byte is zero, a word at a time.
+fn is_zero(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.as_chunks::<16>();
+    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&b| b == 0)
 }
 
 /// The points under `writes` (`(offset, len)` in write order, their old bytes end to end in
@@ -462,5 +683,193 @@ mod tests {
             original,
             "the base is never written"
         );
+    }
+
+    /// A file of `blocks` 4 KiB blocks: every third one all zeros (never written), every third
+    /// zeros but for its last byte, the others holding bytes that differ from block to block.
+    fn striped(blocks: usize) -> Vec<u8> {
+        let block = CACHE_BLOCK as usize;
+        (0..blocks * block)
+            .map(|i| match (i / block) % 3 {
+                0 => 0,
+                1 => u8::from(i % block == block - 1),
+                _ => (i * 7 + i / block) as u8 | 1,
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of scans, small reads and writes, an overlay reads what an image
+        /// given the same writes holds, and lists the same changed points.
+        #[test]
+        fn an_overlay_reads_as_an_image_written_alike(
+            ops in proptest::collection::vec((0u8..3, 0usize..1_000_000, 1usize..9), 1..40),
+        ) {
+            let file = striped(12);
+            let points = (file.len() - 4) / POINT_SIZE;
+            let mut expected = Image::new(file.clone());
+            // A buffer handed on from another file: its old bytes must never show through.
+            let mut overlay = Overlay::with_buffer(Image::new(file.clone()), vec![0xa5; 3 * file.len()]);
+            for (kind, at, len) in ops {
+                match kind {
+                    0 => {
+                        // A scan: 16 KiB or more, from anywhere.
+                        let len = 4 * CACHE_BLOCK as usize + len * 1500;
+                        let start = at % (file.len() - len);
+                        let mut got = vec![0; len];
+                        overlay.read_at(&mut got, start as u64).unwrap();
+                        proptest::prop_assert_eq!(&got[..], &expected.bytes()[start..start + len]);
+                    }
+                    1 => {
+                        let start = at % (file.len() - 100);
+                        let mut got = vec![0; len * 11];
+                        overlay.read_at(&mut got, start as u64).unwrap();
+                        proptest::prop_assert_eq!(&got[..], &expected.bytes()[start..start + len * 11]);
+                    }
+                    _ => {
+                        let first = at % (points - len);
+                        let new: Vec<u8> = (0..len * POINT_SIZE).map(|i| (i + at) as u8).collect();
+                        let offset = (4 + first * POINT_SIZE) as u64;
+                        overlay.write_at(&new, offset).unwrap();
+                        expected.write_at(&new, offset).unwrap();
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(overlay.changed_points(), expected.changed_points());
+        }
+
+        /// A read cache reads what the file holds, however reads of any length follow each other
+        /// across its windows, and gives its buffer back.
+        #[test]
+        fn a_read_cache_reads_what_the_file_holds(
+            reads in proptest::collection::vec((0usize..2_000_000, 1usize..40_000), 1..60),
+        ) {
+            let file = striped(100);
+            let cache = ReadCache::new(Image::new(file.clone()));
+            for (at, len) in reads {
+                // Mostly small reads near each other, as a fill's fetches are.
+                let len = if len % 4 == 0 { len } else { len % 200 + 1 };
+                let start = at % (file.len() - len);
+                let mut got = vec![0; len];
+                cache.read_at(&mut got, start as u64).unwrap();
+                proptest::prop_assert_eq!(&got[..], &file[start..start + len]);
+            }
+            let mut past_end = [0; 12];
+            proptest::prop_assert!(cache.read_at(&mut past_end, file.len() as u64 - 6).is_err());
+            let (base, buffer) = cache.into_parts();
+            proptest::prop_assert_eq!(base.bytes(), &file[..]);
+            proptest::prop_assert!(buffer.len() <= WINDOWS * WINDOW);
+        }
+    }
+
+    /// Fails reads that touch `[bad, bad + 1)` while `failing` is set.
+    struct Flaky {
+        bytes: Vec<u8>,
+        bad: u64,
+        failing: std::cell::Cell<bool>,
+    }
+
+    impl Storage for Flaky {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let end = offset + buf.len() as u64;
+            if self.failing.get() && offset <= self.bad && self.bad < end {
+                return Err(io::Error::other("bad sector"));
+            }
+            Image::new(self.bytes.clone()).read_at(buf, offset)
+        }
+
+        fn write_at(&mut self, _: &[u8], _: u64) -> io::Result<()> {
+            unreachable!("never written")
+        }
+
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.bytes.len() as u64)
+        }
+    }
+
+    #[test]
+    fn a_read_cache_recovers_from_a_failed_read_without_mixing_windows() {
+        let file = striped(32 * WINDOW / CACHE_BLOCK as usize);
+        let window = WINDOW as u64;
+        let cache = ReadCache::new(Flaky {
+            bytes: file.clone(),
+            bad: 9 * window + 10,
+            failing: std::cell::Cell::new(true),
+        });
+        let read = |at: u64| {
+            let mut got = [0; 24];
+            cache.read_at(&mut got, at).map(|()| got)
+        };
+        // Four windows held, then a fifth fails to load: one is evicted, its place left free.
+        for i in 0..4 {
+            read(i * window + 100).unwrap();
+        }
+        let error = read(9 * window + 20).unwrap_err();
+        assert_eq!(error.to_string(), "bad sector");
+        // Two more windows load into the free place and the evicted one's: none overwrites
+        // another that is still held.
+        cache
+            .windows
+            .borrow()
+            .held
+            .iter()
+            .for_each(|held| assert!(held.2 < WINDOWS * WINDOW));
+        for at in [
+            20 * window + 8,
+            3 * window + 200,
+            30 * window + 8,
+            window + 100,
+            2 * window,
+        ] {
+            let at = at as usize;
+            assert_eq!(read(at as u64).unwrap()[..], file[at..at + 24], "at {at}");
+        }
+        cache.base.failing.set(false);
+        let at = 9 * WINDOW + 20;
+        assert_eq!(read(at as u64).unwrap()[..], file[at..at + 24]);
+    }
+
+    #[test]
+    fn an_overlay_keeps_zero_blocks_as_first_read_and_refuses_writes_between_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.wsp");
+        let file = striped(8);
+        std::fs::write(&path, &file).unwrap();
+        let at = |i: usize| (4 + i * POINT_SIZE) as u64;
+        let live = File::options().read(true).write(true).open(&path).unwrap();
+        let mut overlay = Overlay::new(File::open(&path).unwrap());
+        // Blocks 0, 3 and 6 are zeros: the scan keeps them as marks only (1 and 4 end in a 1).
+        let mut scan = vec![0; 7 * CACHE_BLOCK as usize];
+        overlay.read_at(&mut scan, 0).unwrap();
+        assert_eq!(scan, file[..scan.len()]);
+        // The live writer writes into a zero block and a held one after the scan.
+        let (in_zero, in_held) = (3 * 4096 / POINT_SIZE + 2, 4 * 4096 / POINT_SIZE + 2);
+        for i in [in_zero, in_held] {
+            live.write_all_at(&[9; POINT_SIZE], at(i)).unwrap();
+        }
+        let mut again = vec![0; 7 * CACHE_BLOCK as usize];
+        overlay.read_at(&mut again, 0).unwrap();
+        assert_eq!(again, scan, "a second scan sees the first one's bytes");
+        for i in [in_zero, in_held] {
+            let mut point = [0; POINT_SIZE];
+            overlay.read_at(&mut point, at(i)).unwrap();
+            let first = at(i) as usize;
+            assert_eq!(
+                point[..],
+                file[first..first + POINT_SIZE],
+                "point {i} as first read"
+            );
+            overlay.write_at(&[5; POINT_SIZE], at(i)).unwrap();
+        }
+        let changed = overlay.changed_points();
+        assert_eq!(changed.len(), 2);
+        assert_eq!(
+            changed[0].before, [0; POINT_SIZE],
+            "the zero block's point as scanned"
+        );
+        // A write that does not start on a point of the file's grid would alias two points.
+        let error = overlay.write_at(&[1; POINT_SIZE], at(5) + 1).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(overlay.changed_points(), changed);
     }
 }

@@ -177,13 +177,11 @@ impl<S: Storage> Whisper<S> {
         };
         let span = (low.step() / high.step()) * POINT_SIZE as i64;
         let last = (first - i64::from(high.offset) + span) % high.size() + i64::from(high.offset);
-        self.read_ring_into(&high, first, last, &mut scratch.ring)?;
+        let ring = self.read_ring_into(&high, first, last, &mut scratch.ring)?;
         let slots = &mut scratch.slots;
         slots.clear();
         slots.extend(
-            scratch
-                .ring
-                .chunks_exact(POINT_SIZE)
+            ring.chunks_exact(POINT_SIZE)
                 .zip((lower_start..).step_by(high.step() as usize))
                 .map(|(chunk, expected)| {
                     let (ts, value) = decode_point(chunk);
