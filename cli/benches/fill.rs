@@ -34,6 +34,8 @@ mod support;
 const MINUTES_30_DAYS: i64 = 30 * 24 * 60;
 /// Repetitions of each bucky run.
 const RUNS: usize = 3;
+/// Runs of each of safe and carbonate mode, alternated, for the ratio between them.
+const RATIO_RUNS: usize = 5;
 
 struct Args {
     sizes: Vec<usize>,
@@ -138,19 +140,24 @@ fn main() -> anyhow::Result<()> {
             None => None,
         };
         let bucky = env!("CARGO_BIN_EXE_bucky");
-        let batch = |mode: &str, extra: &[&str]| -> anyhow::Result<f64> {
-            best_of(RUNS, || {
-                let dst = trees.fresh_dst("dst-bucky")?;
-                let mut cmd = Command::new(bucky);
-                cmd.args(["fill", "-r", "--mode", mode, "--now", &now.to_string()])
-                    .args(extra)
-                    .arg(&trees.src)
-                    .arg(&dst);
-                time_one(cmd)
-            })
+        let batch_once = |mode: &str, extra: &[&str]| -> anyhow::Result<f64> {
+            let dst = trees.fresh_dst("dst-bucky")?;
+            let mut cmd = Command::new(bucky);
+            cmd.args(["fill", "-r", "--mode", mode, "--now", &now.to_string()])
+                .args(extra)
+                .arg(&trees.src)
+                .arg(&dst);
+            time_one(cmd)
         };
-        let safe = batch("safe", &["--no-fsync"])?;
-        let carbonate = batch("carbonate", &["--no-fsync"])?;
+        let batch = |mode: &str, extra: &[&str]| best_of(RUNS, || batch_once(mode, extra));
+        // Safe and carbonate mode alternate, run for run, so that their ratio is not this
+        // machine's drift from one minute to the next; carbonate runs last, and its tree is
+        // compared with carbonate's below.
+        let (mut safe, mut carbonate) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..RATIO_RUNS {
+            safe = safe.min(batch_once("safe", &["--no-fsync"])?);
+            carbonate = carbonate.min(batch_once("carbonate", &["--no-fsync"])?);
+        }
         if let Some((_, python_dst)) = &baseline {
             let identical = (0..size)
                 .filter(|&i| {
@@ -276,7 +283,7 @@ fn main() -> anyhow::Result<()> {
             ),
         }
         println!(
-            "  carbonate mode: {:.0}% of safe mode's time{}",
+            "  carbonate mode: {:.0}% of safe mode's time (best of {RATIO_RUNS} alternated runs each){}",
             100.0 * carbonate / safe,
             if baseline.is_some() {
                 "; its output byte-identical to carbonate's on every pair"
