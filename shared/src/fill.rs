@@ -186,8 +186,8 @@ fn safe_report(archives: &[ArchiveInfo], filled: Vec<u64>) -> FillReport {
 /// Fills the file `dst` from the file `src`. dst is locked exclusively and src shared until the
 /// fill is done. Safe mode reads only the archive windows it compares and the src ranges that
 /// can fill a gap ([`safe::plan`]); carbonate mode reads what carbonate fetches, src gap by gap
-/// through a [`ReadCache`], and writes into an [`Overlay`] of dst. Only the points that changed are written back
-/// ([`write_back`]), then fsynced unless `options.fsync` is false.
+/// through a [`ReadCache`], and writes into an [`Overlay`] of dst. Only the points that changed
+/// are written back ([`write_back`]), then fsynced unless `options.fsync` is false.
 ///
 /// # Errors
 /// Invalid options, src and dst being one file, a lock not obtained within

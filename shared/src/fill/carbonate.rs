@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 
 use crate::whisper::fetch::Chunk;
+use crate::whisper::file::decode_point;
 use crate::whisper::{ArchiveInfo, POINT_SIZE, Result, Storage, Whisper};
 
 /// Buffers reused from one fill to the next.
@@ -134,8 +135,9 @@ fn fill<S: Storage, D: Storage>(
         src.fetch_chunks(&range, bytes, |chunk| {
             let mut t = chunk.from;
             for point in chunk.bytes.chunks_exact(POINT_SIZE) {
-                if timestamp(point) == t {
-                    points.push((t, value(point)));
+                let (timestamp, value) = decode_point(point);
+                if i64::from(timestamp) == t {
+                    points.push((t, value));
                 }
                 t += chunk.step;
             }
@@ -170,8 +172,9 @@ impl GapScan {
         loop {
             let want_value = self.gap_start != 0;
             let found = points.position(|point| {
+                let (timestamp, value) = decode_point(point);
                 // `value != 0.0` on the bits: -0.0 is zero too, a NaN is not.
-                let has_value = timestamp(point) == t && value_bits(point) << 1 != 0;
+                let has_value = i64::from(timestamp) == t && value.to_bits() << 1 != 0;
                 t += step;
                 has_value == want_value
             });
@@ -189,21 +192,6 @@ impl GapScan {
             }
         }
     }
-}
-
-/// A point's stored timestamp.
-fn timestamp(point: &[u8]) -> i64 {
-    i64::from(u32::from_be_bytes(
-        point[..4].try_into().expect("a whole point"),
-    ))
-}
-
-fn value_bits(point: &[u8]) -> u64 {
-    u64::from_be_bytes(point[4..POINT_SIZE].try_into().expect("a whole point"))
-}
-
-fn value(point: &[u8]) -> f64 {
-    f64::from_bits(value_bits(point))
 }
 
 #[cfg(test)]
