@@ -73,8 +73,13 @@ async fn replicas_are_filled_from_each_other_within_since() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["r1", "r2"];
     let names: Vec<String> = (0..6).map(|i| format!("app.node{i}.latency")).collect();
-    // Minute-aligned, so the series' slots are exact.
-    let end = now() - now() % 60;
+    // Aligned to the 15-minute archive, so the series' slots are exact and every 15-minute
+    // interval holds 15 of its points. Unaligned, an interval at either end of the series could
+    // hold too few points in each replica to aggregate (xff 0.5) yet enough in their union: the
+    // two agents heal at once, and whether one fills that coarse slot from the other's aggregate
+    // in this run depends on which reads the other first, so "a rerun fills nothing" would
+    // hold only in 14 minutes of 15.
+    let end = now() - now() % 900;
     for name in &names {
         write_replica(&dir.path().join("r1"), name, end, gap_a);
         write_replica(&dir.path().join("r2"), name, end, gap_b);
