@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 
 use crate::whisper::fetch::Chunk;
-use crate::whisper::file::decode_point;
+use crate::whisper::file::{decode_point, is_zero};
 use crate::whisper::{ArchiveInfo, POINT_SIZE, Result, Storage, Whisper};
 
 /// Buffers reused from one fill to the next.
@@ -133,13 +133,17 @@ fn fill<S: Storage, D: Storage>(
         };
         points.clear();
         src.fetch_chunks(&range, bytes, |chunk| {
-            let mut t = chunk.from;
-            for point in chunk.bytes.chunks_exact(POINT_SIZE) {
-                let (timestamp, value) = decode_point(point);
-                if i64::from(timestamp) == t {
-                    points.push((t, value));
+            // Never-written slots (timestamp 0: not the slot's) skipped a run at a time.
+            let runs = chunk.bytes.chunks(ZERO_RUN * POINT_SIZE);
+            for (k, run) in runs.enumerate().filter(|(_, run)| !is_zero(run)) {
+                let mut t = chunk.from + (k * ZERO_RUN) as i64 * chunk.step;
+                for point in run.chunks_exact(POINT_SIZE) {
+                    let (timestamp, value) = decode_point(point);
+                    if i64::from(timestamp) == t {
+                        points.push((t, value));
+                    }
+                    t += chunk.step;
                 }
-                t += chunk.step;
             }
         })?;
         points.reverse(); // newest first, as carbonate sorts them
@@ -163,32 +167,57 @@ struct GapScan {
     min_gap: i64,
 }
 
+/// Slots a gap scan skips at a time while they are all zero bytes (never written).
+const ZERO_RUN: usize = 64;
+
 impl GapScan {
     fn chunk(&mut self, chunk: Chunk<'_>, gaps: &mut Vec<(i64, i64)>) {
         let step = chunk.step;
-        let mut points = chunk.bytes.chunks_exact(POINT_SIZE);
+        let (points, _) = chunk.bytes.as_chunks::<POINT_SIZE>();
+        let mut points = points.iter();
         // The timestamp the next point of `points` should carry.
         let mut t = chunk.from;
+        // `value != 0.0` on the bits: -0.0 is zero too, a NaN is not.
+        let has_value = |t: i64, point: &[u8; POINT_SIZE]| {
+            let (timestamp, value) = decode_point(point);
+            i64::from(timestamp) == t && value.to_bits() << 1 != 0
+        };
         loop {
-            let want_value = self.gap_start != 0;
-            let found = points.position(|point| {
-                let (timestamp, value) = decode_point(point);
-                // `value != 0.0` on the bits: -0.0 is zero too, a NaN is not.
-                let has_value = i64::from(timestamp) == t && value.to_bits() << 1 != 0;
-                t += step;
-                has_value == want_value
-            });
-            if found.is_none() {
+            if self.gap_start == 0 {
+                loop {
+                    let Some(point) = points.next() else {
+                        return;
+                    };
+                    t += step;
+                    if !has_value(t - step, point) {
+                        break;
+                    }
+                }
+                self.gap_start = t - step;
+                continue;
+            }
+            // In a gap, which in a young file's long archive is mostly never-written slots:
+            // those are skipped a run at a time, not decoded one by one.
+            let rest = points.as_slice();
+            let run = &rest[..rest.len().min(ZERO_RUN)];
+            if run.is_empty() {
                 return;
             }
-            let at = t - step;
-            if want_value {
-                if at - self.gap_start >= self.min_gap {
-                    gaps.push((self.gap_start - step, at));
+            if is_zero(run.as_flattened()) {
+                points.nth(run.len() - 1);
+                t += run.len() as i64 * step;
+                continue;
+            }
+            for point in points.by_ref().take(run.len()) {
+                t += step;
+                if has_value(t - step, point) {
+                    let at = t - step;
+                    if at - self.gap_start >= self.min_gap {
+                        gaps.push((self.gap_start - step, at));
+                    }
+                    self.gap_start = 0;
+                    break;
                 }
-                self.gap_start = 0;
-            } else {
-                self.gap_start = at;
             }
         }
     }
@@ -196,6 +225,9 @@ impl GapScan {
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
 
     fn point(ts: u32, value: f64) -> Vec<u8> {
@@ -244,5 +276,74 @@ mod tests {
             vec![(t(180), t(360))],
             "gaps shorter than the step asked for are left"
         );
+    }
+
+    /// What a slot of a generated archive holds.
+    #[derive(Debug, Clone, Copy)]
+    enum Slot {
+        Unwritten,
+        Value,
+        Zero,
+        EarlierLap,
+    }
+
+    /// carbonate's loop over decoded slots, as Python runs it.
+    fn gaps_as_python(slots: &[Slot], step: i64, min_gap: i64) -> Vec<(i64, i64)> {
+        let (mut gaps, mut gap_start) = (Vec::new(), None);
+        for (i, slot) in slots.iter().enumerate() {
+            let t = 1_000_000 + i as i64 * step;
+            if matches!(slot, Slot::Value) {
+                if let Some(start) = gap_start.take()
+                    && t - start >= min_gap
+                {
+                    gaps.push((start - step, t));
+                }
+            } else if gap_start.is_none() {
+                gap_start = Some(t);
+            }
+        }
+        gaps
+    }
+
+    proptest! {
+        #[test]
+        fn skipping_unwritten_runs_finds_the_gaps_python_finds(
+            // Runs of a kind, so that whole zero runs occur and are broken at every position.
+            runs in vec((prop_oneof![
+                6 => Just(Slot::Unwritten),
+                3 => Just(Slot::Value),
+                1 => Just(Slot::Zero),
+                1 => Just(Slot::EarlierLap),
+            ], 1usize..100), 0..40),
+            // Chunks shorter and longer than a zero run.
+            chunk in 1usize..200,
+            min_gap in prop_oneof![Just(60i64), Just(180)],
+        ) {
+            let slots: Vec<Slot> = runs
+                .iter()
+                .flat_map(|&(slot, n)| std::iter::repeat_n(slot, n))
+                .collect();
+            const STEP: i64 = 60;
+            let bytes: Vec<u8> = slots
+                .iter()
+                .enumerate()
+                .flat_map(|(i, slot)| {
+                    let t = (1_000_000 + i as i64 * STEP) as u32;
+                    match slot {
+                        Slot::Unwritten => point(0, 0.0),
+                        Slot::Value => point(t, 1.5),
+                        Slot::Zero => point(t, 0.0),
+                        Slot::EarlierLap => point(t - 86_400, 2.0),
+                    }
+                })
+                .collect();
+            let mut scan = GapScan { gap_start: 0, min_gap };
+            let mut gaps = Vec::new();
+            for (n, bytes) in bytes.chunks(chunk * POINT_SIZE).enumerate() {
+                let from = 1_000_000 + (n * chunk) as i64 * STEP;
+                scan.chunk(Chunk { from, step: STEP, bytes }, &mut gaps);
+            }
+            prop_assert_eq!(gaps, gaps_as_python(&slots, STEP, min_gap));
+        }
     }
 }

@@ -228,17 +228,14 @@ impl FetchRange {
     /// How many slots the fetch yields: one per step of the range, or one lap of the archive
     /// when the range is longer (whisper reads from the first slot's offset to the last's).
     pub fn slots(&self) -> usize {
+        // `from` and `until` are both on the step's grid, so the distance between their slots
+        // is the steps between them, whatever the base.
+        let steps = (self.until - self.from).div_euclid(self.step).max(0);
         if self.base == 0 {
-            return (self.until - self.from).div_euclid(self.step).max(0) as usize;
+            return steps as usize;
         }
         let points = i64::from(self.archive.points);
-        let from = (self.from - self.base)
-            .div_euclid(self.step)
-            .rem_euclid(points);
-        let until = (self.until - self.base)
-            .div_euclid(self.step)
-            .rem_euclid(points);
-        match (until - from).rem_euclid(points) {
+        match steps.rem_euclid(points) {
             0 => points as usize,
             n => n as usize,
         }

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::header::{METADATA_SIZE, POINT_SIZE};
@@ -25,6 +26,12 @@ pub struct Whisper<S> {
     storage: S,
     header: Header,
     path: PathBuf,
+    /// Per archive, its base interval once read non-zero; 0 while unknown. whisper reads the base
+    /// before every update and every propagation, several times per gap a carbonate-mode fill
+    /// fills. A non-zero base changes only by whole laps of the ring (the first slot is rewritten
+    /// one lap later), which leave every slot where it was, so it is kept; a write of ours over
+    /// an archive's first slot forgets it, for files whose base is off the step grid.
+    bases: Box<[AtomicU32]>,
 }
 
 impl Whisper<File> {
@@ -103,10 +110,12 @@ impl<S: Storage> Whisper<S> {
             .read_at(&mut bytes, 0)
             .map_err(|e| Error::io(&path, "reading header", e))?;
         let header = Header::parse(&bytes, file_len, &path)?;
+        let bases = header.archives.iter().map(|_| AtomicU32::new(0)).collect();
         Ok(Whisper {
             storage,
             header,
             path,
+            bases,
         })
     }
 
@@ -137,6 +146,12 @@ impl<S: Storage> Whisper<S> {
     }
 
     pub(crate) fn write(&mut self, buf: &[u8], offset: i64) -> Result<()> {
+        let written = offset..offset + buf.len() as i64;
+        for (archive, base) in self.header.archives.iter().zip(&self.bases) {
+            if written.contains(&i64::from(archive.offset)) {
+                base.store(0, Ordering::Relaxed);
+            }
+        }
         self.storage
             .write_at(buf, offset as u64)
             .map_err(|e| Error::io(&self.path, "writing points", e))
@@ -151,7 +166,22 @@ impl<S: Storage> Whisper<S> {
 
     /// The timestamp of an archive's first slot; 0 means the archive was never written.
     pub(crate) fn base_interval(&self, archive: &ArchiveInfo) -> Result<i64> {
-        Ok(i64::from(self.read_point(i64::from(archive.offset))?.0))
+        let known = self
+            .header
+            .archives
+            .iter()
+            .position(|a| a.offset == archive.offset)
+            .map(|index| &self.bases[index]);
+        if let Some(base) = known.map(|base| base.load(Ordering::Relaxed))
+            && base != 0
+        {
+            return Ok(i64::from(base));
+        }
+        let base = self.read_point(i64::from(archive.offset))?.0;
+        if let Some(known) = known {
+            known.store(base, Ordering::Relaxed);
+        }
+        Ok(i64::from(base))
     }
 
     /// Reads the points between two byte offsets of `archive` the way whisper.py does: one read
@@ -210,6 +240,15 @@ pub(crate) fn decode_point(buf: &[u8]) -> (u32, f64) {
     (ts, value)
 }
 
+/// Whether every byte is 0: a never-written stretch of an archive.
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.as_chunks::<16>();
+    // Or-ed together without stopping at the first non-zero word, so the compiler can use the
+    // widest vector instructions: the bytes tested are in the CPU's cache, and most are zeros.
+    let any = words.iter().fold(0, |any, w| any | u128::from_ne_bytes(*w));
+    any == 0 && rest.iter().all(|&b| b == 0)
+}
+
 /// Packs a point, refusing timestamps that do not fit in whisper's u32 field.
 pub(crate) fn encode_point(path: &Path, timestamp: i64, value: f64) -> Result<[u8; POINT_SIZE]> {
     let ts = u32::try_from(timestamp).map_err(|_| Error::TimestampOutOfRange {
@@ -220,4 +259,26 @@ pub(crate) fn encode_point(path: &Path, timestamp: i64, value: f64) -> Result<[u
     buf[0..4].copy_from_slice(&ts.to_be_bytes());
     buf[4..12].copy_from_slice(&value.to_be_bytes());
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whisper::{CreateOptions, create_image, parse_retentions};
+
+    #[test]
+    fn a_base_is_kept_once_known_and_forgotten_when_its_slot_is_written() {
+        let schema = parse_retentions(&["60s:1h"]).unwrap();
+        let image = create_image(&schema, &CreateOptions::default()).unwrap();
+        let mut file = Whisper::open(image, "base.wsp").unwrap();
+        let archive = file.header().archives[0];
+        assert_eq!(file.base_interval(&archive).unwrap(), 0);
+        // An unwritten archive's 0 is not kept: the first update defines the base.
+        file.update_many(&[(1_000_020, 1.0)], 1_000_030).unwrap();
+        assert_eq!(file.base_interval(&archive).unwrap(), 1_000_020);
+        // Our own write over the first slot (here off the lap, as a damaged file may be).
+        let point = encode_point(file.path(), 1_000_500, 2.0).unwrap();
+        file.write(&point, i64::from(archive.offset)).unwrap();
+        assert_eq!(file.base_interval(&archive).unwrap(), 1_000_500);
+    }
 }

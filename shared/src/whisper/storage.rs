@@ -8,6 +8,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::POINT_SIZE;
+use super::file::is_zero;
 
 /// Positioned byte access to a whisper file.
 pub trait Storage {
@@ -249,6 +250,10 @@ const CACHE_BLOCK: u64 = 4096;
 enum Block {
     /// Not read yet: the file's bytes are what it holds.
     Unread,
+    /// Its first `n` bytes are in the buffer, the rest not read yet: a scan read in chunks that
+    /// do not end on a block's edge leaves the block's head here, and the next chunk's read
+    /// completes it, so a scan reads each byte once.
+    Head(u16),
     /// Read, and in the buffer.
     Held,
     /// Read by a scan and found all zeros (an archive's never-written slots): kept as a mark,
@@ -308,6 +313,10 @@ impl<S: Storage> Overlay<S> {
             (offset / CACHE_BLOCK) as usize,
             ((end - 1) / CACHE_BLOCK) as usize,
         );
+        // Most reads and writes are a point or a few, in a block already held.
+        if first == last && blocks[first] == Block::Held {
+            return Ok(offset as usize..end as usize);
+        }
         let extent = |index: usize, bytes: &[u8]| {
             let from = index * CACHE_BLOCK as usize;
             from..(from + CACHE_BLOCK as usize).min(bytes.len())
@@ -319,6 +328,14 @@ impl<S: Storage> Overlay<S> {
                 Block::Zero => {
                     let block = extent(index, &bytes);
                     bytes[block].fill(0);
+                    blocks[index] = Block::Held;
+                    index += 1;
+                }
+                Block::Head(held) => {
+                    let block = extent(index, &bytes);
+                    let from = block.start + usize::from(held);
+                    self.base
+                        .read_at(&mut bytes[from..block.end], from as u64)?;
                     blocks[index] = Block::Held;
                     index += 1;
                 }
@@ -348,41 +365,56 @@ impl<S: Storage> Storage for Overlay<S> {
             return Ok(());
         }
         // A scan: read into the caller's buffer (small, and hot in the CPU's cache: a kernel
-        // copy into a cold buffer the size of the file costs twice as much), then keep the blocks
-        // it covers whole that were not read yet (all-zero ones as a mark only), and lay the
-        // others over it.
+        // copy into a cold buffer the size of the file costs twice as much), then keep what it
+        // read of the blocks not read yet (whole all-zero ones as a mark only, the head of a
+        // block it ends in until the next chunk brings the rest), and lay what the overlay holds
+        // over it.
         self.load(0, 0)?;
         self.base.read_at(buf, offset)?;
         let (start, end) = (offset as usize, offset as usize + buf.len());
         let block = CACHE_BLOCK as usize;
+        let mut bytes = self.bytes.borrow_mut();
+        let mut blocks = self.blocks.borrow_mut();
         for index in start / block..=(end - 1) / block {
             let from = index * block;
-            let to = (from + block).min(self.bytes.borrow().len());
-            let whole = from >= start && to <= end;
-            let state = self.blocks.borrow()[index];
-            match state {
-                Block::Unread if whole => {
-                    let read = &buf[from - start..to - start];
-                    let kept = if is_zero(read) {
-                        Block::Zero
-                    } else {
-                        self.bytes.borrow_mut()[from..to].copy_from_slice(read);
-                        Block::Held
-                    };
-                    self.blocks.borrow_mut()[index] = kept;
+            let to = (from + block).min(bytes.len());
+            // The part of the block the scan read.
+            let (lo, hi) = (from.max(start), to.min(end));
+            let mut held = match blocks[index] {
+                Block::Held => {
+                    buf[lo - start..hi - start].copy_from_slice(&bytes[lo..hi]);
                     continue;
                 }
                 Block::Zero => {
-                    buf[from.max(start) - start..to.min(end) - start].fill(0);
+                    buf[lo - start..hi - start].fill(0);
                     continue;
                 }
-                Block::Unread => {
-                    self.load(from as u64, to - from)?;
+                Block::Unread if (lo, hi) == (from, to) => {
+                    let read = &buf[lo - start..hi - start];
+                    blocks[index] = if is_zero(read) {
+                        Block::Zero
+                    } else {
+                        bytes[from..to].copy_from_slice(read);
+                        Block::Held
+                    };
+                    continue;
                 }
-                Block::Held => {}
+                Block::Unread => from,
+                Block::Head(n) => from + usize::from(n),
+            };
+            if held < lo {
+                // A scan starting inside the block (an archive's first chunk): the bytes before
+                // it are read now, so the block is held from this scan on.
+                self.base.read_at(&mut bytes[held..lo], held as u64)?;
+                held = lo;
             }
-            let (lo, hi) = (from.max(start), to.min(end));
-            buf[lo - start..hi - start].copy_from_slice(&self.bytes.borrow()[lo..hi]);
+            let laid = held.min(hi);
+            buf[lo - start..laid - start].copy_from_slice(&bytes[lo..laid]);
+            bytes[laid..hi].copy_from_slice(&buf[laid - start..hi - start]);
+            blocks[index] = match hi.max(held) - from {
+                n if n == to - from => Block::Held,
+                n => Block::Head(n as u16),
+            };
         }
         Ok(())
     }
@@ -519,11 +551,6 @@ impl<S: Storage> Storage for ReadCache<S> {
 }
 
 /// Whether every byte is zero, a word at a time.
-fn is_zero(bytes: &[u8]) -> bool {
-    let (words, rest) = bytes.as_chunks::<16>();
-    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&b| b == 0)
-}
-
 /// The points under `writes` (`(offset, len)` in write order, their old bytes end to end in
 /// `replaced`) whose bytes in `bytes` differ from what they held before the first write to them,
 /// sorted by offset.
@@ -631,6 +658,40 @@ mod tests {
         let changed = overlay.changed_points();
         let last = changed.iter().find(|p| p.offset == at(1900)).unwrap();
         assert_eq!(last.before, point(60, 6.0));
+    }
+
+    #[test]
+    fn a_scan_in_chunks_holds_each_byte_as_the_chunk_that_covered_it_read_it() {
+        let at = |i: usize| (4 + i * POINT_SIZE) as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.wsp");
+        std::fs::write(&path, vec![0; 4 + 6000 * POINT_SIZE]).unwrap();
+        let file = File::options().read(true).write(true).open(&path).unwrap();
+        let live = file.try_clone().unwrap();
+        let mut overlay = Overlay::new(file);
+        // The first chunk ends inside a block; a live writer then writes on either side of its
+        // end, and the next chunk reads on from there.
+        let mut chunk = vec![0; 2000 * POINT_SIZE];
+        overlay.read_at(&mut chunk, at(0)).unwrap();
+        let (before_end, after_end) = (1999, 2001);
+        assert_eq!(at(before_end) / CACHE_BLOCK, at(after_end) / CACHE_BLOCK);
+        for i in [before_end, after_end] {
+            live.write_all_at(&point(60, 6.0), at(i)).unwrap();
+        }
+        overlay.read_at(&mut chunk, at(2000)).unwrap();
+        assert_eq!(
+            chunk[POINT_SIZE..2 * POINT_SIZE],
+            point(60, 6.0),
+            "read by the next chunk"
+        );
+        let mut seen = [0; POINT_SIZE];
+        overlay.read_at(&mut seen, at(before_end)).unwrap();
+        assert_eq!(seen, [0; POINT_SIZE], "as the first chunk read it");
+        for i in [before_end, after_end] {
+            overlay.write_at(&point(120, 1.0), at(i)).unwrap();
+        }
+        let before: Vec<_> = overlay.changed_points().iter().map(|p| p.before).collect();
+        assert_eq!(before, [[0; POINT_SIZE], point(60, 6.0)]);
     }
 
     #[test]
