@@ -162,10 +162,11 @@ impl Storage for Image {
 /// The file is read into a buffer of its size only where touched, 4 KiB ([`CACHE_BLOCK`]) at a
 /// time at least: whisper reads a point or a few at a time (a base interval, the slots under one
 /// lower-archive point), and a fill makes a read per block it touches, not one per point; a scan
-/// over an archive reads into the caller's buffer and copies the blocks it covers whole into the
-/// overlay's, except those all zeros (the never-written slots of a young file's long archives),
-/// kept as a mark. The buffer can be handed from one file to the next
-/// ([`Overlay::with_buffer`], [`Overlay::into_parts`]).
+/// over an archive reads into the caller's buffer and copies what it read of blocks not held yet
+/// into the overlay's (a block it ends in, its head until the next chunk reads the rest), except
+/// whole blocks of zeros (the never-written slots of a young file's long archives), kept as a
+/// mark. The buffer can be handed from one file to the next ([`Overlay::with_buffer`],
+/// [`Overlay::into_parts`]).
 #[derive(Debug)]
 pub struct Overlay<S> {
     base: S,
@@ -626,15 +627,21 @@ mod tests {
         assert!(img.read_at(&mut buf, at(5)).is_err());
     }
 
+    /// An overlay of a file of 4 bytes and `points` zero points, and a handle a live writer
+    /// writes the file through.
+    fn overlay_of_live_file(points: usize) -> (tempfile::TempDir, Overlay<File>, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.wsp");
+        std::fs::write(&path, vec![0; 4 + points * POINT_SIZE]).unwrap();
+        let file = File::options().read(true).write(true).open(&path).unwrap();
+        let live = file.try_clone().unwrap();
+        (dir, Overlay::new(file), live)
+    }
+
     #[test]
     fn an_overlay_sees_the_file_as_first_read_so_a_live_write_is_not_taken_for_the_old_bytes() {
         let at = |i: usize| (4 + i * POINT_SIZE) as u64;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.wsp");
-        std::fs::write(&path, vec![0; 4 + 2000 * POINT_SIZE]).unwrap();
-        let file = File::options().read(true).write(true).open(&path).unwrap();
-        let live = file.try_clone().unwrap();
-        let overlay = Overlay::new(file);
+        let (_dir, overlay, live) = overlay_of_live_file(2000);
         // A scan reads blocks whole and a block's end; then a live writer writes in both.
         let mut scan = vec![0; 1500 * POINT_SIZE];
         overlay.read_at(&mut scan, at(10)).unwrap();
@@ -663,12 +670,7 @@ mod tests {
     #[test]
     fn a_scan_in_chunks_holds_each_byte_as_the_chunk_that_covered_it_read_it() {
         let at = |i: usize| (4 + i * POINT_SIZE) as u64;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.wsp");
-        std::fs::write(&path, vec![0; 4 + 6000 * POINT_SIZE]).unwrap();
-        let file = File::options().read(true).write(true).open(&path).unwrap();
-        let live = file.try_clone().unwrap();
-        let mut overlay = Overlay::new(file);
+        let (_dir, mut overlay, live) = overlay_of_live_file(6000);
         // The first chunk ends inside a block; a live writer then writes on either side of its
         // end, and the next chunk reads on from there.
         let mut chunk = vec![0; 2000 * POINT_SIZE];
