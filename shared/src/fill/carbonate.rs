@@ -184,16 +184,17 @@ impl GapScan {
         };
         loop {
             if self.gap_start == 0 {
-                loop {
-                    let Some(point) = points.next() else {
-                        return;
-                    };
+                for point in points.by_ref() {
+                    let at = t;
                     t += step;
-                    if !has_value(t - step, point) {
+                    if !has_value(at, point) {
+                        self.gap_start = at;
                         break;
                     }
                 }
-                self.gap_start = t - step;
+                if self.gap_start == 0 {
+                    return;
+                }
                 continue;
             }
             // In a gap, which in a young file's long archive is mostly never-written slots:
@@ -209,9 +210,9 @@ impl GapScan {
                 continue;
             }
             for point in points.by_ref().take(run.len()) {
+                let at = t;
                 t += step;
-                if has_value(t - step, point) {
-                    let at = t - step;
+                if has_value(at, point) {
                     if at - self.gap_start >= self.min_gap {
                         gaps.push((self.gap_start - step, at));
                     }

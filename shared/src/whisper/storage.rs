@@ -551,7 +551,6 @@ impl<S: Storage> Storage for ReadCache<S> {
     }
 }
 
-/// Whether every byte is zero, a word at a time.
 /// The points under `writes` (`(offset, len)` in write order, their old bytes end to end in
 /// `replaced`) whose bytes in `bytes` differ from what they held before the first write to them,
 /// sorted by offset.
